@@ -1,0 +1,122 @@
+//! One libnftables context (`struct nft_ctx`), owned by exactly one worker thread.
+
+use std::ffi::{CStr, CString};
+use std::io::Write;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::Arc;
+
+use crate::library::{output_flags, Libnftables, NftCtx};
+
+/// What one libnftables call produced: its return code and both buffers.
+pub struct RunOutput {
+  pub ok: bool,
+  pub output: String,
+  pub error: String,
+  /// The path libnftables read the input from, if it was a file (it appears in `error`).
+  pub input_name: Option<String>,
+}
+
+/// A libnftables context with buffered output and error streams.
+///
+/// It holds a raw pointer and is therefore neither `Send` nor `Sync`: it is created, used and freed
+/// on the worker thread that owns it (which is also the thread that entered the network namespace).
+pub struct Context {
+  lib: Arc<Libnftables>,
+  ctx: *mut NftCtx,
+  base_flags: u32,
+}
+
+impl Context {
+  pub fn new(lib: Arc<Libnftables>, base_flags: u32) -> Result<Self, String> {
+    // SAFETY: nft_ctx_new(NFT_CTX_DEFAULT) has no preconditions; a null result is handled below.
+    let ctx = unsafe { (lib.ctx_new)(0) };
+    if ctx.is_null() {
+      return Err("nft_ctx_new failed (out of memory or no netlink socket)".into());
+    }
+    // SAFETY: `ctx` is a valid, exclusively owned context.
+    let buffered = unsafe { (lib.buffer_output)(ctx) == 0 && (lib.buffer_error)(ctx) == 0 };
+    let context = Self { lib, ctx, base_flags };
+    if !buffered {
+      return Err("nft_ctx_buffer_output/error failed".into());
+    }
+    Ok(context)
+  }
+
+  /// Runs nft text syntax. The text goes through an anonymous memory file rather than
+  /// `nft_run_cmd_from_buffer` because libnftables reports the right line number (and quotes the
+  /// right line) only for file input.
+  pub fn run_text(&mut self, text: &str, dry_run: bool) -> RunOutput {
+    if text.contains('\0') {
+      return RunOutput::failed("Error: syntax error, input contains a NUL byte\n".into());
+    }
+    let file = match memory_file(text) {
+      Ok(file) => file,
+      Err(e) => return RunOutput::failed(format!("Error: cannot buffer the input: {e}\n")),
+    };
+    let name = format!("/proc/self/fd/{}", file.as_raw_fd());
+    let path = CString::new(name.clone()).expect("no NUL in a path");
+    self.prepare(false, dry_run);
+    // SAFETY: `ctx` is valid and `path` is a NUL-terminated string that outlives the call.
+    let rc = unsafe { (self.lib.run_cmd_from_filename)(self.ctx, path.as_ptr()) };
+    drop(file);
+    RunOutput { input_name: Some(name), ..self.collect(rc) }
+  }
+
+  /// Runs a libnftables JSON document (JSON output is switched on for the call).
+  pub fn run_json(&mut self, json: &str, dry_run: bool) -> RunOutput {
+    let Ok(buffer) = CString::new(json) else {
+      return RunOutput::failed("Error: syntax error, input contains a NUL byte\n".into());
+    };
+    self.prepare(true, dry_run);
+    // SAFETY: `ctx` is valid and `buffer` is a NUL-terminated string that outlives the call.
+    let rc = unsafe { (self.lib.run_cmd_from_buffer)(self.ctx, buffer.as_ptr()) };
+    self.collect(rc)
+  }
+
+  fn prepare(&mut self, json: bool, dry_run: bool) {
+    let flags = if json { self.base_flags | output_flags::JSON } else { self.base_flags };
+    // SAFETY: `ctx` is valid; both setters only store a value in the context.
+    unsafe {
+      (self.lib.output_set_flags)(self.ctx, flags);
+      (self.lib.set_dry_run)(self.ctx, dry_run);
+    }
+  }
+
+  fn collect(&mut self, rc: i32) -> RunOutput {
+    // SAFETY: buffering was enabled in `new`, so both getters return valid NUL-terminated strings
+    // owned by the context; they are copied before the next libnftables call can change them.
+    let (output, error) = unsafe {
+      (
+        CStr::from_ptr((self.lib.get_output_buffer)(self.ctx)).to_string_lossy().into_owned(),
+        CStr::from_ptr((self.lib.get_error_buffer)(self.ctx)).to_string_lossy().into_owned(),
+      )
+    };
+    RunOutput { ok: rc == 0, output, error, input_name: None }
+  }
+}
+
+impl RunOutput {
+  fn failed(error: String) -> Self {
+    Self { ok: false, output: String::new(), error, input_name: None }
+  }
+}
+
+impl Drop for Context {
+  fn drop(&mut self) {
+    // SAFETY: `ctx` came from nft_ctx_new, is freed exactly once, and is not used afterwards.
+    unsafe { (self.lib.ctx_free)(self.ctx) }
+  }
+}
+
+fn memory_file(text: &str) -> std::io::Result<OwnedFd> {
+  // SAFETY: the name is a NUL-terminated literal; the returned descriptor is checked below.
+  let fd = unsafe { libc::memfd_create(c"nft-input".as_ptr(), libc::MFD_CLOEXEC) };
+  if fd < 0 {
+    return Err(std::io::Error::last_os_error());
+  }
+  // SAFETY: `fd` is a freshly created descriptor that nothing else owns.
+  let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+  let mut file = std::fs::File::from(owned);
+  file.write_all(text.as_bytes())?;
+  Ok(file.into())
+}

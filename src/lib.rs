@@ -1,0 +1,10 @@
+//! Native binding for libnftables: library loading, one context per instance on its own thread,
+//! network namespaces, and structured errors. Firewall policy lives in the TypeScript layer.
+#![deny(clippy::all)]
+
+mod context;
+pub mod error;
+mod library;
+mod netns;
+pub mod nft;
+mod worker;

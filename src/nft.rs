@@ -1,0 +1,122 @@
+//! `NativeNft`: the JavaScript-facing handle on one worker thread and its libnftables context.
+//!
+//! This layer moves strings across the boundary and nothing more; JSON (de)serialisation, the
+//! `NftError` class and the public `Nft` API live in the TypeScript layer, where `JSON.parse` is
+//! faster than building JS objects from Rust one property at a time.
+
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+
+use crate::error::NativeError;
+use crate::library::output_flags;
+use crate::worker::{closed_error, Input, Outcome, Request, Worker, WorkerOptions};
+
+/// Options for a libnftables context.
+#[napi(object)]
+#[derive(Default)]
+pub struct NativeOptions {
+  /// Network namespace: a name under /var/run/netns or a path such as /proc/PID/ns/net.
+  pub netns: Option<String>,
+  /// Path of libnftables to load instead of `libnftables.so.1` (also `$NFTABLES_NODE_LIBNFTABLES`).
+  pub library_path: Option<String>,
+  /// Show rule handles in listings (`nft -a`).
+  pub handles: Option<bool>,
+  /// Print what was added (`nft -e`).
+  pub echo: Option<bool>,
+  /// Omit counter and quota values (`nft -s`).
+  pub stateless: Option<bool>,
+  /// Omit set contents in listings (`nft -t`).
+  pub terse: Option<bool>,
+  /// Print numbers instead of names for protocols, ports, priorities (`nft -n`).
+  pub numeric: Option<bool>,
+}
+
+/// Result of one call: `output` on success, `error` on failure.
+#[napi(object)]
+pub struct NativeResponse {
+  pub output: Option<String>,
+  pub error: Option<NativeError>,
+}
+
+impl From<Outcome> for NativeResponse {
+  fn from(outcome: Outcome) -> Self {
+    match outcome {
+      Ok(output) => Self { output: Some(output), error: None },
+      Err(error) => Self { output: None, error: Some(error) },
+    }
+  }
+}
+
+/// One libnftables context on its own thread, optionally inside a network namespace.
+#[napi]
+pub struct NativeNft {
+  worker: Option<Worker>,
+  start_error: Option<NativeError>,
+}
+
+#[napi]
+impl NativeNft {
+  /// Starts the worker thread, enters `netns` and loads libnftables. Never throws: a failure is
+  /// kept in `startError` so the caller can raise its own typed error.
+  #[napi(constructor)]
+  pub fn new(options: Option<NativeOptions>) -> Self {
+    let options = options.unwrap_or_default();
+    let flag = |on: Option<bool>, bits: u32| if on.unwrap_or(false) { bits } else { 0 };
+    let output_flags = flag(options.handles, output_flags::HANDLE)
+      | flag(options.echo, output_flags::ECHO)
+      | flag(options.stateless, output_flags::STATELESS)
+      | flag(options.terse, output_flags::TERSE)
+      | flag(options.numeric, output_flags::NUMERIC_ALL);
+    match Worker::start(WorkerOptions { netns: options.netns, library_path: options.library_path, output_flags }) {
+      Ok(worker) => Self { worker: Some(worker), start_error: None },
+      Err(error) => Self { worker: None, start_error: Some(error) },
+    }
+  }
+
+  /// Why the constructor could not open a context (`LIBNFTABLES_UNAVAILABLE`, `NETNS`, ...), if it could not.
+  #[napi(getter)]
+  pub fn start_error(&self) -> Option<NativeError> {
+    self.start_error.clone()
+  }
+
+  /// Runs nft text (`json = false`) or a JSON document (`json = true`) on the worker thread;
+  /// `dryRun` validates against the kernel without committing. The promise always resolves.
+  #[napi(ts_return_type = "Promise<NativeResponse>")]
+  pub fn run<'env>(&self, env: &'env Env, input: String, json: bool, dry_run: bool) -> Result<Object<'env>> {
+    let (deferred, promise) = env.create_deferred()?;
+    self.submit(input, json, dry_run, Box::new(move |outcome| deferred.resolve(move |_| Ok(NativeResponse::from(outcome)))));
+    Ok(promise)
+  }
+
+  /// Same as `run`, waiting on the calling thread.
+  #[napi]
+  pub fn run_sync(&self, input: String, json: bool, dry_run: bool) -> NativeResponse {
+    let (tx, rx) = std::sync::mpsc::channel();
+    self.submit(input, json, dry_run, Box::new(move |outcome| drop(tx.send(outcome))));
+    NativeResponse::from(rx.recv().unwrap_or_else(|_| Err(NativeError::binding("INTERNAL", "the libnftables thread is gone"))))
+  }
+
+  /// Stops accepting calls; calls already queued still complete. Idempotent.
+  #[napi]
+  pub fn close(&self) {
+    if let Some(worker) = &self.worker {
+      worker.close();
+    }
+  }
+
+  /// Whether `close()` was called (or the context never opened).
+  #[napi(getter)]
+  pub fn closed(&self) -> bool {
+    self.worker.as_ref().is_none_or(Worker::is_closed)
+  }
+}
+
+impl NativeNft {
+  fn submit(&self, input: String, json: bool, dry_run: bool, respond: crate::worker::Responder) {
+    let Some(worker) = &self.worker else {
+      return respond(Err(self.start_error.clone().unwrap_or_else(closed_error)));
+    };
+    let input = if json { Input::Json(input) } else { Input::Text(input) };
+    worker.submit(Request { input, dry_run }, respond);
+  }
+}

@@ -1,0 +1,3 @@
+export { Nft, type NftOptions, type JsonInput } from './nft.js'
+export { NftError, isNftError, type NftErrorCode } from './errors.js'
+export * from './schema.js'
