@@ -102,7 +102,7 @@ export class Nft {
   }
 
   /** The whole ruleset of this instance's namespace, as JSON. */
-  listRuleset(): Promise<NftablesJson> {
+  async listRuleset(): Promise<NftablesJson> {
     return this.#list({ ruleset: null })
   }
 
@@ -111,7 +111,7 @@ export class Nft {
   }
 
   /** One table and everything in it. Throws `NftError` `ENOENT` if it does not exist. */
-  listTable(family: NftFamily, name: string): Promise<NftablesJson> {
+  async listTable(family: NftFamily, name: string): Promise<NftablesJson> {
     return this.#list({ table: { family: family_(family), name: name_('table', name) } })
   }
 
@@ -120,7 +120,7 @@ export class Nft {
   }
 
   /** One chain and its rules. Throws `NftError` `ENOENT` if it does not exist. */
-  listChain(family: NftFamily, table: string, chain: string): Promise<NftablesJson> {
+  async listChain(family: NftFamily, table: string, chain: string): Promise<NftablesJson> {
     return this.#list({ chain: { family: family_(family), table: name_('table', table), name: name_('chain', chain) } })
   }
 

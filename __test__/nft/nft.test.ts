@@ -1,0 +1,257 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { Nft, NftError, type NftablesJson } from '../../ts/index.js'
+import { createNetns, type Netns } from '../support/netns.js'
+
+let ns: Netns
+let nft: Nft
+beforeEach(() => {
+  ns = createNetns()
+  nft = new Nft({ netns: ns.name })
+})
+afterEach(() => {
+  nft.close()
+  ns.delete()
+})
+
+const tableDoc = (name = 't'): NftablesJson => ({
+  nftables: [
+    { add: { table: { family: 'bridge', name } } },
+    { add: { chain: { family: 'bridge', table: name, name: 'fwd_vm', type: 'filter', hook: 'forward', prio: 0, policy: 'accept' } } },
+    { add: { rule: { family: 'bridge', table: name, chain: 'fwd_vm', expr: [{ counter: { packets: 0, bytes: 0 } }, { accept: null }] } } },
+  ],
+})
+
+async function rejection(p: Promise<unknown>): Promise<NftError> {
+  try {
+    await p
+  } catch (e) {
+    expect(e).toBeInstanceOf(NftError)
+    return e as NftError
+  }
+  throw new Error('expected the call to fail')
+}
+
+describe('text commands', () => {
+  it('round-trips: what run() adds is what the kernel lists', async () => {
+    await nft.run('add table bridge t\nadd chain bridge t c { type filter hook forward priority 0; policy accept; }\nadd rule bridge t c ether type arp accept')
+    const text = await nft.run('list table bridge t')
+    expect(text).toContain('chain c {')
+    expect(text).toContain('ether type arp accept')
+    expect(ns.ruleset()).toContain('ether type arp accept')
+  })
+
+  it('prints handles when asked (nft -a)', async () => {
+    const withHandles = new Nft({ netns: ns.name, handles: true })
+    try {
+      await withHandles.run('add table bridge t')
+      expect(await withHandles.run('list table bridge t')).toMatch(/# handle \d+/)
+      expect(await nft.run('list table bridge t')).not.toMatch(/# handle/)
+    } finally {
+      withHandles.close()
+    }
+  })
+
+  it('echoes what was added when asked (nft -e)', async () => {
+    const echo = new Nft({ netns: ns.name, echo: true })
+    try {
+      expect(await echo.run('add table bridge echoed')).toContain('add table bridge echoed')
+    } finally {
+      echo.close()
+    }
+  })
+
+  it('has sync variants', () => {
+    nft.runSync('add table bridge s')
+    expect(nft.runSync('list tables')).toContain('table bridge s')
+  })
+})
+
+describe('JSON documents', () => {
+  it('round-trips objects and strings', async () => {
+    await nft.runJson(tableDoc())
+    await nft.runJson(JSON.stringify({ nftables: [{ add: { chain: { family: 'bridge', table: 't', name: 'extra' } } }] }))
+    const listed = await nft.listTable('bridge', 't')
+    const chains = listed.nftables.flatMap((o) => ('chain' in o ? [o.chain as { name: string; hook?: string }] : []))
+    expect(chains.map((c) => c.name).sort()).toEqual(['extra', 'fwd_vm'])
+    expect(chains.find((c) => c.name === 'fwd_vm')?.hook).toBe('forward')
+    const rules = listed.nftables.filter((o) => 'rule' in o)
+    expect(rules).toHaveLength(1)
+  })
+
+  it('returns an empty document when libnftables prints nothing', async () => {
+    expect(await nft.runJson(tableDoc())).toEqual({ nftables: [] })
+  })
+
+  it('lists the ruleset, one table and one chain', async () => {
+    nft.runJsonSync(tableDoc('a'))
+    await nft.runJson(tableDoc('b'))
+    const tables = (await nft.listRuleset()).nftables.flatMap((o) => ('table' in o ? [(o.table as { name: string }).name] : []))
+    expect(tables.sort()).toEqual(['a', 'b'])
+    const chain = await nft.listChain('bridge', 'b', 'fwd_vm')
+    expect(chain.nftables.filter((o) => 'rule' in o)).toHaveLength(1)
+    expect(nft.listRulesetSync().nftables.length).toBeGreaterThan(2)
+    const missing = await rejection(nft.listChain('bridge', 'b', 'nope'))
+    expect(missing.code).toBe('ENOENT')
+  })
+
+  it('rejects a non-document before libnftables sees it', async () => {
+    expect(() => nft.runJsonSync({ tables: [] } as never)).toThrow(NftError)
+    await expect(nft.listTable('ipx' as never, 't')).rejects.toMatchObject({ code: 'EINVAL' })
+  })
+})
+
+describe('dry run', () => {
+  it('check() validates against the kernel and changes nothing', async () => {
+    await nft.run('add table bridge keep')
+    const before = ns.ruleset()
+    await nft.check('add table bridge t\nadd chain bridge t c\nadd rule bridge t c accept')
+    await nft.checkJson(tableDoc('u'))
+    expect(ns.ruleset()).toBe(before)
+    // The kernel still judges it: a rule for a missing table fails the check.
+    expect((await rejection(nft.check('add rule bridge nope c accept'))).code).toBe('ENOENT')
+    // and a later real run does not see objects from the dry run
+    expect((await rejection(nft.run('add rule bridge t c accept'))).code).toBe('ENOENT')
+  })
+
+  it('a dryRun instance never commits', async () => {
+    const dry = new Nft({ netns: ns.name, dryRun: true })
+    try {
+      await dry.run('add table bridge t')
+      await dry.runJson(tableDoc('u'))
+      expect(ns.ruleset()).toBe('')
+    } finally {
+      dry.close()
+    }
+  })
+
+  it('reports kernel-only failures in dry run (bridge conntrack is missing here)', async () => {
+    await nft.run('add table bridge t\nadd chain bridge t c { type filter hook forward priority 0; }')
+    const e = await rejection(nft.check('add rule bridge t c ct state established accept'))
+    expect(['EPROTO', 'EOPNOTSUPP', 'ENOENT']).toContain(e.code)
+    expect(e.errno).toBeGreaterThan(0)
+  })
+})
+
+describe('atomic batches', () => {
+  it('a text batch with one bad command changes nothing and names its line', async () => {
+    await nft.runJson(tableDoc())
+    const before = ns.ruleset()
+    const e = await rejection(
+      nft.run(['add chain bridge t c1', 'add rule bridge t c1 accept', 'add rule bridge t nosuch accept', 'add chain bridge t c2'].join('\n')),
+    )
+    expect(e.code).toBe('ENOENT')
+    expect(e.errno).toBe(2)
+    expect(e.line).toBe(3)
+    expect(e.command).toBe('add rule bridge t nosuch accept')
+    expect(e.detail).toContain('^^^^^^')
+    expect(ns.ruleset()).toBe(before)
+  })
+
+  it('a JSON batch with one bad command changes nothing and names its index', async () => {
+    await nft.runJson(tableDoc())
+    const before = ns.ruleset()
+    const bad = { add: { rule: { family: 'bridge', table: 't', chain: 'nosuch', expr: [{ accept: null }] } } }
+    const commands = [
+      { add: { chain: { family: 'bridge', table: 't', name: 'c1' } } },
+      { add: { rule: { family: 'bridge', table: 't', chain: 'c1', expr: [{ accept: null }] } } },
+      { add: { chain: { family: 'bridge', table: 't', name: 'c2' } } },
+      bad,
+      { add: { chain: { family: 'bridge', table: 't', name: 'c3' } } },
+    ]
+    const e = await rejection(nft.runJson({ nftables: commands }))
+    expect(e.code).toBe('ENOENT')
+    expect(e.index).toBe(3)
+    expect(e.command).toEqual(bad)
+    expect(ns.ruleset()).toBe(before)
+  })
+
+  it('a JSON schema error is SYNTAX with the index', async () => {
+    const e = await rejection(
+      nft.runJson({ nftables: [{ add: { table: { family: 'bridge', name: 't' } } }, { add: { rule: { family: 'bridge', table: 't', chain: 'c', expr: [{ bogus: null }] } } }] }),
+    )
+    expect(e.code).toBe('SYNTAX')
+    expect(e.index).toBe(1)
+    expect(ns.ruleset()).toBe('')
+  })
+})
+
+describe('error codes', () => {
+  it('EEXIST: create an existing table', async () => {
+    await nft.run('add table bridge t')
+    expect((await rejection(nft.run('create table bridge t'))).code).toBe('EEXIST')
+  })
+
+  it('EBUSY: delete a chain that is still jumped to', async () => {
+    await nft.run('add table bridge t\nadd chain bridge t c\nadd chain bridge t d\nadd rule bridge t d jump c')
+    const e = await rejection(nft.run('delete chain bridge t c'))
+    expect([e.code, e.errno]).toEqual(['EBUSY', 16])
+  })
+
+  it('EOPNOTSUPP: move a base chain to another hook', async () => {
+    await nft.run('add table ip t\nadd chain ip t c { type filter hook input priority 0; }')
+    const e = await rejection(nft.run('add chain ip t c { type filter hook output priority 0; }'))
+    expect([e.code, e.errno]).toEqual(['EOPNOTSUPP', 95])
+  })
+
+  it('SYNTAX: keywords are not names unless quoted', async () => {
+    await nft.run('add table bridge t')
+    const e = await rejection(nft.run('add chain bridge t fwd'))
+    expect(e.code).toBe('SYNTAX')
+    expect(e.errno).toBeUndefined()
+    expect(e.line).toBe(1)
+    expect(e.column).toBe(20)
+  })
+
+  it('EINVAL: rejected input that is not a parse error', async () => {
+    await nft.run('add table bridge t\nadd chain bridge t c')
+    expect((await rejection(nft.run('add rule bridge t c tcp dport 99999 accept'))).code).toBe('EINVAL')
+  })
+
+  it('NETNS: a namespace that does not exist', () => {
+    expect(() => new Nft({ netns: 'nftables-node-no-such-ns' })).toThrow(expect.objectContaining({ code: 'NETNS' }))
+  })
+
+  it('LIBNFTABLES_UNAVAILABLE: a library that is not there names the package to install', () => {
+    const err = (() => {
+      try {
+        new Nft({ libraryPath: '/nonexistent/libnftables.so.1' })
+      } catch (e) {
+        return e as NftError
+      }
+      throw new Error('expected a throw')
+    })()
+    expect(err.code).toBe('LIBNFTABLES_UNAVAILABLE')
+    expect(err.message).toContain('libnftables1')
+  })
+
+  it('LIBNFTABLES_UNAVAILABLE also through $NFTABLES_NODE_LIBNFTABLES', () => {
+    process.env.NFTABLES_NODE_LIBNFTABLES = '/nonexistent/libnftables.so.1'
+    try {
+      expect(() => new Nft({ netns: ns.name })).toThrow(expect.objectContaining({ code: 'LIBNFTABLES_UNAVAILABLE' }))
+    } finally {
+      delete process.env.NFTABLES_NODE_LIBNFTABLES
+    }
+  })
+
+  it('CLOSED: a closed instance refuses calls, sync and async; close is idempotent', async () => {
+    nft.close()
+    nft.close()
+    expect(nft.closed).toBe(true)
+    expect(() => nft.runSync('list ruleset')).toThrow(expect.objectContaining({ code: 'CLOSED' }))
+    expect((await rejection(nft.run('list ruleset'))).code).toBe('CLOSED')
+  })
+
+  it('Symbol.dispose closes', () => {
+    const n = new Nft({ netns: ns.name })
+    n[Symbol.dispose]()
+    expect(n.closed).toBe(true)
+  })
+
+  it('calls queued before close() still complete', async () => {
+    const n = new Nft({ netns: ns.name })
+    const pending = n.run('add table bridge late')
+    n.close()
+    await pending
+    expect(ns.ruleset()).toContain('table bridge late')
+  })
+})
