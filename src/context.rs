@@ -59,7 +59,10 @@ impl Context {
     // SAFETY: `ctx` is valid and `path` is a NUL-terminated string that outlives the call.
     let rc = unsafe { (self.lib.run_cmd_from_filename)(self.ctx, path.as_ptr()) };
     drop(file);
-    RunOutput { input_name: Some(name), ..self.collect(rc) }
+    RunOutput {
+      input_name: Some(name),
+      ..self.collect(rc)
+    }
   }
 
   /// Runs a libnftables JSON document (JSON output is switched on for the call).
@@ -74,7 +77,11 @@ impl Context {
   }
 
   fn prepare(&mut self, json: bool, dry_run: bool) {
-    let flags = if json { self.base_flags | output_flags::JSON } else { self.base_flags };
+    let flags = if json {
+      self.base_flags | output_flags::JSON
+    } else {
+      self.base_flags
+    };
     // SAFETY: `ctx` is valid; both setters only store a value in the context.
     unsafe {
       (self.lib.output_set_flags)(self.ctx, flags);
@@ -87,17 +94,31 @@ impl Context {
     // owned by the context; they are copied before the next libnftables call can change them.
     let (output, error) = unsafe {
       (
-        CStr::from_ptr((self.lib.get_output_buffer)(self.ctx)).to_string_lossy().into_owned(),
-        CStr::from_ptr((self.lib.get_error_buffer)(self.ctx)).to_string_lossy().into_owned(),
+        CStr::from_ptr((self.lib.get_output_buffer)(self.ctx))
+          .to_string_lossy()
+          .into_owned(),
+        CStr::from_ptr((self.lib.get_error_buffer)(self.ctx))
+          .to_string_lossy()
+          .into_owned(),
       )
     };
-    RunOutput { ok: rc == 0, output, error, input_name: None }
+    RunOutput {
+      ok: rc == 0,
+      output,
+      error,
+      input_name: None,
+    }
   }
 }
 
 impl RunOutput {
   fn failed(error: String) -> Self {
-    Self { ok: false, output: String::new(), error, input_name: None }
+    Self {
+      ok: false,
+      output: String::new(),
+      error,
+      input_name: None,
+    }
   }
 }
 

@@ -36,7 +36,15 @@ impl NativeError {
   /// An error raised by the binding itself rather than by libnftables.
   pub fn binding(code: &str, message: impl Into<String>) -> Self {
     let message = message.into();
-    Self { code: code.into(), errno: None, detail: message.clone(), message, line: None, column: None, index: None }
+    Self {
+      code: code.into(),
+      errno: None,
+      detail: message.clone(),
+      message,
+      line: None,
+      column: None,
+      index: None,
+    }
   }
 }
 
@@ -90,7 +98,9 @@ fn errno_texts() -> &'static [(String, i32, &'static str)] {
       .map(|&(errno, name)| {
         // SAFETY: strerror returns a valid NUL-terminated string; it is copied at once, and this
         // runs once under OnceLock, so no other thread races on strerror's static buffer here.
-        let text = unsafe { CStr::from_ptr(libc::strerror(errno)) }.to_string_lossy().into_owned();
+        let text = unsafe { CStr::from_ptr(libc::strerror(errno)) }
+          .to_string_lossy()
+          .into_owned();
         (text, errno, name)
       })
       .collect();
@@ -115,7 +125,10 @@ fn parse_record(header: &str) -> Option<Record<'_>> {
   let mut parts = location.rsplitn(3, ':');
   let columns = parts.next().unwrap_or("");
   let line = parts.next().and_then(|l| l.parse::<u32>().ok()).filter(|&l| l > 0);
-  let column = line.and(columns.split('-').next()).and_then(|c| c.parse::<u32>().ok()).filter(|&c| c > 0);
+  let column = line
+    .and(columns.split('-').next())
+    .and_then(|c| c.parse::<u32>().ok())
+    .filter(|&c| c > 0);
   Some(Record { line, column, message })
 }
 
@@ -134,10 +147,24 @@ pub fn parse(error_text: &str, input_name: Option<&str>, json: bool) -> NativeEr
   };
   let detail = detail.trim_end().to_owned();
   let Some(record) = error_text.lines().find_map(parse_record) else {
-    let message = if detail.is_empty() { "libnftables failed without an error message".into() } else { detail.clone() };
-    return NativeError { code: "EINVAL".into(), errno: None, message, detail, line: None, column: None, index: None };
+    let message = if detail.is_empty() {
+      "libnftables failed without an error message".into()
+    } else {
+      detail.clone()
+    };
+    return NativeError {
+      code: "EINVAL".into(),
+      errno: None,
+      message,
+      detail,
+      line: None,
+      column: None,
+      index: None,
+    };
   };
-  let errno = errno_texts().iter().find(|(text, _, _)| record.message.contains(text.as_str()));
+  let errno = errno_texts()
+    .iter()
+    .find(|(text, _, _)| record.message.contains(text.as_str()));
   let index = if json { json_parse_index(error_text) } else { None };
   let code = match errno {
     Some((_, _, name)) => (*name).to_owned(),
@@ -176,9 +203,17 @@ mod tests {
 
   #[test]
   fn each_errno_the_kernel_reports_keeps_its_name() {
-    for (errno, name) in [(libc::EEXIST, "EEXIST"), (libc::EBUSY, "EBUSY"), (libc::EPERM, "EPERM"), (libc::EPROTO, "EPROTO"), (libc::EOPNOTSUPP, "EOPNOTSUPP")] {
+    for (errno, name) in [
+      (libc::EEXIST, "EEXIST"),
+      (libc::EBUSY, "EBUSY"),
+      (libc::EPERM, "EPERM"),
+      (libc::EPROTO, "EPROTO"),
+      (libc::EOPNOTSUPP, "EOPNOTSUPP"),
+    ] {
       // SAFETY: strerror returns a valid NUL-terminated string that is copied at once.
-      let text = unsafe { CStr::from_ptr(libc::strerror(errno)) }.to_string_lossy().into_owned();
+      let text = unsafe { CStr::from_ptr(libc::strerror(errno)) }
+        .to_string_lossy()
+        .into_owned();
       let e = parse(&format!("Error: Could not process rule: {text}\n"), None, false);
       assert_eq!((e.code.as_str(), e.errno), (name, Some(errno)));
     }
@@ -194,7 +229,10 @@ mod tests {
   #[test]
   fn parser_errors_are_syntax() {
     let e = parse("/proc/self/fd/9:3:20-22: Error: syntax error, unexpected fwd, expecting string\nadd chain bridge t fwd\n                   ^^^\n", Some("/proc/self/fd/9"), false);
-    assert_eq!((e.code.as_str(), e.errno, e.line, e.column), ("SYNTAX", None, Some(3), Some(20)));
+    assert_eq!(
+      (e.code.as_str(), e.errno, e.line, e.column),
+      ("SYNTAX", None, Some(3), Some(20))
+    );
   }
 
   #[test]
@@ -207,13 +245,21 @@ mod tests {
 
   #[test]
   fn json_kernel_errors_have_no_index_in_the_text() {
-    let e = parse("internal:0:0-0: Error: Could not process rule: File exists\n\n", None, true);
+    let e = parse(
+      "internal:0:0-0: Error: Could not process rule: File exists\n\n",
+      None,
+      true,
+    );
     assert_eq!((e.code.as_str(), e.index), ("EEXIST", None));
   }
 
   #[test]
   fn evaluation_errors_without_errno_are_einval() {
-    let e = parse("/proc/self/fd/3:1:30-34: Error: Service out of range\n", Some("/proc/self/fd/3"), false);
+    let e = parse(
+      "/proc/self/fd/3:1:30-34: Error: Service out of range\n",
+      Some("/proc/self/fd/3"),
+      false,
+    );
     assert_eq!((e.code.as_str(), e.errno, e.line), ("EINVAL", None, Some(1)));
   }
 

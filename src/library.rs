@@ -50,12 +50,15 @@ impl Libnftables {
   /// `dlopen` reference-counts, so opening it once per instance costs microseconds after the first.
   pub fn open(path: Option<&str>) -> Result<Arc<Self>, String> {
     let env_path = std::env::var(LIBRARY_PATH_ENV).ok().filter(|p| !p.is_empty());
-    let path = path.map(str::to_owned).or(env_path).unwrap_or_else(|| DEFAULT_LIBRARY.to_owned());
+    let path = path
+      .map(str::to_owned)
+      .or(env_path)
+      .unwrap_or_else(|| DEFAULT_LIBRARY.to_owned());
     // SAFETY: loading libnftables runs only its ELF constructors, which set up no global state
     // that conflicts with Node; the library is a plain C library with no initialisation order needs.
     let library = unsafe { Library::new(&path) }
       .map_err(|e| format!("cannot load libnftables from '{path}': {e}; {INSTALL_HINT}"))?;
-        Ok(Arc::new(Self {
+    Ok(Arc::new(Self {
       ctx_new: load_symbol(&library, "nft_ctx_new", &path)?,
       ctx_free: load_symbol(&library, "nft_ctx_free", &path)?,
       buffer_output: load_symbol(&library, "nft_ctx_buffer_output", &path)?,

@@ -13,7 +13,11 @@ pub fn resolve(name: &str) -> Result<PathBuf, String> {
   if name.is_empty() || name == "." || name == ".." || name.contains('\0') {
     return Err(format!("invalid network namespace name '{name}'"));
   }
-  Ok(if name.contains('/') { PathBuf::from(name) } else { PathBuf::from(NETNS_RUN_DIR).join(name) })
+  Ok(if name.contains('/') {
+    PathBuf::from(name)
+  } else {
+    PathBuf::from(NETNS_RUN_DIR).join(name)
+  })
 }
 
 /// Moves the calling thread (not the process) into the network namespace at `name`.

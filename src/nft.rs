@@ -41,8 +41,14 @@ pub struct NativeResponse {
 impl From<Outcome> for NativeResponse {
   fn from(outcome: Outcome) -> Self {
     match outcome {
-      Ok(output) => Self { output: Some(output), error: None },
-      Err(error) => Self { output: None, error: Some(error) },
+      Ok(output) => Self {
+        output: Some(output),
+        error: None,
+      },
+      Err(error) => Self {
+        output: None,
+        error: Some(error),
+      },
     }
   }
 }
@@ -67,9 +73,19 @@ impl NativeNft {
       | flag(options.stateless, output_flags::STATELESS)
       | flag(options.terse, output_flags::TERSE)
       | flag(options.numeric, output_flags::NUMERIC_ALL);
-    match Worker::start(WorkerOptions { netns: options.netns, library_path: options.library_path, output_flags }) {
-      Ok(worker) => Self { worker: Some(worker), start_error: None },
-      Err(error) => Self { worker: None, start_error: Some(error) },
+    match Worker::start(WorkerOptions {
+      netns: options.netns,
+      library_path: options.library_path,
+      output_flags,
+    }) {
+      Ok(worker) => Self {
+        worker: Some(worker),
+        start_error: None,
+      },
+      Err(error) => Self {
+        worker: None,
+        start_error: Some(error),
+      },
     }
   }
 
@@ -84,7 +100,12 @@ impl NativeNft {
   #[napi(ts_return_type = "Promise<NativeResponse>")]
   pub fn run<'env>(&self, env: &'env Env, input: String, json: bool, dry_run: bool) -> Result<Object<'env>> {
     let (deferred, promise) = env.create_deferred()?;
-    self.submit(input, json, dry_run, Box::new(move |outcome| deferred.resolve(move |_| Ok(NativeResponse::from(outcome)))));
+    self.submit(
+      input,
+      json,
+      dry_run,
+      Box::new(move |outcome| deferred.resolve(move |_| Ok(NativeResponse::from(outcome)))),
+    );
     Ok(promise)
   }
 
@@ -93,7 +114,10 @@ impl NativeNft {
   pub fn run_sync(&self, input: String, json: bool, dry_run: bool) -> NativeResponse {
     let (tx, rx) = std::sync::mpsc::channel();
     self.submit(input, json, dry_run, Box::new(move |outcome| drop(tx.send(outcome))));
-    NativeResponse::from(rx.recv().unwrap_or_else(|_| Err(NativeError::binding("INTERNAL", "the libnftables thread is gone"))))
+    NativeResponse::from(
+      rx.recv()
+        .unwrap_or_else(|_| Err(NativeError::binding("INTERNAL", "the libnftables thread is gone"))),
+    )
   }
 
   /// Stops accepting calls; calls already queued still complete. Idempotent.

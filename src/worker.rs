@@ -51,9 +51,14 @@ impl Worker {
       .spawn(move || run_thread(options, ready_tx, receiver))
       .map_err(|e| NativeError::binding("INTERNAL", format!("cannot start the libnftables thread: {e}")))?;
     match ready_rx.recv() {
-      Ok(Ok(())) => Ok(Self { sender: Mutex::new(Some(sender)) }),
+      Ok(Ok(())) => Ok(Self {
+        sender: Mutex::new(Some(sender)),
+      }),
       Ok(Err(e)) => Err(e),
-      Err(_) => Err(NativeError::binding("INTERNAL", "the libnftables thread exited during start-up")),
+      Err(_) => Err(NativeError::binding(
+        "INTERNAL",
+        "the libnftables thread exited during start-up",
+      )),
     }
   }
 
@@ -82,7 +87,11 @@ pub fn closed_error() -> NativeError {
   NativeError::binding("CLOSED", "this Nft instance is closed")
 }
 
-fn run_thread(options: WorkerOptions, ready: Sender<Result<(), NativeError>>, requests: Receiver<(Request, Responder)>) {
+fn run_thread(
+  options: WorkerOptions,
+  ready: Sender<Result<(), NativeError>>,
+  requests: Receiver<(Request, Responder)>,
+) {
   let context = open_context(&options);
   let mut context = match context {
     Ok(context) => {
