@@ -57,7 +57,7 @@ impl Libnftables {
     // SAFETY: loading libnftables runs only its ELF constructors, which set up no global state
     // that conflicts with Node; the library is a plain C library with no initialisation order needs.
     let library = unsafe { Library::new(&path) }
-      .map_err(|e| format!("cannot load libnftables from '{path}': {e}; {INSTALL_HINT}"))?;
+      .map_err(|e| format!("cannot load libnftables from '{path}': {}; {INSTALL_HINT}", describe(&e)))?;
     Ok(Arc::new(Self {
       ctx_new: load_symbol(&library, "nft_ctx_new", &path)?,
       ctx_free: load_symbol(&library, "nft_ctx_free", &path)?,
@@ -82,4 +82,12 @@ fn load_symbol<T: Copy>(library: &Library, name: &str, path: &str) -> Result<T, 
   let symbol = unsafe { library.get::<T>(c_name.as_bytes()) }
     .map_err(|e| format!("'{path}' is not a usable libnftables ({name}): {e}; {INSTALL_HINT}"))?;
   Ok(*symbol)
+}
+
+/// libloading's Display says only "dlopen failed"; dlerror's text is in the source.
+fn describe(error: &libloading::Error) -> String {
+  match std::error::Error::source(error) {
+    Some(cause) => format!("{error}: {cause}"),
+    None => error.to_string(),
+  }
 }
