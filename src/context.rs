@@ -28,18 +28,22 @@ pub struct Context {
 
 impl Context {
   pub fn new(lib: Arc<Libnftables>, base_flags: u32) -> Result<Self, String> {
-    // SAFETY: nft_ctx_new(NFT_CTX_DEFAULT) has no preconditions; a null result is handled below.
-    let ctx = unsafe { (lib.ctx_new)(0) };
-    if ctx.is_null() {
-      return Err("nft_ctx_new failed (out of memory or no netlink socket)".into());
+    let ctx = open_ctx(&lib)?;
+    Ok(Self { lib, ctx, base_flags })
+  }
+
+  /// Replaces the context with a fresh one.
+  ///
+  /// libnftables keeps a cache of the kernel's objects between calls and updates it while it
+  /// evaluates a batch. When the batch is not committed (a dry run, or a failure), 1.0.x keeps those
+  /// uncommitted objects in the cache, so the next call sees elements that do not exist (for
+  /// example "interval overlaps with an existing one"). A fresh context starts from the kernel.
+  fn renew(&mut self) {
+    if let Ok(ctx) = open_ctx(&self.lib) {
+      // SAFETY: the old pointer came from nft_ctx_new, is freed once and replaced at once.
+      unsafe { (self.lib.ctx_free)(self.ctx) };
+      self.ctx = ctx;
     }
-    // SAFETY: `ctx` is a valid, exclusively owned context.
-    let buffered = unsafe { (lib.buffer_output)(ctx) == 0 && (lib.buffer_error)(ctx) == 0 };
-    let context = Self { lib, ctx, base_flags };
-    if !buffered {
-      return Err("nft_ctx_buffer_output/error failed".into());
-    }
-    Ok(context)
   }
 
   /// Runs nft text syntax. The text goes through an anonymous memory file rather than
@@ -61,7 +65,7 @@ impl Context {
     drop(file);
     RunOutput {
       input_name: Some(name),
-      ..self.collect(rc)
+      ..self.collect(rc, dry_run)
     }
   }
 
@@ -73,7 +77,7 @@ impl Context {
     self.prepare(true, dry_run);
     // SAFETY: `ctx` is valid and `buffer` is a NUL-terminated string that outlives the call.
     let rc = unsafe { (self.lib.run_cmd_from_buffer)(self.ctx, buffer.as_ptr()) };
-    self.collect(rc)
+    self.collect(rc, dry_run)
   }
 
   fn prepare(&mut self, json: bool, dry_run: bool) {
@@ -89,7 +93,7 @@ impl Context {
     }
   }
 
-  fn collect(&mut self, rc: i32) -> RunOutput {
+  fn collect(&mut self, rc: i32, dry_run: bool) -> RunOutput {
     // SAFETY: buffering was enabled in `new`, so both getters return valid NUL-terminated strings
     // owned by the context; they are copied before the next libnftables call can change them.
     let (output, error) = unsafe {
@@ -102,6 +106,9 @@ impl Context {
           .into_owned(),
       )
     };
+    if dry_run || rc != 0 {
+      self.renew();
+    }
     RunOutput {
       ok: rc == 0,
       output,
@@ -140,4 +147,21 @@ fn memory_file(text: &str) -> std::io::Result<OwnedFd> {
   let mut file = std::fs::File::from(owned);
   file.write_all(text.as_bytes())?;
   Ok(file.into())
+}
+
+/// A new context with buffered output and error streams.
+fn open_ctx(lib: &Libnftables) -> Result<*mut NftCtx, String> {
+  // SAFETY: nft_ctx_new(NFT_CTX_DEFAULT) has no preconditions; a null result is handled below.
+  let ctx = unsafe { (lib.ctx_new)(0) };
+  if ctx.is_null() {
+    return Err("nft_ctx_new failed (out of memory or no netlink socket)".into());
+  }
+  // SAFETY: `ctx` is a valid, exclusively owned context.
+  let buffered = unsafe { (lib.buffer_output)(ctx) == 0 && (lib.buffer_error)(ctx) == 0 };
+  if !buffered {
+    // SAFETY: `ctx` is valid and not used after this.
+    unsafe { (lib.ctx_free)(ctx) };
+    return Err("nft_ctx_buffer_output/error failed".into());
+  }
+  Ok(ctx)
 }

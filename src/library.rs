@@ -56,8 +56,12 @@ impl Libnftables {
       .unwrap_or_else(|| DEFAULT_LIBRARY.to_owned());
     // SAFETY: loading libnftables runs only its ELF constructors, which set up no global state
     // that conflicts with Node; the library is a plain C library with no initialisation order needs.
-    let library = unsafe { Library::new(&path) }
-      .map_err(|e| format!("cannot load libnftables from '{path}': {}; {INSTALL_HINT}", describe(&e)))?;
+    let library = unsafe { Library::new(&path) }.map_err(|e| {
+      format!(
+        "cannot load libnftables from '{path}': {}; {INSTALL_HINT}",
+        describe(&e)
+      )
+    })?;
     Ok(Arc::new(Self {
       ctx_new: load_symbol(&library, "nft_ctx_new", &path)?,
       ctx_free: load_symbol(&library, "nft_ctx_free", &path)?,

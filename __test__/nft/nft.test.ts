@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { Nft, NftError, type NftablesJson } from '../../ts/index.js'
+import { Nft, NftError, type NftablesJson, type NftObject, type NftStatement } from '../../ts/index.js'
 import { createNetns, type Netns } from '../support/netns.js'
 
 let ns: Netns
@@ -113,6 +113,24 @@ describe('dry run', () => {
     expect((await rejection(nft.run('add rule bridge t c accept'))).code).toBe('ENOENT')
   })
 
+  it('a dry run or a failed batch leaves no phantom objects behind in the instance', async () => {
+    // libnftables 1.0.x keeps uncommitted objects in its cache; the binding starts a fresh context
+    // after any batch that was not committed, so the same batch can be checked, then applied.
+    const doc: NftablesJson = {
+      nftables: [
+        { add: { table: { family: 'inet', name: 'i' } } },
+        { add: { set: { family: 'inet', table: 'i', name: 's', type: 'ipv4_addr', flags: ['interval'] } } },
+        { add: { element: { family: 'inet', table: 'i', name: 's', elem: [{ prefix: { addr: '10.0.0.0', len: 8 } }] } } },
+      ],
+    }
+    await nft.checkJson(doc)
+    await nft.checkJson(doc)
+    const failing = { nftables: [...doc.nftables, { add: { chain: { family: 'inet', table: 'missing', name: 'c' } } }] } as NftablesJson
+    expect((await rejection(nft.runJson(failing))).code).toBe('ENOENT')
+    await nft.runJson(doc)
+    expect(ns.ruleset()).toContain('10.0.0.0/8')
+  })
+
   it('a dryRun instance never commits', async () => {
     const dry = new Nft({ netns: ns.name, dryRun: true })
     try {
@@ -150,8 +168,8 @@ describe('atomic batches', () => {
   it('a JSON batch with one bad command changes nothing and names its index', async () => {
     await nft.runJson(tableDoc())
     const before = ns.ruleset()
-    const bad = { add: { rule: { family: 'bridge', table: 't', chain: 'nosuch', expr: [{ accept: null }] } } }
-    const commands = [
+    const bad: NftObject = { add: { rule: { family: 'bridge', table: 't', chain: 'nosuch', expr: [{ accept: null }] } } }
+    const commands: NftObject[] = [
       { add: { chain: { family: 'bridge', table: 't', name: 'c1' } } },
       { add: { rule: { family: 'bridge', table: 't', chain: 'c1', expr: [{ accept: null }] } } },
       { add: { chain: { family: 'bridge', table: 't', name: 'c2' } } },
@@ -167,7 +185,7 @@ describe('atomic batches', () => {
 
   it('a JSON schema error is SYNTAX with the index', async () => {
     const e = await rejection(
-      nft.runJson({ nftables: [{ add: { table: { family: 'bridge', name: 't' } } }, { add: { rule: { family: 'bridge', table: 't', chain: 'c', expr: [{ bogus: null }] } } }] }),
+      nft.runJson({ nftables: [{ add: { table: { family: 'bridge', name: 't' } } }, { add: { rule: { family: 'bridge', table: 't', chain: 'c', expr: [{ bogus: null } as unknown as NftStatement] } } }] }),
     )
     expect(e.code).toBe('SYNTAX')
     expect(e.index).toBe(1)

@@ -1,6 +1,6 @@
 // Atomicity of raw Nft batches: one invalid command anywhere leaves the ruleset byte-identical.
 import { afterAll, beforeAll, expect, it } from 'vitest'
-import { Nft, NftError, type NftObject } from '../../ts/index.js'
+import { Nft, NftError, type NftObject, type NftStatement } from '../../ts/index.js'
 import { createNetns, type Netns } from '../support/netns.js'
 import { prng, report, size } from '../support/stress.js'
 
@@ -23,7 +23,7 @@ const invalid: ((i: number) => NftObject)[] = [
   (i) => ({ add: { rule: { family: 'bridge', table: 't', chain: `missing${i}`, expr: [{ accept: null }] } } }),
   (i) => ({ add: { chain: { family: 'bridge', table: `missing${i}`, name: 'c' } } }),
   () => ({ create: { table: { family: 'bridge', name: 't' } } }),
-  () => ({ add: { rule: { family: 'bridge', table: 't', chain: 'base', expr: [{ bogus: null }] } } }),
+  () => ({ add: { rule: { family: 'bridge', table: 't', chain: 'base', expr: [{ bogus: null } as unknown as NftStatement] } } }),
   () => ({ delete: { chain: { family: 'bridge', table: 't', name: 'base2' } } }),
 ]
 
