@@ -1,0 +1,159 @@
+// Anti-spoofing, DHCP and NDP on the wire: forged frames sent from inside a VM namespace.
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
+import { VmFirewall, type VmSpec } from '../../ts/firewall/index.js'
+import { arpFrame, buildWorld, routerAdvertFrame, token, udp4Frame, type Vm, type World } from '../support/world.js'
+
+let w: World
+let fw: VmFirewall
+let A: Vm, B: Vm, C: Vm
+beforeAll(async () => {
+  w = await buildWorld({ subnet: 72 })
+  ;[A, B, C] = w.vms as [Vm, Vm, Vm]
+  fw = new VmFirewall(w.nft)
+})
+afterAll(async () => {
+  await w?.destroy()
+})
+beforeEach(() => {
+  w.host.ns.exec('ip', ['neigh', 'flush', 'dev', 'br0'])
+})
+
+const spec = (vm: Vm, defaultAction: 'accept' | 'drop', extra: Partial<VmSpec> = {}): VmSpec => ({
+  vmId: vm.vmId,
+  tap: vm.tap,
+  mac: vm.mac,
+  ipv4: [vm.ipv4],
+  ipv6: [vm.ipv6],
+  defaultAction,
+  ...extra,
+})
+const passes = async (probe: () => Promise<boolean>): Promise<boolean> => (await probe()) || (await probe())
+const hostNeigh = (ip: string): string => w.host.ns.exec('ip', ['neigh', 'show', ip, 'dev', 'br0'])
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+describe('anti-spoofing', () => {
+  it('drops frames with a forged source MAC (and allows them when anti-spoofing is off)', async () => {
+    await fw.sync([spec(A, 'accept'), spec(B, 'accept'), spec(C, 'accept')])
+    expect(await passes(() => w.ping(A, B.ipv4))).toBe(true)
+    A.ns.exec('ip', ['link', 'set', 'eth0', 'address', '02:00:00:00:aa:01'])
+    try {
+      expect(await w.ping(A, B.ipv4)).toBe(false)
+      expect(await w.ping(A, w.host.ipv6)).toBe(false)
+      await fw.applyVm(spec(A, 'accept', { antiSpoofing: false }))
+      expect(await passes(() => w.ping(A, B.ipv4))).toBe(true)
+    } finally {
+      A.ns.exec('ip', ['link', 'set', 'eth0', 'address', A.mac])
+    }
+  })
+
+  it('drops a forged IPv4 / IPv6 source address, and the ARP that would announce it', async () => {
+    await fw.sync([spec(A, 'accept'), spec(B, 'accept'), spec(C, 'accept')])
+    const fake4 = '10.72.0.99'
+    const fake6 = 'fd00:72::99'
+    A.ns.exec('ip', ['addr', 'add', `${fake4}/24`, 'dev', 'eth0'])
+    A.ns.exec('ip', ['addr', 'add', `${fake6}/64`, 'dev', 'eth0', 'nodad'])
+    try {
+      expect(await passes(() => w.tcp(A, B.ipv4, 80, { bind: A.ipv4 }))).toBe(true)
+      expect(await w.tcp(A, B.ipv4, 80, { bind: fake4 })).toBe(false)
+      expect(await w.tcp(A, w.host.ipv4, 80, { bind: fake4 })).toBe(false)
+      expect(await w.udp(B, B.ipv4, 5000, A, { bind: fake4 })).toBe(false)
+      expect(await w.tcp(A, B.ipv6, 80, { bind: fake6 })).toBe(false)
+      expect(await passes(() => w.tcp(A, B.ipv6, 80, { bind: A.ipv6 }))).toBe(true)
+      // Nobody learned the fake address from A's ARP requests.
+      expect(B.ns.exec('ip', ['neigh', 'show', fake4])).not.toContain('lladdr')
+      expect(hostNeigh(fake4)).not.toContain('lladdr')
+      // Control: the same forgeries pass without anti-spoofing.
+      await fw.applyVm(spec(A, 'accept', { antiSpoofing: false }))
+      expect(await passes(() => w.tcp(A, B.ipv4, 80, { bind: fake4 }))).toBe(true)
+      expect(await passes(() => w.tcp(A, B.ipv6, 80, { bind: fake6 }))).toBe(true)
+    } finally {
+      A.ns.exec('ip', ['addr', 'del', `${fake4}/24`, 'dev', 'eth0'])
+      A.ns.exec('ip', ['addr', 'del', `${fake6}/64`, 'dev', 'eth0'])
+    }
+  })
+
+  it('drops VLAN-tagged frames from a VM (their IP headers would escape the checks)', async () => {
+    // This kernel has no 8021q module for a VLAN interface: send a tagged frame raw and read the drop counter.
+    await fw.sync([spec(A, 'accept'), spec(B, 'accept'), spec(C, 'accept')])
+    const inner = udp4Frame({ srcMac: A.mac, dstMac: B.mac, src: B.ipv4, dst: C.ipv4, sport: 1, dport: 5000, payload: token() })
+    const tagged = inner.slice(0, 24) + '8100' + '0005' + inner.slice(24)
+    const before = (await fw.stats(A.vmId)).builtin['vlan-from-vm']?.packets ?? 0
+    await w.sendFrame(A, tagged)
+    await w.sendFrame(A, tagged)
+    expect((await fw.stats(A.vmId)).builtin['vlan-from-vm']!.out.packets).toBe(before + 2)
+  })
+
+  it("drops forged ARP: another VM's IP, or a foreign sender MAC (ARP poisoning of the host)", async () => {
+    const poison = () =>
+      w.sendFrame(A, arpFrame({ srcMac: A.mac, senderMac: A.mac, senderIp: B.ipv4, targetIp: w.host.ipv4 }))
+    const foreignSender = () =>
+      w.sendFrame(A, arpFrame({ srcMac: A.mac, senderMac: '02:00:00:00:bb:02', senderIp: A.ipv4, targetIp: w.host.ipv4 }))
+    // Control: without anti-spoofing, the host believes the forgery.
+    await fw.sync([spec(A, 'accept', { antiSpoofing: false }), spec(B, 'accept'), spec(C, 'accept')])
+    expect(await passes(() => w.ping(w.host, B.ipv4))).toBe(true)
+    await poison()
+    await sleep(100)
+    expect(hostNeigh(B.ipv4)).toContain(A.mac)
+    w.host.ns.exec('ip', ['neigh', 'flush', 'dev', 'br0'])
+    // With anti-spoofing, it does not.
+    await fw.applyVm(spec(A, 'accept'))
+    expect(await passes(() => w.ping(w.host, B.ipv4))).toBe(true)
+    await poison()
+    await foreignSender()
+    await sleep(100)
+    expect(hostNeigh(B.ipv4)).toContain(B.mac)
+    expect(hostNeigh(A.ipv4)).not.toContain('02:00:00:00:bb:02')
+    // Genuine ARP from A still works.
+    expect(await passes(() => w.ping(w.host, A.ipv4))).toBe(true)
+    expect(hostNeigh(A.ipv4)).toContain(A.mac)
+  })
+})
+
+describe('DHCP', () => {
+  it('allows the DHCP client (broadcast from 0.0.0.0, unicast renewal) under default drop', async () => {
+    await fw.sync([spec(A, 'drop'), spec(B, 'accept'), spec(C, 'accept')])
+    const t = token()
+    await w.sendFrame(
+      A,
+      udp4Frame({ srcMac: A.mac, dstMac: 'ff:ff:ff:ff:ff:ff', src: '0.0.0.0', dst: '255.255.255.255', sport: 68, dport: 67, payload: t }),
+    )
+    expect(await w.received(w.host, 67, t)).toBe(true)
+    expect(await passes(() => w.udp(w.host, w.host.ipv4, 67, A, { sourcePort: 68 }))).toBe(true)
+    // Other traffic to the server port is still subject to the default action.
+    expect(await w.udp(w.host, w.host.ipv4, 67, A, { sourcePort: 5555 })).toBe(false)
+  })
+
+  it('drops DHCP server replies (udp sport 67) sent by a VM; the real server still reaches VMs', async () => {
+    await fw.sync([spec(A, 'accept'), spec(B, 'accept'), spec(C, 'accept')])
+    expect(await w.udp(A, A.ipv4, 68, B, { sourcePort: 67 })).toBe(false)
+    expect(await passes(() => w.udp(A, A.ipv4, 68, B, { sourcePort: 6767 }))).toBe(true)
+    expect(await passes(() => w.udp(A, A.ipv4, 68, w.host, { sourcePort: 67 }))).toBe(true)
+  })
+})
+
+describe('IPv6 router advertisements and NDP', () => {
+  const hostDefault6 = () => w.host.ns.exec('ip', ['-6', 'route', 'show', 'default'])
+  it('drops router advertisements sent by a VM (control: accepted without the protection)', async () => {
+    w.host.ns.exec('sysctl', ['-qw', 'net.ipv6.conf.br0.accept_ra=2'])
+    await fw.sync([spec(A, 'accept', { antiSpoofing: false, dhcp: false }), spec(B, 'accept'), spec(C, 'accept')])
+    await w.sendFrame(A, routerAdvertFrame({ srcMac: A.mac, srcLinkLocal: A.linkLocal }))
+    await sleep(200)
+    expect(hostDefault6()).toContain(A.linkLocal)
+    w.host.ns.exec('ip', ['-6', 'route', 'flush', 'default'])
+    await fw.applyVm(spec(A, 'accept'))
+    await w.sendFrame(A, routerAdvertFrame({ srcMac: A.mac, srcLinkLocal: A.linkLocal }))
+    await sleep(200)
+    expect(hostDefault6()).toBe('')
+  })
+
+  it('ARP and NDP keep working under default drop', async () => {
+    await fw.sync([spec(A, 'drop'), spec(B, 'drop'), spec(C, 'accept')])
+    A.ns.exec('ip', ['neigh', 'flush', 'dev', 'eth0'])
+    expect(await w.ping(A, B.ipv4)).toBe(false)
+    expect(await w.ping(A, B.ipv6)).toBe(false)
+    expect(A.ns.exec('ip', ['neigh', 'show', B.ipv4])).toContain(B.mac)
+    expect(A.ns.exec('ip', ['-6', 'neigh', 'show', B.ipv6])).toContain(B.mac)
+    expect(await w.ping(A, `${B.linkLocal}%eth0`)).toBe(false)
+    expect(A.ns.exec('ip', ['-6', 'neigh', 'show', B.linkLocal])).toContain(B.mac)
+  })
+})

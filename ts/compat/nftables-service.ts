@@ -1,0 +1,380 @@
+// `NftablesService`: Infinization's firewall API (method names, arguments, result shapes) implemented
+// on the VmFirewall engine. The facade translates arguments and results and reads the kernel (small
+// listings) to decide; every write is one VmFirewall call, i.e. one kernel transaction.
+import type { Nft } from '../nft.js'
+import type { VmFirewall } from '../firewall/vm-firewall.js'
+import { VM_CHAIN_RE, generateVMChainName } from '../firewall/compile.js'
+import type { FirewallCapabilities, FirewallDefaultAction, VmApplyResult, VmSpec } from '../firewall/model.js'
+import { VMID_MAX, checkIfname, checkTableName, checkToken } from '../firewall/validate.js'
+import {
+  BASE_CHAIN_RE,
+  CONNTRACK_MODE_ENV,
+  INFINIZATION_TABLE_NAME,
+  NFTABLES_MAIN_FILE,
+  generateTapName,
+} from './constants.js'
+import { acquireEngine, type Engine } from './engine.js'
+import { NftablesError, NftablesErrorCode, conntrackUnavailable, toNftablesError } from './errors.js'
+import { baseProblems, chainPresent, listChainNames, readVm, type VmKernelState } from './kernel-state.js'
+import { sharedLock, type KeyedMutex } from './keyed-mutex.js'
+import { writeRulesetFile, type PersistResult } from './persistence.js'
+import { screenRules, toApplyResult, type ScreenedRules } from './rules.js'
+import type { BridgeConntrackMode, FirewallApplyResult, FirewallRuleInput, NftablesServiceConfig } from './types.js'
+
+type SpecWithoutTap = Omit<VmSpec, 'tap'>
+
+/** The interface a VM's traffic is dispatched from now (undefined: detached). */
+const dispatchedTap = (st: VmKernelState): string | undefined => st.dispatch.from[0] ?? st.dispatch.to[0]
+
+function resolveMode(explicit: unknown): BridgeConntrackMode {
+  if (explicit === undefined) return process.env[CONNTRACK_MODE_ENV] === 'degrade' ? 'degrade' : 'fail'
+  if (explicit !== 'fail' && explicit !== 'degrade') {
+    throw new NftablesError(NftablesErrorCode.INVALID_ARGUMENT, "bridgeConntrackMode must be 'fail' or 'degrade'", {
+      command: 'constructor',
+      field: 'bridgeConntrackMode',
+    })
+  }
+  return explicit
+}
+
+function checkDefaultAction(a: unknown): FirewallDefaultAction {
+  if (a !== 'accept' && a !== 'drop') {
+    throw new NftablesError(NftablesErrorCode.INVALID_ARGUMENT, "defaultAction must be 'accept' or 'drop'", { field: 'defaultAction' })
+  }
+  return a
+}
+
+export class NftablesService {
+  /** Bridge table the service works in. */
+  readonly table: string
+  /** `fail` (refuse without bridge conntrack) or `degrade` (stateless). */
+  readonly bridgeConntrackMode: BridgeConntrackMode
+  /** Where changes are persisted (undefined: persistence off). */
+  readonly persistencePath: string | undefined
+  /** Last automatic persistence failure (persistence never fails the operation itself). */
+  lastPersistError: string | undefined
+
+  readonly #config: NftablesServiceConfig
+  readonly #dhcp: boolean
+  readonly #lock: KeyedMutex
+  #engine: Engine | undefined
+
+  constructor(config: NftablesServiceConfig = {}) {
+    this.#config = { ...config }
+    try {
+      this.table = checkTableName(config.table ?? INFINIZATION_TABLE_NAME)
+    } catch (e) {
+      throw toNftablesError(e, 'constructor')
+    }
+    this.bridgeConntrackMode = resolveMode(config.bridgeConntrackMode)
+    this.persistencePath = config.enablePersistence ? config.persistencePath ?? NFTABLES_MAIN_FILE : undefined
+    this.#dhcp = config.dhcp ?? true
+    this.#lock = sharedLock(config.nft ? config.nft.options.netns : config.netns, this.table)
+  }
+
+  /** The engine underneath (verify(), stats(), sync() …). */
+  get firewall(): VmFirewall {
+    return this.#eng().fw
+  }
+
+  /** The libnftables context underneath. */
+  get nft(): Nft {
+    return this.#eng().nft
+  }
+
+  // ---- Infinization's methods ----
+
+  /**
+   * Probes the kernel once and creates the table, dispatch maps and base chains (idempotent; VM chains
+   * are kept). With `bridgeConntrackMode: 'fail'` and no bridge conntrack, throws CONNTRACK_UNAVAILABLE
+   * before creating anything.
+   */
+  async initialize(): Promise<void> {
+    await this.#guard('initialize', [], async () => {
+      const { fw } = this.#eng()
+      const caps = await fw.capabilities()
+      if (this.bridgeConntrackMode === 'fail' && !caps.bridgeConntrack) throw conntrackUnavailable('initialize')
+      await fw.init()
+    })
+    await this.#persist()
+  }
+
+  /**
+   * Makes sure the VM has its chains and dispatches `tapDeviceName` to them. A VM created here has only
+   * its default action (drop) until applyRules: never an empty, fail-open chain. Returns the base chain name.
+   */
+  async createVMChain(vmId: string, tapDeviceName: string): Promise<string> {
+    const base = await this.#vm('createVMChain', vmId, [tapDeviceName], (st) => this.#ensureAttached(vmId, tapDeviceName, st))
+    await this.#persist()
+    return base
+  }
+
+  /**
+   * Replaces the VM's rules in one transaction: department + VM rules merged, then the default action.
+   * A rule that fails validation is left out and reported in `failures` (with a code); the rest applies.
+   * A VM whose chains are missing is created and attached to `tapDeviceName`; a VM that is detached
+   * (stopped) stays detached.
+   */
+  async applyRules(
+    vmId: string,
+    tapDeviceName: string,
+    departmentRules: FirewallRuleInput[],
+    vmRules: FirewallRuleInput[],
+    defaultAction: FirewallDefaultAction = 'drop',
+  ): Promise<FirewallApplyResult> {
+    let result!: FirewallApplyResult
+    await this.#vm('applyRules', vmId, [tapDeviceName], async (st) => {
+      checkIfname(tapDeviceName, 'tap', { vmId })
+      const action = checkDefaultAction(defaultAction)
+      result = await this.#apply(vmId, tapDeviceName, screenRules(departmentRules, vmRules), action, st)
+    })
+    await this.#persist()
+    return result
+  }
+
+  /**
+   * applyRules, unless the kernel already holds exactly this policy for the VM (VmFirewall.verifyVm:
+   * both chains compared rule by rule with what the engine would write, dispatch as it is now). A chain
+   * deleted or edited behind the service's back, or a broken base chain, counts as changed. Rules that
+   * fail validation always count as changed, as Infinization never cached a partial apply.
+   */
+  async applyRulesIfChanged(
+    vmId: string,
+    tapDeviceName: string,
+    departmentRules: FirewallRuleInput[],
+    vmRules: FirewallRuleInput[],
+    defaultAction: FirewallDefaultAction = 'drop',
+  ): Promise<{ changed: boolean; result?: FirewallApplyResult }> {
+    let out!: { changed: boolean; result?: FirewallApplyResult }
+    await this.#vm('applyRulesIfChanged', vmId, [tapDeviceName], async (st) => {
+      checkIfname(tapDeviceName, 'tap', { vmId })
+      const action = checkDefaultAction(defaultAction)
+      const screened = screenRules(departmentRules, vmRules)
+      const { nft, fw } = this.#eng()
+      if (screened.failures.length === 0) {
+        const current = dispatchedTap(st)
+        const drift = await fw.verifyVm({ ...(await this.#spec(vmId, action, screened)), tap: current ?? tapDeviceName }, { attach: current !== undefined })
+        const problems = await baseProblems(nft, this.table)
+        if (problems.length === 0 && drift.status === 'ok') {
+          out = { changed: false }
+          return
+        }
+        if (problems.length > 0) await fw.init()
+      }
+      out = { changed: true, result: await this.#apply(vmId, tapDeviceName, screened, action, st) }
+    })
+    if (out.changed) await this.#persist()
+    return out
+  }
+
+  /** Deletes the VM's chains and dispatch entries in one transaction. Idempotent. */
+  async removeVMChain(vmId: string): Promise<void> {
+    await this.#vm('removeVMChain', vmId, [], async () => {
+      await this.#eng().fw.removeVm(vmId)
+    })
+    await this.#persist()
+  }
+
+  /**
+   * removeVMChain by base chain name (`vm_` + 24 hex; the engine's `_o`/`_i` names are accepted too).
+   * The VM id is read from the kernel (comment of the default rule); if it cannot be read (chains emptied
+   * behind our back), both chains and their dispatch entries are deleted by name. One transaction either
+   * way; idempotent.
+   */
+  async removeVMChainByName(chainName: string): Promise<void> {
+    const base = typeof chainName === 'string' && VM_CHAIN_RE.test(chainName) ? chainName.slice(0, -2) : chainName
+    if (typeof base !== 'string' || !BASE_CHAIN_RE.test(base)) {
+      throw new NftablesError(NftablesErrorCode.INVALID_ARGUMENT, `not a VM chain name: ${JSON.stringify(chainName)} (expected vm_ + 24 hex)`, {
+        command: 'removeVMChainByName',
+        args: [String(chainName)],
+        field: 'chainName',
+      })
+    }
+    await this.#guard('removeVMChainByName', [chainName], () =>
+      this.#lock.run(base, async () => {
+        const { nft, fw } = this.#eng()
+        const st = await readVm(nft, this.table, base)
+        if (!st.outExists && !st.inExists && st.dispatch.from.length === 0 && st.dispatch.to.length === 0) return
+        if (st.vmId !== undefined && generateVMChainName(st.vmId) === base) await fw.removeVm(st.vmId)
+        else await fw.removeVmByChain(base)
+      }),
+    )
+    await this.#persist()
+  }
+
+  /**
+   * Removes the VM's rules, leaving its default action (the one in force, drop if unreadable) and the
+   * builtins (ARP, NDP, DHCP client). Never fails open. Dispatch is unchanged. No-op for an unknown VM.
+   */
+  async flushVMRules(vmId: string): Promise<void> {
+    await this.#vm('flushVMRules', vmId, [], async (st) => {
+      if (!st.outExists && !st.inExists) return
+      await this.#applyKeepingDispatch(vmId, await this.#spec(vmId, st.defaultAction ?? 'drop'), st)
+    })
+    await this.#persist()
+  }
+
+  /** Chains of the table; each VM appears once, by its base name (`vm_` + 24 hex). [] without the table. */
+  async listChains(): Promise<string[]> {
+    return this.#guard('listChains', [], async () => {
+      const names = await listChainNames(this.#eng().nft, this.table)
+      return [...new Set(names.map((n) => (VM_CHAIN_RE.test(n) ? n.slice(0, -2) : n)))]
+    })
+  }
+
+  /** Whether a chain exists; for a VM base name, whether both of the VM's chains exist. */
+  async chainExists(chainName: string): Promise<boolean> {
+    if (typeof chainName !== 'string' || chainName.length === 0 || chainName.length > 255 || chainName.includes('\0')) return false
+    return this.#guard('chainExists', [chainName], async () => {
+      const nft = this.#eng().nft
+      if (!BASE_CHAIN_RE.test(chainName)) return chainPresent(nft, this.table, chainName)
+      return (await chainPresent(nft, this.table, `${chainName}_o`)) && (await chainPresent(nft, this.table, `${chainName}_i`))
+    })
+  }
+
+  /**
+   * Makes sure the VM's chains exist, without touching dispatch. Chains created here hold only the
+   * default action (drop): a VM attached before its rules are applied is closed, not open.
+   */
+  async ensureVMChain(vmId: string): Promise<string> {
+    const base = await this.#vm('ensureVMChain', vmId, [], async (st) => {
+      if (st.outExists && st.inExists) return
+      await this.#applyKeepingDispatch(vmId, await this.#spec(vmId, st.defaultAction ?? 'drop'), st)
+    })
+    await this.#persist()
+    return base
+  }
+
+  /** Dispatches `tapDeviceName` to the VM's chains (VM start). Exactly one entry per direction and TAP. */
+  async attachJumpRules(vmId: string, tapDeviceName: string): Promise<void> {
+    await this.#vm('attachJumpRules', vmId, [tapDeviceName], (st) => this.#ensureAttached(vmId, tapDeviceName, st))
+    await this.#persist()
+  }
+
+  /** Stops dispatching the VM's traffic (VM stop); chains and rules are kept. Idempotent. */
+  async detachJumpRules(vmId: string): Promise<void> {
+    await this.#vm('detachJumpRules', vmId, [], async () => {
+      await this.#eng().fw.detachVm(vmId)
+    })
+    await this.#persist()
+  }
+
+  /** Kept for compatibility: there is no cache to clear, decisions are taken against the kernel. */
+  clearRulesCache(_vmId: string): void {}
+
+  // ---- additions ----
+
+  /** Kernel features (probed once). */
+  async capabilities(): Promise<FirewallCapabilities> {
+    return this.#guard('capabilities', [], () => this.#eng().fw.capabilities())
+  }
+
+  /** An idempotent nft script recreating the table (for `nft -f` at boot or restoreRuleset()). */
+  async exportRuleset(): Promise<string> {
+    return this.#guard('exportRuleset', [], () => this.#eng().fw.exportRuleset(), NftablesErrorCode.TABLE_NOT_FOUND)
+  }
+
+  /** Applies an exportRuleset() script in one transaction. */
+  async restoreRuleset(text: string): Promise<void> {
+    await this.#guard('restoreRuleset', [], () => this.#eng().fw.restoreRuleset(text))
+    await this.#persist()
+  }
+
+  /** Writes exportRuleset() to `filePath` (default: persistencePath, else Infinization's file) now. */
+  async forcePersist(filePath: string = this.persistencePath ?? NFTABLES_MAIN_FILE): Promise<PersistResult> {
+    try {
+      return await writeRulesetFile(filePath, await this.exportRuleset())
+    } catch (e) {
+      return { success: false, filePath, error: e instanceof Error ? e.message : String(e) }
+    }
+  }
+
+  /** Releases the libnftables context (shared ones when the last facade using them closes). */
+  close(): void {
+    this.#engine?.release()
+    this.#engine = undefined
+  }
+
+  // ---- internals ----
+
+  #eng(): Engine {
+    if (!this.#engine) {
+      try {
+        this.#engine = acquireEngine({
+          ...(this.#config.nft ? { nft: this.#config.nft } : {}),
+          ...(this.#config.netns !== undefined ? { netns: this.#config.netns } : {}),
+          table: this.table,
+          conntrack: this.bridgeConntrackMode === 'fail' ? 'require' : 'auto',
+        })
+      } catch (e) {
+        throw toNftablesError(e, 'constructor')
+      }
+    }
+    return this.#engine
+  }
+
+  async #guard<T>(command: string, args: string[], fn: () => Promise<T>, notFound?: NftablesErrorCode): Promise<T> {
+    try {
+      return await fn()
+    } catch (e) {
+      throw toNftablesError(e, command, args, notFound)
+    }
+  }
+
+  /** Validates vmId, takes the VM's lock, reads its kernel state, runs `fn`; returns the base chain name. */
+  async #vm(command: string, vmId: string, args: string[], fn: (st: VmKernelState) => Promise<void>): Promise<string> {
+    return this.#guard(
+      command,
+      [String(vmId), ...args],
+      async () => {
+        checkToken(vmId, 'vmId', VMID_MAX, {})
+        const base = generateVMChainName(vmId)
+        await this.#lock.run(base, async () => fn(await readVm(this.#eng().nft, this.table, base)))
+        return base
+      },
+      NftablesErrorCode.CHAIN_NOT_FOUND,
+    )
+  }
+
+  /** What the engine gets for a VM: rules, default action, DHCP, and the identity from `vmIdentity`. */
+  async #spec(vmId: string, defaultAction: FirewallDefaultAction, screened?: ScreenedRules): Promise<SpecWithoutTap> {
+    const identity = this.#config.vmIdentity ? await this.#config.vmIdentity(vmId) : undefined
+    return {
+      ...(identity ?? {}),
+      vmId,
+      departmentRules: screened?.departmentRules ?? [],
+      rules: screened?.rules ?? [],
+      defaultAction,
+      dhcp: this.#dhcp,
+    }
+  }
+
+  async #apply(vmId: string, tap: string, screened: ScreenedRules, defaultAction: FirewallDefaultAction, st: VmKernelState): Promise<FirewallApplyResult> {
+    const spec = await this.#spec(vmId, defaultAction, screened)
+    // New VM (Infinization created and attached it here too) or a running one: dispatch (moved to `tap`
+    // if it pointed elsewhere). A stopped (detached) VM stays detached. One transaction either way.
+    const attached = !(st.outExists || st.inExists) || dispatchedTap(st) !== undefined
+    const details: VmApplyResult = await this.#eng().fw.applyVm({ ...spec, tap }, { attach: attached })
+    return toApplyResult(details, screened, generateVMChainName(vmId), tap, attached)
+  }
+
+  /** Rewrites a VM's chains without changing whether (and from which TAP) it is dispatched. */
+  async #applyKeepingDispatch(vmId: string, spec: SpecWithoutTap, st: VmKernelState): Promise<void> {
+    const current = dispatchedTap(st)
+    if (current !== undefined) await this.#eng().fw.applyVm({ ...spec, tap: current })
+    else await this.#eng().fw.applyVm({ ...spec, tap: generateTapName(vmId) }, { attach: false })
+  }
+
+  async #ensureAttached(vmId: string, tap: string, st: VmKernelState): Promise<void> {
+    checkIfname(tap, 'tap', { vmId })
+    const { fw } = this.#eng()
+    if (st.outExists && st.inExists) await fw.attachVm(vmId, tap)
+    else await fw.applyVm({ ...(await this.#spec(vmId, st.defaultAction ?? 'drop')), tap })
+  }
+
+  async #persist(): Promise<void> {
+    if (this.persistencePath === undefined) return
+    const r = await this.forcePersist(this.persistencePath)
+    this.lastPersistError = r.success ? undefined : r.error
+  }
+}

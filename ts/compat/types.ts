@@ -1,0 +1,71 @@
+// Infinization's public types, as the facade accepts and returns them.
+import type { Nft } from '../nft.js'
+import type { FirewallRuleInput, FirewallDefaultAction, VmApplyResult, VmSpec } from '../firewall/model.js'
+import type { NftablesErrorCode } from './errors.js'
+
+// The engine's rule model is Infinization's (a superset: optional fields default as the backend does,
+// masks may be numbers, addresses may be IPv6).
+export type { FirewallRuleInput, FirewallDefaultAction }
+
+/** Infinization's `ConnectionStateConfig`. */
+export interface ConnectionStateConfig {
+  established?: boolean
+  new?: boolean
+  related?: boolean
+  invalid?: boolean
+}
+
+/** `fail`: refuse to run without bridge conntrack. `degrade`: run stateless (reported per apply). */
+export type BridgeConntrackMode = 'fail' | 'degrade'
+
+export interface FirewallApplyFailure {
+  ruleName: string
+  /** Human-readable; branch on `code`. */
+  error: string
+  code: NftablesErrorCode
+  ruleId?: string
+  /** The offending field, e.g. `dstPortStart`. */
+  field?: string
+}
+
+/** Infinization's `FirewallApplyResult`, plus what the engine reports. */
+export interface FirewallApplyResult {
+  /** Rules considered after the department/VM merge (overridden department rules are not counted). */
+  totalRules: number
+  /** Rules in force (a rule whose connection-state match is replaced by stateless reply rules counts). */
+  appliedRules: number
+  /** Rules refused by validation; they are left out, the rest of the policy is applied. */
+  failedRules: number
+  /** Base chain name: `vm_` + 24 hex of sha256(vmId). */
+  chainName: string
+  failures: FirewallApplyFailure[]
+  /** Whether the VM's TAP dispatches to its chains after the call (false for a stopped, detached VM). */
+  attached: boolean
+  /** Everything the engine reports: per-rule effect, stateful or not, degradations (REJECT -> drop …). */
+  details: VmApplyResult
+}
+
+export interface NftablesServiceConfig {
+  /** Write `exportRuleset()` to `persistencePath` after each change (default false). */
+  enablePersistence?: boolean
+  /** Default `/etc/infinization/nftables/infinization.nft`. */
+  persistencePath?: string
+  /** Default from `INFINIZATION_BRIDGE_CONNTRACK_MODE` (`degrade`), else `fail`. */
+  bridgeConntrackMode?: BridgeConntrackMode
+  /** Bridge table (default `infinization`). Use another name to run next to the old service. */
+  table?: string
+  /** Network namespace to work in (default: the process's own). Ignored when `nft` is given. */
+  netns?: string
+  /** An `Nft` instance to use (tests, custom library path). Default: one shared per namespace and table. */
+  nft?: Nft
+  /** Allow DHCP/DHCPv6 client traffic of each VM and drop DHCP server replies it sends (default true). */
+  dhcp?: boolean
+  /**
+   * The VM's MAC and addresses, looked up whenever the facade builds a VM's chains: turns on MAC, IP and
+   * ARP anti-spoofing, which Infinization's method signatures have no room for. Default: none (off).
+   */
+  vmIdentity?: (vmId: string) => VmIdentity | undefined | Promise<VmIdentity | undefined>
+}
+
+/** What `vmIdentity` returns (fields of the engine's VmSpec). */
+export type VmIdentity = Pick<VmSpec, 'mac' | 'ipv4' | 'ipv6' | 'antiSpoofing'>

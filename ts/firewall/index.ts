@@ -1,0 +1,18 @@
+export { VmFirewall, type VmFirewallOptions, type VmPlan, type ApplyOptions } from './vm-firewall.js'
+export * from './model.js'
+export { FirewallValidationError, normalizeVm, normalizeRule, type NormalizedRule, type NormalizedVm } from './validate.js'
+export { FirewallCapabilityError, FirewallError, probeCapabilities } from './capabilities.js'
+export { mergeRules, sameTraffic } from './merge.js'
+export {
+  compileVm,
+  generateVMChainName,
+  vmChainNames,
+  tableCommands,
+  vmApplyCommands,
+  parseComment,
+  VM_CHAIN_PREFIX,
+  DEFAULT_TABLE,
+  type CompiledVm,
+  type CompiledRule,
+} from './compile.js'
+export { renderCommands } from './render.js'
