@@ -58,4 +58,4 @@ it('batches with one invalid command at a random position change nothing, every 
   }
   report('atomicity', `${batches} JSON batches + ${Math.ceil(batches / 4)} text batches, ruleset byte-identical after each; failing command located in ${located}/${batches}`)
   expect(located).toBe(batches)
-}, { timeout: size(60_000, 900_000) })
+}, size(60_000, 900_000))

@@ -6,6 +6,7 @@ import type { Nft } from '../nft.js'
 import type { NftablesJson } from '../schema.js'
 import { CHAIN_POSTROUTING, CHAIN_PREROUTING, FAMILY, MAP_FROM_VM, MAP_TO_VM, parseComment } from '../firewall/compile.js'
 import type { FirewallDefaultAction } from '../firewall/model.js'
+import { mapElements } from '../firewall/map-elements.js'
 import { realChains } from './constants.js'
 
 export function isEnoent(e: unknown): boolean {
@@ -59,19 +60,8 @@ export async function readMap(nft: Nft, table: string, name: string): Promise<Ma
     if (isEnoent(e)) return undefined
     throw e
   }
-  const out = new Map<string, string>()
-  for (const o of doc.nftables) {
-    if (!('map' in o)) continue
-    for (const e of ((o.map as { elem?: unknown[] }).elem ?? []) as unknown[]) {
-      let pair = e
-      if (pair && typeof pair === 'object' && !Array.isArray(pair) && 'elem' in pair) pair = (pair as { elem: unknown }).elem
-      if (!Array.isArray(pair)) continue
-      const [key, verdict] = pair as [unknown, { jump?: { target?: string }; goto?: { target?: string } }]
-      const target = verdict?.jump?.target ?? verdict?.goto?.target
-      if (typeof key === 'string' && typeof target === 'string') out.set(key, target)
-    }
-  }
-  return out
+  const listed = doc.nftables.find((o) => 'map' in o)
+  return mapElements(listed && 'map' in listed ? (listed.map as unknown as Record<string, unknown>) : undefined)
 }
 
 function defaultOf(rules: KernelRule[] | undefined): { vmId?: string; action?: FirewallDefaultAction } {

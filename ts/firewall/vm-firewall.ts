@@ -36,6 +36,7 @@ import type {
   VmSpec,
   VmStats,
 } from './model.js'
+import { mapElements } from './map-elements.js'
 import { renderCommands } from './render.js'
 import { Scheduler } from './scheduler.js'
 import { FirewallValidationError, checkIfname, checkTableName, checkToken, normalizeVm, VMID_MAX } from './validate.js'
@@ -83,19 +84,6 @@ interface KernelTable {
   recreate: string[]
 }
 
-function elementsOf(map: Record<string, unknown> | undefined): Elements {
-  const out: Elements = new Map()
-  for (const e of (map?.elem as unknown[] | undefined) ?? []) {
-    let pair = e
-    if (pair && typeof pair === 'object' && !Array.isArray(pair) && 'elem' in pair) pair = (pair as { elem: unknown }).elem
-    if (!Array.isArray(pair)) continue
-    const [key, verdict] = pair as [unknown, { jump?: { target?: string }; goto?: { target?: string } }]
-    const target = verdict?.jump?.target ?? verdict?.goto?.target
-    if (typeof key === 'string' && typeof target === 'string') out.set(key, target)
-  }
-  return out
-}
-
 function counterOf(expr: unknown[]): { packets: number; bytes: number } {
   for (const s of expr) {
     const c = (s as { counter?: { packets?: number; bytes?: number } }).counter
@@ -129,7 +117,7 @@ function parseTable(doc: NftablesJson | undefined): KernelTable {
       const m = o.map as unknown as Record<string, unknown>
       if (m.name === MAP_FROM_VM || m.name === MAP_TO_VM) {
         mapCount++
-        t.maps[m.name] = elementsOf(m)
+        t.maps[m.name] = mapElements(m)
       }
     } else if ('rule' in o) {
       const r = o.rule as unknown as Record<string, unknown>
@@ -730,7 +718,7 @@ export class VmFirewall {
       for (const name of [MAP_FROM_VM, MAP_TO_VM] as const) {
         const doc = await this.#nft.runJson({ nftables: [{ list: { map: { family: FAMILY, table: this.table, name } } }] })
         for (const o of doc.nftables) {
-          if ('map' in o && o.map.name === name) maps[name] = elementsOf(o.map as unknown as Record<string, unknown>)
+          if ('map' in o && o.map.name === name) maps[name] = mapElements(o.map as unknown as Record<string, unknown>)
         }
       }
       return maps
