@@ -126,7 +126,12 @@ fn execute(context: &mut Context, request: &Request) -> Outcome {
       if run.ok {
         return Ok(run.output);
       }
-      Err(error::parse(&run.error, run.input_name.as_deref(), false))
+      // Locate the failing line: the same batch from a file, as a dry run (changes nothing).
+      let located = context.run_text_file(text, true);
+      if located.ok {
+        return Err(error::parse(&run.error, None, false));
+      }
+      Err(error::parse(&located.error, located.input_name.as_deref(), false))
     }
     Input::Json(json) => {
       let run = context.run_json(json, request.dry_run);
