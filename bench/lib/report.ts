@@ -1,0 +1,391 @@
+// Pure report builders: targets, Markdown, SVG. No I/O (unit-tested in __test__/bench).
+import { PATH_LABEL, type PathId } from './paths.js'
+import { fmtMs, fmtRatio } from './stats.js'
+import type { BenchResults, Target, WorkloadResult } from './types.js'
+
+const ORDER: PathId[] = ['spawn', 'nft-f', 'lib-text', 'lib-json', 'py-text', 'py-json', 'vmfw']
+const COLORS: Record<PathId, string> = {
+  spawn: '#d62728',
+  'nft-f': '#ff7f0e',
+  'lib-text': '#1f77b4',
+  'lib-json': '#17becf',
+  'py-text': '#2ca02c',
+  'py-json': '#98df8a',
+  vmfw: '#9467bd',
+}
+
+const med = (w: WorkloadResult | undefined, p: PathId): number | undefined => w?.paths[p]?.summary.median
+
+function largest(results: BenchResults, group: string): WorkloadResult | undefined {
+  return results.workloads.filter((w) => w.group === group).sort((a, b) => b.size - a.size)[0]
+}
+
+/** The workload of `group` with the smallest size below `size` (the contrast case). */
+function smallestBelow(results: BenchResults, group: string, size: number): WorkloadResult | undefined {
+  return results.workloads.filter((w) => w.group === group && w.size < size).sort((a, b) => b.size - a.size).pop()
+}
+
+function libPaths(w: WorkloadResult | undefined): PathId[] {
+  return (['vmfw', 'lib-text', 'lib-json'] as PathId[]).filter((p) => w?.paths[p])
+}
+
+/** Evaluates the issue's targets against the results. */
+export function evaluateTargets(results: BenchResults): Target[] {
+  const t: Target[] = []
+  const apply = largest(results, 'apply-vm')
+  if (apply) {
+    const size = `${apply.size} VMs`
+    const byId = (id: string) => results.workloads.find((w) => w.id === id)
+    const an = (id: string) => med(byId(`anatomy/${id}/${apply.size}`), 'lib-text')
+    const noop = byId('noop/0')
+    const overhead = (med(noop, 'lib-text') ?? NaN) - (med(noop, 'py-text') ?? NaN)
+    const sync = largest(results, 'sync-1pct')
+    const changed = Number(/Sync (\d+)/.exec(sync?.title ?? '')?.[1] ?? NaN)
+    const syncPerVm = (med(sync, 'lib-text') ?? NaN) / changed
+    const hot = byId(`apply-vm-hot/${apply.size}`)
+    const add0 = med(byId('add-rule/one-chain/0'), 'lib-text')
+    const hot1 = smallestBelow(results, 'apply-vm-hot', apply.size)
+    const cause =
+      `Same batch through python3-nftables (same libnftables, in-process): ${fmtMs(med(apply, 'py-text'))} (hot loop ${fmtMs(med(hot, 'py-text'))}), so the floor is libnftables itself; ` +
+      `the binding adds ~${fmtMs(overhead)} per call (no-op call, Nft.run vs python). libnftables 1.0.6 refreshes its cache of the table (chains, maps and their elements) before it evaluates a batch, and its per-command work grows with the number of cached objects: ` +
+      `at ${size} (${2 * apply.size} VM chains, ~${apply.size * 20} rules, ${2 * apply.size} map elements) one added rule costs ${fmtMs(an('add-rule'))} (${fmtMs(add0)} on an empty table), listing one dispatch map ${fmtMs(an('list-map'))}, and the 22-command replace ${fmtMs(an('replace'))} in a hot loop` +
+      `${hot1 ? ` (${fmtMs(med(hot1, 'lib-text'))} with ${hot1.size} VM${hot1.size === 1 ? '' : 's'} loaded)` : ''}. ` +
+      `Fix: amortize over many VMs per transaction (here ${Number.isFinite(changed) ? changed : '?'} VMs in one transaction cost ${fmtMs(med(sync, 'lib-text'))}, ${fmtMs(syncPerVm)} per VM); ` +
+      'keep fewer objects in the table a batch touches (e.g. one chain per VM, dispatch maps in their own table — to try); or a newer libnftables with finer-grained caching (not measured here).'
+    const vmfwExtra = (p: PathId) =>
+      p === 'vmfw'
+        ? ` VmFirewall on top: applyVm first lists both dispatch maps (two more libnftables calls that fetch all map elements, output parsed as JSON), then runs its transaction: ${fmtMs(med(apply, 'vmfw'))} vs ${fmtMs(med(apply, 'lib-json'))} for the raw JSON batch. Fix in VmFirewall: keep the dispatch state in memory (verify lazily, or read it once per sync).`
+        : ''
+    for (const p of libPaths(apply)) {
+      const m = med(apply, p)!
+      const label = PATH_LABEL[p]
+      t.push({
+        name: `Replace one VM's rules (${size}): median, ${label}`,
+        goal: '≤ 0.5 ms',
+        measured: fmtMs(m),
+        status: m <= 0.5 ? 'met' : 'missed',
+        by: m <= 0.5 ? `${fmtRatio(0.5 / m)} under` : `${fmtRatio(m / 0.5)} over (+${fmtMs(m - 0.5)})`,
+        why: m <= 0.5 ? undefined : cause + vmfwExtra(p),
+      })
+      const rf = apply.vsNftF[p]
+      if (rf !== undefined) {
+        t.push({
+          name: `Replace one VM's rules (${size}): vs nft -f, ${label}`,
+          goal: '≥ 8× faster',
+          measured: fmtRatio(rf),
+          status: rf >= 8 ? 'met' : 'missed',
+          by: rf >= 8 ? `${fmtRatio(rf / 8)} above target` : `${Math.round((1 - rf / 8) * 100)}% short`,
+          why:
+            rf >= 8
+              ? undefined
+              : `nft -f (${fmtMs(med(apply, 'nft-f'))}) = process start (~${fmtMs(med(noop, 'nft-f'))}) + the same cache refresh + its exit; the in-process paths skip only the process start, so when the refresh dominates the ratio is bounded by (start + refresh) / refresh. Same fix as above.${vmfwExtra(p)}`,
+        })
+      }
+      const rs = apply.vsSpawn[p]
+      if (rs !== undefined) {
+        t.push({
+          name: `Replace one VM's rules (${size}): vs spawn per rule, ${label}`,
+          goal: '≥ 100× faster',
+          measured: fmtRatio(rs),
+          status: rs >= 100 ? 'met' : 'missed',
+          by: rs >= 100 ? `${fmtRatio(rs / 100)} above target` : `${Math.round((1 - rs / 100) * 100)}% short`,
+          why:
+            rs >= 100
+              ? undefined
+              : `each of the ${apply.notes.join(' ').match(/spawn: (\d+)/)?.[1] ?? '22'} spawned nft pays process start + the same per-command cache refresh (${fmtMs(med(apply, 'spawn'))} in total), so the ratio is ≈ N × (start + refresh) / (one refresh + batch); the in-process refresh is what keeps it below 100×.${vmfwExtra(p)}`,
+        })
+      }
+    }
+  } else {
+    t.push({ name: "Replace one VM's rules", goal: '≤ 0.5 ms, ≥ 8× nft -f, ≥ 100× spawn', measured: '–', status: 'not measured', by: '–' })
+  }
+
+  const bulk = largest(results, 'bulk')
+  if (bulk) {
+    for (const p of libPaths(bulk)) {
+      const r = bulk.vsNftF[p]
+      if (r === undefined) continue
+      t.push({
+        name: `Bulk load ${bulk.sizeLabel}: ${PATH_LABEL[p]} vs nft -f (text)`,
+        goal: '≥ 1× (at least as fast)',
+        measured: `${fmtMs(med(bulk, p))} vs ${fmtMs(med(bulk, 'nft-f'))} (${fmtRatio(r)})`,
+        status: r >= 1 ? 'met' : 'missed',
+        by: r >= 1 ? `${((r - 1) * 100).toFixed(1)}% faster` : `${((1 / r - 1) * 100).toFixed(1)}% slower${r > 0.97 ? ' (a tie within noise)' : ''}`,
+        why:
+          r >= 1
+            ? undefined
+            : p === 'vmfw'
+              ? `VmFirewall.sync reads the whole table (JSON listing), compiles and diffs every VM, then sends one JSON batch: the JSON parse in libnftables alone is ${fmtMs(med(bulk, 'lib-json'))} vs ${fmtMs(med(bulk, 'lib-text'))} for text. Fix: skip the read when the table is absent/empty, and send bulk loads as text rendered from the compiled model.`
+              : p === 'lib-json'
+                ? 'libnftables parses JSON (jansson) much more slowly than nft text (~2.6× on 50k rules per the facts file), plus JSON.stringify of the document on the calling thread. Fix: bulk loads in text syntax generated from the same model, or chunked JSON.'
+              : 'the same libnftables parse and commit as nft -f (one process start is nothing next to seconds of parsing), so the two tie within run-to-run noise.',
+      })
+    }
+  }
+
+  const dp = results.dataplane
+  if (dp) {
+    for (const [name, c] of Object.entries(dp.configs)) {
+      if (!name.startsWith('vmap')) continue
+      t.push({
+        name: `Data plane, ${dp.vms} VMs × ${dp.rulesPerVm} rules, ${name}: TCP throughput / empty`,
+        goal: '≥ 0.9',
+        measured: `${c.ratioToEmpty.toFixed(3)} (paired per round; medians ${c.medianGbps.toFixed(2)} vs ${dp.configs.empty!.medianGbps.toFixed(2)} Gbit/s)`,
+        status: c.ratioToEmpty >= 0.9 ? 'met' : 'missed',
+        by: c.ratioToEmpty >= 0.9 ? `+${(c.ratioToEmpty - 0.9).toFixed(3)}` : `${(0.9 - c.ratioToEmpty).toFixed(3)} short${c.ratioToEmpty > 0.85 ? ' (within run-to-run noise)' : ''}`,
+        why:
+          c.ratioToEmpty >= 0.9
+            ? undefined
+            : `${name.includes('VmFirewall') ? `VmFirewall's chains also hold an ARP accept and an NDP set-lookup rule ahead of the VM's rules and run at priority -200; ${dp.configs['vmap (raw)'] ? `the raw vmap ruleset reaches ${dp.configs['vmap (raw)'].ratioToEmpty.toFixed(2)} in the same run. ` : ''}` : ''}the empty ruleset registers no hook at all; here every frame runs two base chains (prerouting + postrouting), two map lookups and all ${dp.rulesPerVm} rules of the two VMs (no rule matches the test traffic, the worst case), with a counter on the last. Dispatch itself is O(1) (linear jumps: ${(dp.configs['linear jumps']?.ratioToEmpty ?? NaN).toFixed(2)}). Fix: fewer rules on the hot path (an early accept of established traffic where bridge conntrack exists, port sets instead of one rule per port).`,
+      })
+    }
+  }
+
+  const lag = results.lag
+  if (lag) {
+    const idle = lag.variants.find((x) => x.name.startsWith('idle'))
+    for (const v of lag.variants.filter((x) => x.name.startsWith('async'))) {
+      t.push({
+        name: `Event-loop lag while bulk loading ${lag.vms}×${lag.rules}, ${v.name}`,
+        goal: '≤ 10 ms (max)',
+        measured: `max ${fmtMs(v.lagMaxMs)} (worst round ${fmtMs(v.lagWorstMs)}, p99 ${fmtMs(v.lagP99Ms)}; idle control ${fmtMs(idle?.lagMaxMs)}) during ${fmtMs(v.ms)}`,
+        status: v.lagMaxMs <= 10 ? 'met' : 'missed',
+        by: v.lagMaxMs <= 10 ? `${fmtMs(10 - v.lagMaxMs)} of headroom` : `${fmtMs(v.lagMaxMs - 10)} over`,
+        why:
+          v.lagMaxMs <= 10
+            ? undefined
+            : v.name.includes('runJson') && v.lagMaxMs > 3 * Math.max(idle?.lagMaxMs ?? 0, 10)
+              ? `runJson(object) calls JSON.stringify on the whole document on the calling thread (${lag.vms}×${lag.rules} rules: tens of MB), which blocks the loop for about that long${idle ? ` (idle control: ${fmtMs(idle.lagMaxMs)})` : ''}. Fix: pass a pre-serialized string (runJson accepts one), stringify in chunks or in a worker, or send bulk loads as text.`
+              : idle && idle.lagMaxMs > 10
+              ? `the idle control (no call at all) already shows ${fmtMs(idle.lagMaxMs)}: other processes on the 2 cores delay the loop; the call adds ${fmtMs(v.lagMaxMs - idle.lagMaxMs)} on top, not isolated: the only work on the calling thread is the UTF-8 copy of the input; the rest is the loop waiting for CPU or memory locks while the instance thread parses and commits. Fix to try: accept a Buffer, split bulk loads into chunks, re-measure on an idle machine.`
+              : v.name.includes('runJson')
+                ? 'JSON.stringify of the whole document (and the copy of the input string into the native call) runs on the calling thread. Fix: accept a pre-serialized string, or serialize in chunks.'
+                : 'not isolated. The only work the async call does on the calling thread is the UTF-8 copy of the input (milliseconds for megabytes); the rest of the delay is the process waiting for CPU or memory locks while the instance thread parses and commits (2 cores; the idle control shows the machine alone). Fix to try: accept a Buffer (no conversion on the loop), split bulk loads into chunks, and re-measure on an idle machine.',
+      })
+    }
+  }
+  return t
+}
+
+// ---------------------------------------------------------------------------------------------
+
+function table(head: string[], rows: string[][]): string {
+  return [`| ${head.join(' | ')} |`, `| ${head.map(() => '---').join(' | ')} |`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n')
+}
+
+export function buildMarkdown(r: BenchResults, chartName = r.mode === 'quick' ? 'quick.svg' : 'latest.svg'): string {
+  const m = r.machine
+  const out: string[] = []
+  out.push(`# Benchmark: @infinibay/nftables-node vs the nft CLI and python3-nftables (${r.mode})`)
+  out.push('')
+  out.push(`Run ${r.startedAt} (${r.durationS} s). Machine: ${m.cpu}, ${m.cores} cores, ${m.memoryGb} GiB; ${m.os}; kernel ${m.kernel}; libnftables ${m.libnftables} (${m.nft}); python3-nftables ${m.python3Nftables}; Node ${m.node}.`)
+  out.push('')
+  out.push(
+    'Everything runs in throwaway network namespaces. Times are medians over rounds; in each round every path does the operation once on the same ruleset (order rotated), ' +
+      'and ratios are the median of the per-round ratios (time of spawn or nft -f ÷ time of the path; > 1 means the path is faster). ' +
+      'spawn = `nft` spawned per command with an argv array from Node (no shell); nft -f = one `nft -f -` per transaction; ' +
+      'Nft = this library (async API, persistent context); python3-nftables = in-process, timed inside Python.',
+  )
+  out.push('')
+  out.push(`VmFirewall: ${r.vmFirewall.note}`)
+  out.push('')
+  for (const n of r.notes ?? []) {
+    out.push(`Note: ${n}`)
+    out.push('')
+  }
+  if (r.targets.length) {
+    out.push('## Targets (issue 5)')
+    out.push('')
+    out.push(table(['target', 'goal', 'measured', 'status', 'by'], r.targets.map((t) => [t.name, t.goal, t.measured, t.status === 'met' ? '**met**' : t.status === 'missed' ? '**missed**' : t.status, t.by])))
+    out.push('')
+    const whys = r.targets.filter((t) => t.why)
+    if (whys.length) {
+      out.push('Why the missed ones are missed:')
+      out.push('')
+      const seen = new Set<string>()
+      for (const t of whys) {
+        if (seen.has(t.why!)) continue
+        seen.add(t.why!)
+        out.push(`- ${t.name}: ${t.why}`)
+      }
+      out.push('')
+    }
+  }
+  if (r.workloads.length) {
+    const present = ORDER.filter((p) => r.workloads.some((w) => w.paths[p]))
+    out.push('## Control plane: median wall time per operation')
+    out.push('')
+    out.push(
+      table(
+        ['workload', 'rounds', ...present.map((p) => PATH_LABEL[p])],
+        r.workloads.map((w) => [
+          w.title,
+          String(w.rounds),
+          ...present.map((p) => {
+            const pr = w.paths[p]
+            if (!pr) return '–'
+            return fmtMs(pr.summary.median) + (pr.extrapolated ? ' *' : '')
+          }),
+        ]),
+      ),
+    )
+    out.push('')
+    out.push('\\* spawn per command for the bulk load is measured on a few VMs and scaled linearly (tens of thousands of processes would not fit the time budget).')
+    out.push('')
+    const fast = present.filter((p) => p !== 'spawn' && p !== 'nft-f')
+    out.push('## Speed-up: times faster than spawn per command / than nft -f (per-round ratios, median)')
+    out.push('')
+    out.push(
+      table(
+        ['workload', ...fast.map((p) => PATH_LABEL[p])],
+        r.workloads
+          .filter((w) => w.paths.spawn || w.paths['nft-f'])
+          .map((w) => [w.title, ...fast.map((p) => (w.paths[p] ? `${fmtRatio(w.vsSpawn[p])} / ${fmtRatio(w.vsNftF[p])}` : '–'))]),
+      ),
+    )
+    out.push('')
+    const notes = r.workloads.filter((w) => w.notes.length)
+    if (notes.length) {
+      out.push('Workload notes:')
+      out.push('')
+      for (const w of notes) out.push(`- ${w.title}: ${w.notes.join('; ')}`)
+      out.push('')
+    }
+    out.push(`![cost versus ruleset size per path](${chartName})`)
+    out.push('')
+  }
+  if (r.lag) {
+    out.push(`## Event-loop lag and peak RSS (fresh Node process, bulk load ${r.lag.vms} VMs × ${r.lag.rules} rules, ${r.lag.rounds} rounds)`)
+    out.push('')
+    out.push(
+      table(
+        ['call', 'wall time', 'lag max (median of rounds)', 'lag max (worst round)', 'lag p99', 'lag mean'],
+        r.lag.variants.map((v) => [v.name, fmtMs(v.ms), fmtMs(v.lagMaxMs), fmtMs(v.lagWorstMs), fmtMs(v.lagP99Ms), fmtMs(v.lagMeanMs)]),
+      ),
+    )
+    out.push('')
+    out.push(
+      `Peak RSS (VmHWM of the fresh process): ${r.lag.maxRssStartMb !== undefined ? `${r.lag.maxRssStartMb.toFixed(0)} MB with the library loaded and a context open, ` : ''}${r.lag.maxRssBeforeMb.toFixed(0)} MB after generating the input (text + JSON object of the whole ruleset), ${r.lag.maxRssAfterTextMb !== undefined ? `${r.lag.maxRssAfterTextMb.toFixed(0)} MB after the text loads, ${(r.lag.maxRssAfterJsonMb ?? NaN).toFixed(0)} MB after the JSON loads (JSON.stringify's string plus libnftables' parsed JSON tree), ` : ''}${r.lag.maxRssAfterMb.toFixed(0)} MB at the end${r.lag.resourceUsageMaxRssMb !== undefined ? ` (process.resourceUsage().maxRSS says ${r.lag.resourceUsageMaxRssMb.toFixed(0)} MB: on Linux a forked child inherits its parent's high-water mark, here the benchmark process's)` : ''}. ${r.lag.note ?? ''}`,
+    )
+    out.push('')
+  }
+  if (r.dataplane) {
+    const d = r.dataplane
+    out.push(`## Data plane: iperf3 across a bridge, ${d.vms} VMs × ${d.rulesPerVm} rules (${d.seconds} s runs × ${d.rounds} rounds)`)
+    out.push('')
+    const names = Object.keys(d.configs)
+    out.push(
+      table(
+        ['ruleset', 'TCP Gbit/s (median)', 'TCP rounds (min–max)', 'ratio to empty', ...(d.udp ? ['UDP 64 B kpps', 'ratio to empty'] : [])],
+        names.map((n) => [
+          n,
+          d.configs[n]!.medianGbps.toFixed(2),
+          `${Math.min(...d.configs[n]!.samples).toFixed(1)}–${Math.max(...d.configs[n]!.samples).toFixed(1)}`,
+          d.configs[n]!.ratioToEmpty.toFixed(2),
+          ...(d.udp ? [d.udp[n]!.medianKpps.toFixed(0), d.udp[n]!.ratioToEmpty.toFixed(2)] : []),
+        ]),
+      ),
+    )
+    out.push('')
+    out.push('Ratios are paired: each configuration against the empty ruleset in the same round, median over rounds. On a shared 2-core machine single iperf3 runs vary by tens of percent; compare the ratios, not the absolute rates.')
+    out.push('')
+    for (const n of d.notes) out.push(`- ${n}`)
+    out.push('')
+  }
+  if (r.errors.length) {
+    out.push('## Errors')
+    out.push('')
+    for (const e of r.errors) out.push(`- ${e.replace(/\n/g, ' ')}`)
+    out.push('')
+  }
+  return out.join('\n')
+}
+
+// ---------------------------------------------------------------------------------------------
+
+const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;')
+
+interface Panel {
+  title: string
+  xLabels: string[]
+  series: { path: PathId; points: (number | undefined)[] }[]
+}
+
+function panels(r: BenchResults): Panel[] {
+  const groups = [...new Set(r.workloads.map((w) => w.group))].filter((g) => g.startsWith('add-rule/') || g === 'apply-vm')
+  return groups.map((g) => {
+    const ws = r.workloads.filter((w) => w.group === g).sort((a, b) => a.size - b.size)
+    const paths = ORDER.filter((p) => ws.some((w) => w.paths[p]))
+    const title =
+      g === 'apply-vm'
+        ? `Replace one VM's rules vs VMs loaded`
+        : g === 'add-rule/one-chain'
+          ? 'Add one rule vs rules loaded (one chain)'
+          : `Add one rule vs rules loaded (${g.split('/')[1]!.replace('-', ' ')})`
+    return {
+      title,
+      xLabels: ws.map((w) => (g === 'apply-vm' ? String(w.size) : w.size >= 1000 ? `${w.size / 1000}k` : String(w.size))),
+      series: paths.map((p) => ({ path: p, points: ws.map((w) => w.paths[p]?.summary.median) })),
+    }
+  })
+}
+
+/** Hand-written SVG: one log-scale panel per series group (ms per operation vs ruleset size), one line per path. */
+export function buildSvg(r: BenchResults): string {
+  const ps = panels(r)
+  const pw = 340
+  const ph = 260
+  const ml = 52
+  const mt = 40
+  const gap = 24
+  const legendH = 56
+  const width = Math.max(1, ps.length) * (pw + gap) + ml
+  const height = mt + ph + 50 + legendH
+  const parts: string[] = []
+  parts.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="11">`)
+  parts.push(`<rect width="100%" height="100%" fill="#fff"/>`)
+  parts.push(`<text x="${ml}" y="16" font-size="13" font-weight="bold">${esc(`Median ms per operation (log scale) — ${r.machine.cpu}, ${r.machine.cores} cores, kernel ${r.machine.kernel}, libnftables ${r.machine.libnftables}`)}</text>`)
+  const all = ps.flatMap((p) => p.series.flatMap((s) => s.points)).filter((x): x is number => x !== undefined && x > 0)
+  const lo = all.length ? Math.pow(10, Math.floor(Math.log10(Math.min(...all)))) : 0.01
+  const hi = all.length ? Math.pow(10, Math.ceil(Math.log10(Math.max(...all)))) : 1000
+  const ly = (v: number) => (Math.log10(v) - Math.log10(lo)) / (Math.log10(hi) - Math.log10(lo))
+  ps.forEach((panel, i) => {
+    const x0 = ml + i * (pw + gap)
+    const y0 = mt
+    parts.push(`<text x="${x0 + pw / 2}" y="${y0 - 8}" text-anchor="middle" font-weight="bold">${esc(panel.title)}</text>`)
+    parts.push(`<rect x="${x0}" y="${y0}" width="${pw}" height="${ph}" fill="none" stroke="#888"/>`)
+    for (let e = Math.log10(lo); e <= Math.log10(hi) + 1e-9; e++) {
+      const v = Math.pow(10, e)
+      const y = y0 + ph - ly(v) * ph
+      parts.push(`<line x1="${x0}" x2="${x0 + pw}" y1="${y.toFixed(1)}" y2="${y.toFixed(1)}" stroke="#e5e5e5"/>`)
+      if (i === 0) parts.push(`<text x="${x0 - 4}" y="${(y + 4).toFixed(1)}" text-anchor="end">${esc(v >= 1 ? `${v} ms` : `${v.toPrecision(1)} ms`)}</text>`)
+    }
+    const n = panel.xLabels.length
+    const xAt = (k: number) => x0 + (n === 1 ? pw / 2 : 20 + (k * (pw - 40)) / (n - 1))
+    panel.xLabels.forEach((lab, k) => {
+      parts.push(`<text x="${xAt(k).toFixed(1)}" y="${y0 + ph + 16}" text-anchor="middle">${esc(lab)}</text>`)
+    })
+    parts.push(`<text x="${x0 + pw / 2}" y="${y0 + ph + 32}" text-anchor="middle" fill="#555">${esc(panel.title.includes('VMs') ? 'VMs loaded' : 'rules loaded')}</text>`)
+    for (const s of panel.series) {
+      const pts = s.points
+        .map((v, k) => (v !== undefined && v > 0 ? `${xAt(k).toFixed(1)},${(y0 + ph - ly(v) * ph).toFixed(1)}` : null))
+        .filter((x): x is string => x !== null)
+      if (pts.length > 1) parts.push(`<polyline fill="none" stroke="${COLORS[s.path]}" stroke-width="2" points="${pts.join(' ')}"/>`)
+      for (const p of pts) {
+        const [cx, cy] = p.split(',')
+        parts.push(`<circle cx="${cx}" cy="${cy}" r="3" fill="${COLORS[s.path]}"/>`)
+      }
+    }
+  })
+  const used = ORDER.filter((p) => ps.some((panel) => panel.series.some((s) => s.path === p)))
+  used.forEach((p, k) => {
+    const col = k % 4
+    const row = Math.floor(k / 4)
+    const x = ml + col * 230
+    const y = mt + ph + 50 + row * 18
+    parts.push(`<line x1="${x}" x2="${x + 18}" y1="${y}" y2="${y}" stroke="${COLORS[p]}" stroke-width="3"/>`)
+    parts.push(`<text x="${x + 24}" y="${y + 4}">${esc(PATH_LABEL[p])}</text>`)
+  })
+  parts.push('</svg>')
+  return parts.join('\n') + '\n'
+}

@@ -1,0 +1,103 @@
+import type { PathId } from './paths.js'
+import type { Summary } from './stats.js'
+
+export interface PathResult {
+  /** Per-round wall times in ms (index = round; undefined where the path did not run that round). */
+  samples: (number | undefined)[]
+  summary: Summary
+  /** Set when the figure is scaled from a smaller sample (e.g. spawn-per-command bulk load). */
+  extrapolated?: string
+}
+
+export interface WorkloadResult {
+  /** Stable id, e.g. `add-rule/one-chain/10000`. */
+  id: string
+  /** Series the chart groups by, e.g. `add-rule/one-chain`. */
+  group: string
+  title: string
+  /** X value of the chart (ruleset size). */
+  size: number
+  sizeLabel: string
+  rounds: number
+  paths: Partial<Record<PathId, PathResult>>
+  /** Median of per-round ratios: time(spawn)/time(path) and time(nft -f)/time(path). >1 = path faster. */
+  vsSpawn: Partial<Record<PathId, number>>
+  vsNftF: Partial<Record<PathId, number>>
+  notes: string[]
+}
+
+export interface LagResult {
+  vms: number
+  rules: number
+  rounds: number
+  variants: {
+    name: string
+    /** Wall time of the call (median over rounds). */
+    ms: number
+    /** Median over rounds of the largest delay in a round. */
+    lagMaxMs: number
+    /** Largest delay in any round. */
+    lagWorstMs: number
+    lagP99Ms: number
+    lagMeanMs: number
+  }[]
+  /** maxRSS with the library loaded and one context open, before generating the input. */
+  maxRssStartMb?: number
+  maxRssBeforeMb: number
+  /** After the async text loads, then after the async JSON loads. */
+  maxRssAfterTextMb?: number
+  maxRssAfterJsonMb?: number
+  maxRssAfterMb: number
+  /** process.resourceUsage().maxRSS at the end (inherits the parent's high-water mark at fork; see lag.ts). */
+  resourceUsageMaxRssMb?: number
+  note?: string
+}
+
+export interface DataplaneResult {
+  vms: number
+  rulesPerVm: number
+  seconds: number
+  rounds: number
+  /** Gbit/s per configuration, per round. */
+  configs: Record<string, { samples: number[]; medianGbps: number; ratioToEmpty: number }>
+  udp?: Record<string, { samples: number[]; medianKpps: number; ratioToEmpty: number }>
+  notes: string[]
+}
+
+export interface Machine {
+  cpu: string
+  cores: number
+  kernel: string
+  os: string
+  node: string
+  libnftables: string
+  nft: string
+  python3Nftables: string
+  memoryGb: number
+}
+
+export interface Target {
+  name: string
+  goal: string
+  measured: string
+  status: 'met' | 'missed' | 'not measured'
+  by: string
+  why?: string
+}
+
+export interface BenchResults {
+  version: 1
+  startedAt: string
+  finishedAt: string
+  durationS: number
+  mode: 'quick' | 'full'
+  config: Record<string, unknown>
+  machine: Machine
+  vmFirewall: { available: boolean; note: string }
+  workloads: WorkloadResult[]
+  lag?: LagResult
+  dataplane?: DataplaneResult
+  targets: Target[]
+  errors: string[]
+  notes?: string[]
+}

@@ -1,0 +1,162 @@
+// VmFirewall operations, when ts/firewall exports a VmFirewall. Loaded dynamically so the benchmark still
+// runs (and says so in the report) on a tree where the firewall layer is missing or broken.
+import { existsSync } from 'node:fs'
+import path from 'node:path'
+import { Nft } from '../../ts/index.js'
+import { vmNames } from './gen.js'
+
+export interface FirewallHandle {
+  applyOne(index: number, variant: number): Promise<number>
+  removeOne(index: number): Promise<number>
+  restoreOne(index: number): Promise<void>
+  syncChanged(indices: number[], variant: number): Promise<number>
+  close(): Promise<void>
+}
+
+export interface FirewallBulk {
+  load(): Promise<number>
+  clear(): Promise<void>
+}
+
+export interface FirewallAdapter {
+  open(netns: string, vms: number, rulesPerVm: number): Promise<FirewallHandle>
+  bulk(netns: string, vms: number, rulesPerVm: number): Promise<FirewallBulk>
+  /** Loads `vms` VMs through VmFirewall.sync, with the taps of the given indices replaced (data plane). */
+  loadForDataplane(netns: string, vms: number, rulesPerVm: number, taps: Record<number, string>): Promise<{ clear(): Promise<void> }>
+}
+
+export const FW_TABLE = 'bench_fw'
+
+// Minimal structural types, so this file compiles whatever the firewall module's exact types are.
+interface Spec {
+  vmId: string
+  tap: string
+  rules: Record<string, unknown>[]
+  defaultAction: 'accept' | 'drop'
+}
+interface VmFirewallLike {
+  applyVm(spec: Spec): Promise<unknown>
+  removeVm(vmId: string): Promise<unknown>
+  sync(specs: Spec[]): Promise<unknown>
+  capabilities(): Promise<unknown>
+}
+type VmFirewallCtor = new (nft: Nft, options?: { table?: string }) => VmFirewallLike
+
+/**
+ * The VM's rules in the backend's model: half OUT, half IN, all DROP on ports/addresses the data-plane
+ * traffic never uses, default action accept (so the test traffic walks every rule). VmFirewall adds its
+ * builtin ARP/NDP accepts and a default rule to each chain.
+ */
+export function specRules(rulesPerVm: number, variant: number): Record<string, unknown>[] {
+  return Array.from({ length: rulesPerVm }, (_, i) => {
+    const port = 1000 + ((i * 37 + variant * 101) % 3000)
+    return {
+      id: `r${i}`,
+      name: `bench rule ${i}`,
+      action: 'DROP',
+      direction: i % 2 ? 'IN' : 'OUT',
+      priority: 100 + i,
+      protocol: i % 3 === 1 ? 'udp' : 'tcp',
+      dstPortStart: port,
+      dstPortEnd: i % 3 === 2 ? port + 5 : port,
+      srcIpAddr: i % 3 === 0 ? `198.51.100.${1 + ((i + variant) % 250)}` : null,
+    }
+  })
+}
+
+export function vmSpec(index: number, rulesPerVm: number, variant = 0, tap?: string): Spec {
+  const n = vmNames(index)
+  return { vmId: n.vmId, tap: tap ?? n.tap, rules: specRules(rulesPerVm, variant), defaultAction: 'accept' }
+}
+
+const ms = (t0: bigint) => Number(process.hrtime.bigint() - t0) / 1e6
+
+function makeAdapter(VmFirewall: VmFirewallCtor): FirewallAdapter {
+  const open = (netns: string) => {
+    const nft = new Nft({ netns })
+    return { nft, fw: new VmFirewall(nft, { table: FW_TABLE }) }
+  }
+  return {
+    async open(netns, vms, rulesPerVm) {
+      const { nft, fw } = open(netns)
+      const specs = Array.from({ length: vms }, (_, k) => vmSpec(k, rulesPerVm))
+      await fw.sync(specs)
+      return {
+        async applyOne(index, variant) {
+          const s = vmSpec(index, rulesPerVm, variant)
+          const t0 = process.hrtime.bigint()
+          await fw.applyVm(s)
+          return ms(t0)
+        },
+        async removeOne(index) {
+          const id = vmNames(index).vmId
+          const t0 = process.hrtime.bigint()
+          await fw.removeVm(id)
+          return ms(t0)
+        },
+        async restoreOne(index) {
+          await fw.applyVm(vmSpec(index, rulesPerVm, 0))
+        },
+        async syncChanged(indices, variant) {
+          const set = new Set(indices)
+          const next = specs.map((s, k) => (set.has(k) ? vmSpec(k, rulesPerVm, variant) : s))
+          const t0 = process.hrtime.bigint()
+          await fw.sync(next)
+          const t = ms(t0)
+          for (const k of indices) specs[k] = next[k]!
+          return t
+        },
+        async close() {
+          nft.close()
+        },
+      }
+    },
+    async bulk(netns, vms, rulesPerVm) {
+      const { nft, fw } = open(netns)
+      await fw.capabilities()
+      const specs = Array.from({ length: vms }, (_, k) => vmSpec(k, rulesPerVm))
+      return {
+        async load() {
+          const t0 = process.hrtime.bigint()
+          await fw.sync(specs)
+          return ms(t0)
+        },
+        async clear() {
+          await nft.run(`delete table bridge ${FW_TABLE}`)
+        },
+      }
+    },
+    async loadForDataplane(netns, vms, rulesPerVm, taps) {
+      const { nft, fw } = open(netns)
+      await fw.sync(Array.from({ length: vms }, (_, k) => vmSpec(k, rulesPerVm, 0, taps[k])))
+      return {
+        async clear() {
+          try {
+            await nft.run(`delete table bridge ${FW_TABLE}`)
+          } finally {
+            nft.close()
+          }
+        },
+      }
+    },
+  }
+}
+
+export function loadFirewall(): { adapter?: FirewallAdapter; note: string } {
+  const dir = path.join(__dirname, '../../ts/firewall')
+  if (!existsSync(path.join(dir, 'index.ts'))) {
+    return { note: 'ts/firewall does not exist: VmFirewall was not measured (raw equivalent rulesets only).' }
+  }
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const mod = require('../../ts/firewall/index.js') as { VmFirewall?: VmFirewallCtor }
+    if (typeof mod.VmFirewall !== 'function') return { note: 'ts/firewall does not export VmFirewall: VmFirewall was not measured.' }
+    return {
+      adapter: makeAdapter(mod.VmFirewall),
+      note:
+        'measured (table `bench_fw`, stateless on kernels without bridge conntrack). Each VM: the given number of backend rules (DROP, half OUT/half IN, default accept); VmFirewall adds an ARP and an NDP accept and a default rule per chain. applyVm reads the two dispatch maps before its transaction; sync reads the whole table and diffs.',
+    }
+  } catch (e) {
+    return { note: `ts/firewall failed to load (${e instanceof Error ? e.message.split('\n')[0] : String(e)}): VmFirewall was not measured.` }
+  }
+}
