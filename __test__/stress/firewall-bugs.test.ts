@@ -1,20 +1,17 @@
 // Regressions for bugs the reliability suite found in ts/firewall (all fixed): prototype keys in
 // connectionState, non-JSON values escaping as TypeError, rules edited in place and base-chain
 // policy changes going unseen by verify()/sync().
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { Nft } from '../../ts/index.js'
 import { FirewallValidationError, VmFirewall, vmChainNames, type VmSpec } from '../../ts/firewall/index.js'
-import { createNetns, type Netns } from '../support/netns.js'
+import { type Netns } from '../support/netns.js'
+import { useNetnsNft } from '../support/netns-nft.js'
 
 let ns: Netns
 let nft: Nft
-beforeAll(() => {
-  ns = createNetns()
-  nft = new Nft({ netns: ns.name })
-})
-afterAll(() => {
-  nft?.close()
-  ns?.delete()
+useNetnsNft((n, f) => {
+  ns = n
+  nft = f
 })
 
 const planner = new VmFirewall(null as unknown as Nft, { capabilities: { bridgeConntrack: false, bridgeReject: false } })

@@ -2,22 +2,19 @@
 // policy holds and is reported in results. 'auto' degrades to the stateless policy and says so; 'require'
 // fails with a typed error and applies nothing; REJECT is reported as dropped; never a crash or a
 // half-applied VM.
-import { afterAll, beforeAll, expect, it } from 'vitest'
+import { expect, it } from 'vitest'
 import { Nft, NftError } from '../../ts/index.js'
 import { FirewallCapabilityError, VmFirewall, type FirewallRuleInput, type VmApplyResult, type VmSpec } from '../../ts/firewall/index.js'
 import { createNetns, type Netns } from '../support/netns.js'
+import { useNetnsNft } from '../support/netns-nft.js'
 import { prng, report, size } from '../support/stress.js'
 import { kernelFwState, randomSpec, structuralProblems } from '../support/stress-fw.js'
 
 let ns: Netns
 let nft: Nft
-beforeAll(() => {
-  ns = createNetns()
-  nft = new Nft({ netns: ns.name })
-})
-afterAll(() => {
-  nft?.close()
-  ns?.delete()
+useNetnsNft((n, f) => {
+  ns = n
+  nft = f
 })
 
 const table = () => {

@@ -6,10 +6,11 @@
 // and survives an exportRuleset() -> restoreRuleset() round trip.
 import { isIPv4, isIPv6 } from 'node:net'
 import fc from 'fast-check'
-import { afterAll, beforeAll, expect, it } from 'vitest'
+import { expect, it } from 'vitest'
 import { Nft, NftError } from '../../ts/index.js'
 import { FirewallValidationError, VmFirewall, type FirewallRuleInput, type VmSpec } from '../../ts/firewall/index.js'
-import { createNetns, type Netns } from '../support/netns.js'
+import { type Netns } from '../support/netns.js'
+import { useNetnsNft } from '../support/netns-nft.js'
 import { report, size } from '../support/stress.js'
 import { tables } from '../support/stress-fw.js'
 
@@ -19,13 +20,9 @@ const statefulPlanner = new VmFirewall(null as unknown as Nft, { capabilities: {
 
 let ns: Netns
 let nft: Nft
-beforeAll(() => {
-  ns = createNetns()
-  nft = new Nft({ netns: ns.name })
-})
-afterAll(() => {
-  nft?.close()
-  ns?.delete()
+useNetnsNft((n, f) => {
+  ns = n
+  nft = f
 })
 
 // ---- hostile values ----
