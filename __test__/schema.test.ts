@@ -154,7 +154,21 @@ describe.each(Object.keys(fixtures))('kernel accepts %s', (name) => {
   if (name === 'list-ruleset.json') {
     it('a listing replayed as input lists the same again (handles aside)', async () => {
       await nft.runJson(doc)
-      expect(withoutHandles(await nft.listRuleset())).toEqual(withoutHandles(doc))
+      const listing = await nft.listRuleset()
+      const version = (o: NftablesJson) => (o.nftables[0] as { metainfo?: { version?: string } }).metainfo?.version
+      // The fixture is a 1.0.6 listing; other versions order and spell some objects their own way, so there the
+      // check is that their own listing is a fixed point.
+      if (version(listing) === version(doc as NftablesJson)) expect(withoutHandles(listing)).toEqual(withoutHandles(doc))
+      const again = createNetns('nftschema')
+      created.push(again.name)
+      const other = new Nft({ netns: again.name })
+      try {
+        await other.runJson(listing)
+        expect(withoutHandles(await other.listRuleset())).toEqual(withoutHandles(listing))
+      } finally {
+        other.close()
+        again.delete()
+      }
     })
   }
 })
@@ -189,10 +203,11 @@ describe('commands that need committed state', () => {
     await nft.runJson({
       nftables: [
         { replace: { rule: { ...t, chain: 'vm_spare', handle, expr: [{ counter: 'spare_pkts' }, { drop: null }] } } },
-        { reset: { counter: { ...t, name: 'spare_pkts' } } },
         { rename: { chain: { ...t, name: 'vm_spare', newname: 'vm_renamed' } } },
       ],
     } satisfies NftablesJson)
+    // `reset` in a call of its own: libnftables 1.1.x does not apply the writes that follow a reset in one batch.
+    await nft.runJson({ nftables: [{ reset: { counter: { ...t, name: 'spare_pkts' } } }] } satisfies NftablesJson)
     const after = await nft.runJson({ nftables: [{ list: { table: { family: 'bridge', name: 'vmfw' } } }] } satisfies NftablesJson)
     expect(after.nftables).toContainEqual({ counter: expect.objectContaining({ name: 'spare_pkts', packets: 0, bytes: 0 }) })
     expect(after.nftables).toContainEqual({ chain: expect.objectContaining({ name: 'vm_renamed' }) })

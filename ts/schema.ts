@@ -66,7 +66,8 @@ export type NftListCommand = {
   list: NftListTarget
 }
 
-/** `reset`: zero stateful objects (counters, quotas). Not transactional: the objects must already exist. */
+/** `reset`: zero stateful objects (counters, quotas). Not transactional: the objects must already exist. Send it
+ *  in a call of its own: libnftables 1.1.x silently drops the writes that follow a reset in the same batch. */
 export type NftResetCommand = {
   reset: NftResetTarget
 }

@@ -290,8 +290,8 @@ describe('compiler', () => {
   it('REJECT: reject only in the prerouting (out) chain when the kernel can, else drop + degradation', () => {
     const rules: FirewallRuleInput[] = [{ id: 'rej', name: 'r', protocol: 'tcp', action: 'REJECT' }]
     const can = compile({ rules }, ALL_CAPS)
-    expect(can.out.find((r) => r.comment.endsWith(':rej'))!.expr.at(-1)).toEqual({ reject: { type: 'tcp reset' } })
-    expect(can.in.find((r) => r.comment.endsWith(':rej'))!.expr.at(-1)).toEqual({ drop: null })
+    expect(can.out.find((r) => r.comment.startsWith('r:') && r.comment.endsWith(':rej'))!.expr.at(-1)).toEqual({ reject: { type: 'tcp reset' } })
+    expect(can.in.find((r) => r.comment.startsWith('r:') && r.comment.endsWith(':rej'))!.expr.at(-1)).toEqual({ drop: null })
     expect(can.result.rules[0]!.effective).toEqual({ out: 'reject', in: 'drop' })
     expect(can.result.degradations.map((d) => d.kind)).toEqual(['reject-to-drop'])
     const cannot = compile({ rules }, NO_CAPS)
@@ -299,6 +299,41 @@ describe('compiler', () => {
     expect(cannot.result.degradations.filter((d) => d.kind === 'reject-to-drop')).toHaveLength(2)
     const udp = compile({ rules: [{ id: 'u', name: 'u', protocol: 'udp', direction: 'OUT', action: 'REJECT' }] }, ALL_CAPS)
     expect(udp.out.find((r) => r.comment.endsWith(':u'))!.expr.at(-1)).toEqual({ reject: null })
+  })
+
+  it("REJECT's own answers (RST, port-unreachable) are admitted inbound, bounded to the rejected flow reversed", () => {
+    const rules: FirewallRuleInput[] = [
+      { id: 'smtp', name: 's', protocol: 'tcp', direction: 'OUT', action: 'REJECT', dstIpAddr: '10.0.0.9', dstPortStart: 25 },
+      { id: 'dns', name: 'd', protocol: 'udp', direction: 'OUT', action: 'REJECT', dstPortStart: 53 },
+    ]
+    const c = compile({ rules, defaultAction: 'drop' }, ALL_CAPS)
+    const answers = c.in.filter((r) => r.comment.startsWith('m:'))
+    expect(tags(answers)).toEqual(['m:smtp', 'm:dns', 'm:dns'])
+    // Before the user rules and the default drop, after established.
+    expect(tags(c.in).indexOf('m:smtp')).toBeGreaterThan(tags(c.in).indexOf('b:established'))
+    expect(tags(c.in).indexOf('m:dns')).toBeLessThan(tags(c.in).indexOf('d:vm-1'))
+    expect(json(answers[0]!.expr)).toBe(
+      json([
+        { match: { op: '==', left: { payload: { protocol: 'ip', field: 'saddr' } }, right: '10.0.0.9' } },
+        { match: { op: '==', left: { meta: { key: 'l4proto' } }, right: 'tcp' } },
+        { match: { op: '==', left: { payload: { protocol: 'tcp', field: 'sport' } }, right: 25 } },
+        { match: { op: '==', left: { '&': [{ payload: { protocol: 'tcp', field: 'flags' } }, 'rst'] }, right: 'rst' } },
+        { counter: { packets: 0, bytes: 0 } },
+        { accept: null },
+      ]),
+    )
+    expect(answers.slice(1).map((r) => json(r.expr.slice(0, 2)))).toEqual([
+      json([
+        { match: { op: '==', left: { payload: { protocol: 'icmp', field: 'type' } }, right: 'destination-unreachable' } },
+        { match: { op: '==', left: { payload: { protocol: 'icmp', field: 'code' } }, right: 3 } },
+      ]),
+      json([
+        { match: { op: '==', left: { payload: { protocol: 'icmpv6', field: 'type' } }, right: 'destination-unreachable' } },
+        { match: { op: '==', left: { payload: { protocol: 'icmpv6', field: 'code' } }, right: 4 } },
+      ]),
+    ])
+    // Without reject support the REJECT is a drop: nothing answers, nothing is admitted.
+    expect(compile({ rules }, NO_CAPS).in.some((r) => r.comment.startsWith('m:'))).toBe(false)
   })
 
   it('stateful with bridge conntrack: established/related first, connectionState matched, no reply rules', () => {

@@ -5,6 +5,7 @@ import { spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { compileVm, normalizeVm, type FirewallRuleInput, type VmSpec } from '../../ts/firewall/index.js'
+import { BASE_PRIORITY } from '../../ts/firewall/compile.js'
 import { ensureDist, repoRoot } from './child.js'
 import type { Netns } from './netns.js'
 
@@ -133,8 +134,8 @@ export function kernelFwState(ns: Netns, table = 'infinization'): FwState {
 }
 
 const BASE = [
-  'postrouting:postrouting/-200/accept:[{"vmap":{"key":{"meta":{"key":"oifname"}},"data":"@to_vm"}}]',
-  'prerouting:prerouting/-200/accept:[{"vmap":{"key":{"meta":{"key":"iifname"}},"data":"@from_vm"}}]',
+  `postrouting:postrouting/${BASE_PRIORITY}/accept:[{"vmap":{"key":{"meta":{"key":"oifname"}},"data":"@to_vm"}}]`,
+  `prerouting:prerouting/${BASE_PRIORITY}/accept:[{"vmap":{"key":{"meta":{"key":"iifname"}},"data":"@from_vm"}}]`,
 ]
 
 /** The pure compiler to predict with: the sources by default, or dist/ when a child process runs dist/. */

@@ -48,6 +48,9 @@ export interface World {
   tcp(from: Node, to: string, port: number, opts?: { sourcePort?: number; bind?: string }): Promise<boolean>
   /** One datagram; true when the listener on `to` received it. */
   udp(to: Node, addr: string, port: number, from: Node, opts?: { sourcePort?: number; bind?: string }): Promise<boolean>
+  /** What a client sees: 'open' (TCP connected / UDP answer), 'refused' (TCP RST or ICMP port-unreachable
+   *  came back: a REJECT), or 'timeout' (nothing came back: a drop, or UDP to a silent receiver). */
+  connect(from: Node, to: string, port: number, proto: 'tcp' | 'udp'): Promise<'open' | 'refused' | 'timeout'>
   /** UDP request/response: a datagram to `to`'s echo service (port 7) and the reply back. */
   udpEcho(from: Node, to: string): Promise<boolean>
   /** Sends one raw Ethernet frame (hex) from a VM's eth0. */
@@ -58,6 +61,24 @@ export interface World {
   addTap(name: string): void
   destroy(): Promise<void>
 }
+
+// A client that tells a refusal (RST, ICMP port-unreachable) from silence.
+const CONNECT_CLIENT = [
+  'import socket,sys',
+  'a,p,proto=sys.argv[1],int(sys.argv[2]),sys.argv[3]',
+  's=socket.socket(socket.AF_INET6 if ":" in a else socket.AF_INET,socket.SOCK_STREAM if proto=="tcp" else socket.SOCK_DGRAM)',
+  's.settimeout(1.5)',
+  'try:',
+  '  s.connect((a,p))',
+  '  if proto=="udp":',
+  "    s.send(b'x')",
+  '    s.recv(100)',
+  "  print('open')",
+  'except ConnectionRefusedError:',
+  "  print('refused')",
+  'except OSError:',
+  "  print('timeout')",
+].join('\n')
 
 // A UDP echo service on port 7 (dual stack) and its client: one request, the reply or nothing within 1 s.
 const UDP_ECHO_SERVER = [
@@ -216,6 +237,11 @@ export async function buildWorld(opts: { vms?: number; subnet?: number } = {}): 
         const t = token()
         await run(from, 'socat', ['-u', '-', `${sockAddr('UDP', addr, port)}${srcOpts(o)}`], `${t}\n`)
         return world.received(to, port, t)
+      },
+      connect: async (from, to, port, proto) => {
+        const out = (await run(from, 'python3', ['-c', CONNECT_CLIENT, to, String(port), proto])).out.trim()
+        if (out === 'open' || out === 'refused' || out === 'timeout') return out
+        throw new Error(`connect probe failed: ${JSON.stringify(out)}`)
       },
       udpEcho: async (from, to) => (await run(from, 'python3', ['-c', UDP_ECHO_CLIENT, to])).out.includes('pong'),
       sendFrame: async (from, frameHex) => {

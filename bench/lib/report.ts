@@ -1,4 +1,5 @@
 // Pure report builders: targets, Markdown, SVG. No I/O (unit-tested in __test__/bench).
+import { BASE_PRIORITY } from '../../ts/firewall/compile.js'
 import { PATH_LABEL, type PathId } from './paths.js'
 import { fmtMs, fmtRatio } from './stats.js'
 import type { BenchResults, Target, WorkloadResult } from './types.js'
@@ -136,7 +137,7 @@ export function evaluateTargets(results: BenchResults): Target[] {
         why:
           c.ratioToEmpty >= 0.9
             ? undefined
-            : `${name.includes('VmFirewall') ? `VmFirewall's chains also hold an ARP accept and an NDP set-lookup rule ahead of the VM's rules and run at priority -200; ${dp.configs['vmap (raw)'] ? `the raw vmap ruleset reaches ${dp.configs['vmap (raw)'].ratioToEmpty.toFixed(2)} in the same run. ` : ''}` : ''}the empty ruleset registers no hook at all; here every frame runs two base chains (prerouting + postrouting), two map lookups and all ${dp.rulesPerVm} rules of the two VMs (no rule matches the test traffic, the worst case), with a counter on the last. Dispatch itself is O(1) (linear jumps: ${(dp.configs['linear jumps']?.ratioToEmpty ?? NaN).toFixed(2)}). Fix: fewer rules on the hot path (an early accept of established traffic where bridge conntrack exists, port sets instead of one rule per port).`,
+            : `${name.includes('VmFirewall') ? `VmFirewall's chains also hold an ARP accept and an NDP set-lookup rule ahead of the VM's rules and run at priority ${BASE_PRIORITY}; ${dp.configs['vmap (raw)'] ? `the raw vmap ruleset reaches ${dp.configs['vmap (raw)'].ratioToEmpty.toFixed(2)} in the same run. ` : ''}` : ''}the empty ruleset registers no hook at all; here every frame runs two base chains (prerouting + postrouting), two map lookups and all ${dp.rulesPerVm} rules of the two VMs (no rule matches the test traffic, the worst case), with a counter on the last. Dispatch itself is O(1) (linear jumps: ${(dp.configs['linear jumps']?.ratioToEmpty ?? NaN).toFixed(2)}). Fix: fewer rules on the hot path (an early accept of established traffic where bridge conntrack exists, port sets instead of one rule per port).`,
       })
     }
   }

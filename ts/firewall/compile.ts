@@ -14,9 +14,18 @@ export const MAP_FROM_VM = 'from_vm'
 export const MAP_TO_VM = 'to_vm'
 export const CHAIN_PREROUTING = 'prerouting'
 export const CHAIN_POSTROUTING = 'postrouting'
-export const BASE_PRIORITY = -200
+/**
+ * Hook priority of both base chains. Strictly after bridge conntrack (nf_conntrack_bridge attaches and
+ * defragments at -200 in prerouting: a chain at -200 runs before it whenever it registers later, and then
+ * reads every packet as `ct state invalid`) and strictly before br_netfilter's hand-over to the IP layer
+ * (prerouting 0, postrouting INT_MAX). Same value on both hooks so one number describes the layout.
+ */
+export const BASE_PRIORITY = -150
 /** Infinization's prefix for per-VM chains. */
 export const VM_CHAIN_PREFIX = 'vm_'
+/** A regular chain that exists only inside one transaction: the kernel renders our rules there (see
+ *  rendering.ts) and the same transaction deletes it. Never dispatched to, never visible after a commit. */
+export const RENDER_CHAIN = 'nftnode_render'
 /** Matches the chains this library creates for VMs. */
 export const VM_CHAIN_RE = /^vm_[0-9a-f]{24}_[oi]$/
 
@@ -36,7 +45,8 @@ export function vmChainNames(vmId: string): { out: string; in: string } {
 export type Side = 'out' | 'in'
 
 export interface CompiledRule {
-  /** `r:<hash>:<ruleId>`, `m:<hash>:<ruleId>` (stateless reply), `b:<hash>:<builtin>`, `d:<hash>:<vmId>`. */
+  /** `r:<hash>:<ruleId>`, `m:<hash>:<ruleId>` (reply rules: the stateless reply of an ACCEPT, the answer of a
+   *  REJECT), `b:<hash>:<builtin>`, `d:<hash>:<vmId>`. */
   comment: string
   expr: NftExpr[]
 }
@@ -153,6 +163,34 @@ function replyMatches(t: Traffic): NftExpr[][] {
     default:
       return [tcp(), udp(), ...icmp()]
   }
+}
+
+/**
+ * The answers the bridge sends back to the VM for one of its own REJECTs (a TCP RST, an ICMP/ICMPv6
+ * port-unreachable), admitted on the VM's inbound side. The kernel sends them out of the VM's tap without a
+ * conntrack entry, so neither `established` nor the VM's rules would let them in and its default drop would
+ * turn "connection refused" into a timeout. Bounded to the rejected flow reversed (addresses, ports) and to
+ * RST / port-unreachable: such a packet can only end a connection that the REJECT itself forbids.
+ */
+function rejectAnswers(t: Traffic): NftExpr[][] {
+  const addrs: NftExpr[] = []
+  if (t.dst) addrs.push(addrMatch(t.dst, 'saddr'))
+  if (t.src) addrs.push(addrMatch(t.src, 'daddr'))
+  if (t.protocol === 'tcp') {
+    return [
+      [
+        ...addrs,
+        match(meta('l4proto'), 'tcp'),
+        ...(t.dstPorts ? [portMatch('tcp', 'sport', t.dstPorts)] : []),
+        ...(t.srcPorts ? [portMatch('tcp', 'dport', t.srcPorts)] : []),
+        match({ '&': [payload('tcp', 'flags'), 'rst'] }, 'rst'),
+      ],
+    ]
+  }
+  const out: NftExpr[][] = []
+  if (t.family !== 6) out.push([...addrs, match(payload('icmp', 'type'), 'destination-unreachable'), match(payload('icmp', 'code'), 3)])
+  if (t.family !== 4) out.push([...addrs, match(payload('icmpv6', 'type'), 'destination-unreachable'), match(payload('icmpv6', 'code'), 4)])
+  return out
 }
 
 const ACCEPT: NftStatement = { accept: null }
@@ -304,6 +342,10 @@ export function compileVm(vm: NormalizedVm, opts: CompileOptions): CompiledVm {
       } else if (side === 'out' && opts.capabilities.bridgeReject) {
         verdict = { reject: r.protocol === 'tcp' ? { type: 'tcp reset' } : null }
         applied.effective[side] = 'reject'
+        for (const m of rejectAnswers(t)) {
+          established.in.push(rule('m', r.id, m, ACCEPT))
+          applied.nftRules++
+        }
       } else {
         verdict = DROP
         applied.effective[side] = 'drop'

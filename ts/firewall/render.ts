@@ -1,5 +1,5 @@
-// Readable nft text for `plan()`. Pure; covers exactly the JSON subset compile.ts produces. Display only:
-// the firewall always applies JSON.
+// nft text for the JSON subset compile.ts produces. Pure. Used for `plan()` (humans) and to let the kernel
+// render our rules (rendering.ts); every value in it was validated before compile.
 import type { NftCommand, NftStatement } from '../schema.js'
 
 type Loose = Record<string, unknown>
@@ -40,7 +40,9 @@ function statement(st: NftStatement): string {
   const s = st as Loose
   if ('match' in s) {
     const m = s.match as { op: string; left: unknown; right: unknown }
-    const op = m.op === '==' || m.op === 'in' ? '' : `${m.op} `
+    // `tcp flags & (syn | ack) == syn`: after a binary operation the operator must be spelled out.
+    const binop = typeof m.left === 'object' && m.left !== null && '&' in m.left
+    const op = (m.op === '==' || m.op === 'in') && !binop ? '' : `${m.op} `
     const right = Array.isArray(m.right) ? m.right.map(value).join(',') : value(m.right)
     return `${value(m.left)} ${op}${right}`
   }

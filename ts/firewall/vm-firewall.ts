@@ -38,6 +38,7 @@ import type {
 } from './model.js'
 import { mapElements } from './map-elements.js'
 import { renderCommands } from './render.js'
+import { KernelRendering, ruleKey } from './rendering.js'
 import { Scheduler } from './scheduler.js'
 import { FirewallValidationError, checkIfname, checkTableName, checkToken, normalizeVm, VMID_MAX } from './validate.js'
 
@@ -209,6 +210,13 @@ function headerProtocols(x: unknown): string[] {
   return Object.values(o).flatMap(headerProtocols)
 }
 
+/** Whether a listed rule still says what we wrote: compared with the kernel's own rendering of the compiled
+ *  rule when known (exact on every libnftables version), else with the compiled form, normalised. */
+function sameRule(listed: unknown[], want: CompiledRule, rendering: KernelRendering): boolean {
+  const reference = rendering.lookup(want.expr)
+  return reference !== undefined ? ruleKey(listed) === reference : canonicalExpr(listed) === canonicalExpr(want.expr)
+}
+
 interface KernelRule {
   comment?: string
   expr?: unknown[]
@@ -220,6 +228,7 @@ function diffChain(
   want: CompiledRule[],
   have: KernelRule[] | undefined,
   drift: { missing: string[]; extra: string[]; changed: string[] },
+  rendering: KernelRendering,
 ): boolean {
   if (!have) {
     drift.missing.push(`chain:${name}`)
@@ -232,7 +241,7 @@ function diffChain(
     let ok = true
     want.forEach((r, i) => {
       const k = have[i]!
-      if (k.expr !== undefined && canonicalExpr(k.expr) !== canonicalExpr(r.expr)) {
+      if (k.expr !== undefined && !sameRule(k.expr, r, rendering)) {
         drift.changed.push(`rule:${name}:${r.comment}`)
         ok = false
       }
@@ -297,12 +306,14 @@ export class VmFirewall {
   readonly #nft: Nft
   readonly #sched = new Scheduler()
   readonly #known = new Map<string, Known>()
+  readonly #rendering: KernelRendering
   #caps?: Promise<FirewallCapabilities>
   #capsValue?: FirewallCapabilities
 
   constructor(nft: Nft, options: VmFirewallOptions = {}) {
     this.#nft = nft
     this.table = checkTableName(options.table ?? DEFAULT_TABLE)
+    this.#rendering = new KernelRendering(nft, this.table)
     const mode = options.conntrack ?? 'auto'
     if (mode !== 'auto' && mode !== 'require' && mode !== 'off') {
       throw new FirewallValidationError('conntrack', "must be 'auto', 'require' or 'off'")
@@ -331,7 +342,7 @@ export class VmFirewall {
   /** Creates the table, dispatch maps and base chains (idempotent; other tables are never touched). */
   async init(): Promise<void> {
     return this.#sched.exclusive(async () => {
-      await this.#nft.runJson({ nftables: tableCommands(this.table) })
+      await this.#nft.runJson({ nftables: [...(await this.#baseChainRepairs()), ...tableCommands(this.table)] })
     })
   }
 
@@ -408,8 +419,9 @@ export class VmFirewall {
     }
     const outRules = await rulesOf(c.chains.out)
     const inRules = await rulesOf(c.chains.in)
-    const outOk = diffChain(c.chains.out, c.out, outRules, drift)
-    const inOk = diffChain(c.chains.in, c.in, inRules, drift)
+    await this.#rendering.learn([...(outRules ? c.out : []), ...(inRules ? c.in : [])].map((r) => r.expr))
+    const outOk = diffChain(c.chains.out, c.out, outRules, drift, this.#rendering)
+    const inOk = diffChain(c.chains.in, c.in, inRules, drift, this.#rendering)
     const maps = (await this.#readMaps()) ?? { [MAP_FROM_VM]: new Map<string, string>(), [MAP_TO_VM]: new Map<string, string>() }
     dispatchDrift(maps, c, attached, drift)
     if (!outRules && !inRules) drift.status = 'missing'
@@ -536,6 +548,7 @@ export class VmFirewall {
       const caps = await this.capabilities()
       const compiled = vms.map((vm) => compileVm(vm, { capabilities: caps, conntrack: this.conntrack }))
       const k = await this.#readTable()
+      await this.#learnRenderings(k, compiled)
       const res: SyncResult = { added: [], changed: [], removed: [], reattached: [], unchanged: [], removedChains: [], results: {} }
       const deletes: NftCommand[] = []
       const chainOps: NftCommand[] = []
@@ -571,8 +584,8 @@ export class VmFirewall {
       }
       for (const c of compiled) {
         const drift = { missing: [], extra: [], changed: [] }
-        const outOk = diffChain(c.chains.out, c.out, k.chains.has(c.chains.out) ? k.rules.get(c.chains.out) ?? [] : undefined, drift)
-        const inOk = diffChain(c.chains.in, c.in, k.chains.has(c.chains.in) ? k.rules.get(c.chains.in) ?? [] : undefined, drift)
+        const outOk = diffChain(c.chains.out, c.out, k.chains.has(c.chains.out) ? k.rules.get(c.chains.out) ?? [] : undefined, drift, this.#rendering)
+        const inOk = diffChain(c.chains.in, c.in, k.chains.has(c.chains.in) ? k.rules.get(c.chains.in) ?? [] : undefined, drift, this.#rendering)
         const existed = k.chains.has(c.chains.out) || k.chains.has(c.chains.in)
         const dispatchOk = k.maps[MAP_FROM_VM].get(c.tap) === c.chains.out && k.maps[MAP_TO_VM].get(c.tap) === c.chains.in
         if (!outOk || !inOk) {
@@ -613,6 +626,7 @@ export class VmFirewall {
         expected = [...this.#known.values()]
       }
       const k = await this.#readTable()
+      await this.#learnRenderings(k, expected.map((e) => e.compiled))
       const result: VerifyResult = { ok: true, vms: [], orphans: [], table: k.exists ? k.problems : ['table missing'] }
       const owned = new Set<string>()
       for (const known of expected) {
@@ -620,8 +634,8 @@ export class VmFirewall {
         owned.add(c.chains.out)
         owned.add(c.chains.in)
         const drift: VmDrift = { vmId: c.vmId, chains: c.chains, status: 'ok', missing: [], extra: [], changed: [] }
-        const outOk = diffChain(c.chains.out, c.out, k.chains.has(c.chains.out) ? k.rules.get(c.chains.out) ?? [] : undefined, drift)
-        const inOk = diffChain(c.chains.in, c.in, k.chains.has(c.chains.in) ? k.rules.get(c.chains.in) ?? [] : undefined, drift)
+        const outOk = diffChain(c.chains.out, c.out, k.chains.has(c.chains.out) ? k.rules.get(c.chains.out) ?? [] : undefined, drift, this.#rendering)
+        const inOk = diffChain(c.chains.in, c.in, k.chains.has(c.chains.in) ? k.rules.get(c.chains.in) ?? [] : undefined, drift, this.#rendering)
         dispatchDrift(k.maps, c, known.attached, drift)
         const chainsGone = !k.chains.has(c.chains.out) && !k.chains.has(c.chains.in)
         if (chainsGone) drift.status = 'missing'
@@ -711,6 +725,16 @@ export class VmFirewall {
 
   // ---- internals ----
 
+  /** The kernel's rendering of every compiled rule whose chain exists (one transaction, only for new rules). */
+  async #learnRenderings(k: KernelTable, compiled: CompiledVm[]): Promise<void> {
+    const rules: CompiledRule[] = []
+    for (const c of compiled) {
+      if (k.chains.has(c.chains.out)) rules.push(...c.out)
+      if (k.chains.has(c.chains.in)) rules.push(...c.in)
+    }
+    await this.#rendering.learn(rules.map((r) => r.expr))
+  }
+
   async #readMaps(): Promise<{ [MAP_FROM_VM]: Elements; [MAP_TO_VM]: Elements } | undefined> {
     // One list per call: libnftables 1.0.6 fails the second `list map` of a JSON batch with ENOENT.
     const maps = { [MAP_FROM_VM]: new Map(), [MAP_TO_VM]: new Map() } as { [MAP_FROM_VM]: Elements; [MAP_TO_VM]: Elements }
@@ -726,6 +750,28 @@ export class VmFirewall {
       if (isEnoent(e)) return undefined
       throw e
     }
+  }
+
+  /** Deletes base chains whose type, hook or priority differ from the layout (a hook cannot be changed in place;
+   *  for example a table made by an older version at priority -200): the same transaction recreates them. */
+  async #baseChainRepairs(): Promise<NftCommand[]> {
+    const repairs: NftCommand[] = []
+    for (const [name, hook] of [
+      [CHAIN_PREROUTING, 'prerouting'],
+      [CHAIN_POSTROUTING, 'postrouting'],
+    ] as const) {
+      let doc: NftablesJson
+      try {
+        doc = await this.#nft.listChain(FAMILY, this.table, name)
+      } catch (e) {
+        if (isEnoent(e)) continue
+        throw e
+      }
+      const c = doc.nftables.find((o) => 'chain' in o)?.chain as { type?: string; hook?: string; prio?: number } | undefined
+      if (c && c.type === 'filter' && c.hook === hook && c.prio === BASE_PRIORITY) continue
+      repairs.push({ flush: { chain: { family: FAMILY, table: this.table, name } } }, { delete: { chain: { family: FAMILY, table: this.table, name } } })
+    }
+    return repairs
   }
 
   async #readTable(): Promise<KernelTable> {

@@ -1,0 +1,100 @@
+// How the kernel lists our rules back, learned from the kernel itself.
+//
+// libnftables lists a rule in its own words, and those differ between versions and kernels: `tcp flags &
+// (syn|ack)` reads back as a bitwise expression on 1.1.x, `reject` as `icmpx port-unreachable`, a
+// one-element `ct state` as a plain string, implied `meta l4proto` dependencies disappear. Instead of
+// chasing each listing quirk, drift comparison uses the kernel's own rendering of the rules we want: they are
+// added to a scratch chain of our table in one transaction that also deletes it (nothing stays, nothing is
+// dispatched to it), with echo on, and libnftables prints each one exactly as a listing would.
+import type { Nft } from '../nft.js'
+import type { NftablesJson } from '../schema.js'
+import { FAMILY, RENDER_CHAIN, type NftExpr } from './compile.js'
+import { renderCommands } from './render.js'
+
+/** Keeps memory bounded when many distinct rules pass through one long-lived instance. */
+const CACHE_LIMIT = 200_000
+
+const counterless = (expr: readonly unknown[]): unknown[] =>
+  expr.map((st) => {
+    const o = st as Record<string, unknown>
+    return o && typeof o === 'object' && 'counter' in o ? { counter: null } : st
+  })
+
+/** A rule's statements as compared for drift: counter values are state, not policy. */
+export function ruleKey(expr: readonly unknown[]): string {
+  return JSON.stringify(counterless(expr))
+}
+
+export class KernelRendering {
+  readonly #cache = new Map<string, string>()
+  #echo?: Nft | null
+
+  constructor(
+    readonly nft: Nft,
+    readonly table: string,
+  ) {}
+
+  /** The kernel's rendering of `expr` (as `ruleKey` of the listed rule), if learned. */
+  lookup(expr: readonly unknown[]): string | undefined {
+    return this.#cache.get(ruleKey(expr))
+  }
+
+  /**
+   * Learns the renderings of the given compiled rules in one transaction. Does nothing when the instance
+   * cannot commit (dry run) or the kernel refuses the batch (for example, the table's shared sets are gone):
+   * callers then compare with the compiled form.
+   */
+  async learn(rules: readonly NftExpr[][]): Promise<void> {
+    const todo = new Map<string, NftExpr[]>()
+    for (const expr of rules) {
+      const key = ruleKey(expr)
+      if (!this.#cache.has(key) && !todo.has(key)) todo.set(key, expr)
+    }
+    if (todo.size === 0) return
+    const echo = this.#echoNft()
+    if (!echo) return
+    const f = FAMILY
+    const table = this.table
+    const chain = RENDER_CHAIN
+    const text = renderCommands([
+      { add: { chain: { family: f, table, name: chain } } },
+      ...[...todo.values()].map((expr) => ({ add: { rule: { family: f, table, chain, expr } } })),
+      { flush: { chain: { family: f, table, name: chain } } },
+      { delete: { chain: { family: f, table, name: chain } } },
+    ])
+    let out: NftablesJson
+    try {
+      // Text in, JSON out, echo on: libnftables prints what the kernel created, as its listing would.
+      out = await echo.runJson(text)
+    } catch {
+      return
+    }
+    const rendered = out.nftables.flatMap((o) => {
+      const r = (o as { add?: { rule?: { chain?: string; expr?: unknown[] } } }).add?.rule
+      return r && r.chain === chain ? [r.expr ?? []] : []
+    })
+    if (rendered.length !== todo.size) return
+    if (this.#cache.size + todo.size > CACHE_LIMIT) this.#cache.clear()
+    let i = 0
+    for (const key of todo.keys()) this.#cache.set(key, ruleKey(rendered[i++]!))
+  }
+
+  /** A second context in the same namespace with echo on (the caller's `Nft` keeps its own options). */
+  #echoNft(): Nft | null {
+    if (this.nft.closed) {
+      this.#echo?.close()
+      this.#echo = null
+    }
+    if (this.#echo === undefined) {
+      const o = this.nft.options
+      try {
+        // The caller's class: firewall code never loads the addon by itself (plan() works without it).
+        const NftClass = this.nft.constructor as typeof Nft
+        this.#echo = o.dryRun ? null : new NftClass({ netns: o.netns, libraryPath: o.libraryPath, echo: true })
+      } catch {
+        this.#echo = null
+      }
+    }
+    return this.#echo
+  }
+}
