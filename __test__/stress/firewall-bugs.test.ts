@@ -6,6 +6,7 @@ import { Nft } from '../../ts/index.js'
 import { FirewallValidationError, VmFirewall, vmChainNames, type VmSpec } from '../../ts/firewall/index.js'
 import { type Netns } from '../support/netns.js'
 import { useNetnsNft } from '../support/netns-nft.js'
+import { BASE_PRIORITY } from '../../ts/firewall/compile.js'
 
 let ns: Netns
 let nft: Nft
@@ -82,7 +83,7 @@ describe('bug 5: verify()/sync() do not see changed base-chain attributes', () =
   it('prerouting policy set to drop is reported and repaired', async () => {
     const fw = new VmFirewall(nft)
     await fw.sync([{ vmId: 'p', tap: 'tapp' }])
-    ns.exec('nft', ['add chain bridge infinization prerouting { type filter hook prerouting priority -200; policy drop; }'])
+    ns.exec('nft', [`add chain bridge infinization prerouting { type filter hook prerouting priority ${BASE_PRIORITY}; policy drop; }`])
     const v = await fw.verify()
     expect(v.ok).toBe(false)
     await fw.sync([{ vmId: 'p', tap: 'tapp' }])

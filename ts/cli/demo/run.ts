@@ -14,9 +14,13 @@ interface Probe {
   what: 'ping' | 'tcp' | 'spoofed-ping'
   port?: number
   family: 4 | 6
-  expect: 'allowed' | 'blocked'
+  /** 'refused': a REJECT the client sees (RST / port-unreachable); where the kernel cannot reject, the
+   *  firewall drops instead and the probe expects 'blocked'. */
+  expect: Outcome
   why: string
 }
+
+type Outcome = 'allowed' | 'blocked' | 'refused'
 
 interface DemoPolicy {
   departmentRules: FirewallRuleInput[]
@@ -28,11 +32,18 @@ const SPOOFED_SOURCE = '10.99.0.99'
 
 export const DEMO_POLICY = join(__dirname, '..', '..', '..', 'examples', 'demo-policy.json')
 
-function probe(sb: Sandbox, p: Probe): boolean {
+function probe(sb: Sandbox, p: Probe): Outcome {
   const from = sb.vms.find((v) => v.name === p.from)!
   const target = p.to === 'host' ? sb.host : sb.vms.find((v) => v.name === p.to)!
   const addr = p.family === 6 ? target.ipv6 : target.ipv4
-  if (p.what === 'tcp') return sb.exec(from.netns, 'nc', [`-${p.family}`, '-z', '-w', '1', addr, String(p.port)]).ok
+  if (p.what === 'tcp') {
+    const r = sb.exec(from.netns, 'nc', [`-${p.family}`, '-z', '-w', '1', addr, String(p.port)])
+    return r.ok ? 'allowed' : /Connection refused/.test(r.output) ? 'refused' : 'blocked'
+  }
+  return reached(sb, from, p, addr) ? 'allowed' : 'blocked'
+}
+
+function reached(sb: Sandbox, from: Sandbox['vms'][number], p: Probe, addr: string): boolean {
   if (p.what === 'spoofed-ping') {
     // The forged address really is on the VM's interface, so the kernel sends the packet and only
     // the firewall can stop it.
@@ -90,8 +101,9 @@ export async function runDemo(opts: { keep: boolean; json: boolean; policyFile?:
     log((await nft.run('list table bridge infinization')).trimEnd())
     for (const r of results) for (const d of r.degradations) log(`note: ${r.vmId}${d.ruleId ? ` rule ${d.ruleId}` : ''}: ${d.message}`)
     const rows = policy.probes.map((p) => {
-      const got = probe(sb, p) ? 'allowed' : 'blocked'
-      return { ...p, got, ok: got === p.expect }
+      const expect: Outcome = p.expect === 'refused' && !caps.bridgeReject ? 'blocked' : p.expect
+      const got = probe(sb, p)
+      return { ...p, expect, got, ok: got === expect }
     })
     if (opts.json) printJson({ capabilities: caps, results, probes: rows })
     else {
