@@ -205,9 +205,9 @@ export async function buildWorld(opts: { vms?: number; subnet?: number } = {}): 
     }
     nft = new Nft({ netns: hostNs.name })
 
-    const run = async (node: Node, cmd: string, args: string[], input?: string): Promise<{ ok: boolean; out: string }> => {
+    const run = async (node: Node, cmd: string, args: string[], input?: string, limit = 3): Promise<{ ok: boolean; out: string }> => {
       try {
-        const p = execFileP('ip', ['netns', 'exec', node.ns.name, 'timeout', '3', cmd, ...args], { encoding: 'utf8' })
+        const p = execFileP('ip', ['netns', 'exec', node.ns.name, 'timeout', String(limit), cmd, ...args], { encoding: 'utf8' })
         if (input !== undefined) {
           p.child.stdin?.end(input)
         }
@@ -239,7 +239,9 @@ export async function buildWorld(opts: { vms?: number; subnet?: number } = {}): 
         return world.received(to, port, t)
       },
       connect: async (from, to, port, proto) => {
-        const out = (await run(from, 'python3', ['-c', CONNECT_CLIENT, to, String(port), proto])).out.trim()
+        // The client's own 1.5 s decides 'timeout'; the outer limit only covers interpreter start-up (slow
+        // under emulation).
+        const out = (await run(from, 'python3', ['-c', CONNECT_CLIENT, to, String(port), proto], undefined, 10)).out.trim()
         if (out === 'open' || out === 'refused' || out === 'timeout') return out
         throw new Error(`connect probe failed: ${JSON.stringify(out)}`)
       },

@@ -27,7 +27,6 @@ export function ruleKey(expr: readonly unknown[]): string {
 
 export class KernelRendering {
   readonly #cache = new Map<string, string>()
-  #echo?: Nft | null
 
   constructor(
     readonly nft: Nft,
@@ -53,6 +52,14 @@ export class KernelRendering {
     if (todo.size === 0) return
     const echo = this.#echoNft()
     if (!echo) return
+    try {
+      await this.#render(echo, todo)
+    } finally {
+      echo.close()
+    }
+  }
+
+  async #render(echo: Nft, todo: Map<string, NftExpr[]>): Promise<void> {
     const f = FAMILY
     const table = this.table
     const chain = RENDER_CHAIN
@@ -79,22 +86,17 @@ export class KernelRendering {
     for (const key of todo.keys()) this.#cache.set(key, ruleKey(rendered[i++]!))
   }
 
-  /** A second context in the same namespace with echo on (the caller's `Nft` keeps its own options). */
+  /** A second, short-lived context in the same namespace with echo on (the caller's `Nft` keeps its options;
+   *  learning is rare, so no thread is kept for it). */
   #echoNft(): Nft | null {
-    if (this.nft.closed) {
-      this.#echo?.close()
-      this.#echo = null
+    const o = this.nft.options
+    if (o.dryRun || this.nft.closed) return null
+    try {
+      // The caller's class: firewall code never loads the addon by itself (plan() works without it).
+      const NftClass = this.nft.constructor as typeof Nft
+      return new NftClass({ netns: o.netns, libraryPath: o.libraryPath, echo: true })
+    } catch {
+      return null
     }
-    if (this.#echo === undefined) {
-      const o = this.nft.options
-      try {
-        // The caller's class: firewall code never loads the addon by itself (plan() works without it).
-        const NftClass = this.nft.constructor as typeof Nft
-        this.#echo = o.dryRun ? null : new NftClass({ netns: o.netns, libraryPath: o.libraryPath, echo: true })
-      } catch {
-        this.#echo = null
-      }
-    }
-    return this.#echo
   }
 }

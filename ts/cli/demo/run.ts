@@ -37,7 +37,7 @@ function probe(sb: Sandbox, p: Probe): Outcome {
   const target = p.to === 'host' ? sb.host : sb.vms.find((v) => v.name === p.to)!
   const addr = p.family === 6 ? target.ipv6 : target.ipv4
   if (p.what === 'tcp') {
-    const r = sb.exec(from.netns, 'nc', [`-${p.family}`, '-z', '-w', '1', addr, String(p.port)])
+    const r = sb.exec(from.netns, 'nc', [`-${p.family}`, '-v', '-z', '-w', '1', addr, String(p.port)])
     return r.ok ? 'allowed' : /Connection refused/.test(r.output) ? 'refused' : 'blocked'
   }
   return reached(sb, from, p, addr) ? 'allowed' : 'blocked'
