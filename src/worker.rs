@@ -20,6 +20,8 @@ const MAX_COMMANDS_TO_LOCATE: usize = 20_000;
 pub enum Input {
   Text(String),
   Json(String),
+  /// No input: reads the namespace's ruleset generation id (the outcome is its decimal text).
+  Generation,
 }
 
 pub struct Request {
@@ -144,6 +146,7 @@ fn execute(context: &mut Context, request: &Request) -> Outcome {
       }
       Err(error)
     }
+    Input::Generation => crate::generation::read().map(|id| id.to_string()),
   }
 }
 

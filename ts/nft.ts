@@ -1,5 +1,5 @@
 // The public `Nft` class: libnftables through one persistent context per instance.
-import type { NativeNft, NativeResponse } from '../index.js'
+import type { NativeGeneration, NativeNft, NativeResponse } from '../index.js'
 import { NftError } from './errors.js'
 import { loadNative } from './native.js'
 import { NFT_FAMILIES, type NftFamily, type NftablesJson } from './schema.js'
@@ -81,6 +81,22 @@ export class Nft {
     return this.#json(input, this.#native.runSync(input, true, this.#dryRun(false)))
   }
 
+  /**
+   * The ruleset generation id of this instance's network namespace (netlink `NFT_MSG_GETGEN`). The
+   * kernel changes it on every committed batch in that namespace, whoever commits; listings, dry
+   * runs and failed batches leave it unchanged. It is read on the instance's thread after the calls
+   * queued before it (so after `await nft.run(...)` it includes that commit) with one netlink round
+   * trip: compare two reads to learn whether anything was committed in between. Throws `NftError`
+   * with the errno's code (`EPERM` without CAP_NET_ADMIN), or `CLOSED` after `close()`.
+   */
+  async generation(): Promise<number> {
+    return generationOf(await this.#native.generation())
+  }
+
+  generationSync(): number {
+    return generationOf(this.#native.generationSync())
+  }
+
   /** Validates nft text against the kernel without changing anything; throws `NftError` if invalid. */
   async check(commands: string): Promise<void> {
     this.#text(commands, await this.#native.run(text(commands), false, true))
@@ -160,6 +176,12 @@ export class Nft {
     const output = response.output?.trim()
     return output ? (JSON.parse(output) as NftablesJson) : { nftables: [] }
   }
+}
+
+function generationOf(response: NativeGeneration): number {
+  if (response.error) throw NftError.fromNative(response.error)
+  if (response.id === undefined || response.id === null) throw new NftError('INTERNAL', 'INTERNAL: no generation id')
+  return response.id
 }
 
 function text(commands: unknown): string {
