@@ -26,6 +26,13 @@ export declare class NativeNft {
   /** Same as `run`, waiting on the calling thread. */
   runSync(input: string, json: boolean, dryRun: boolean): NativeResponse
   /**
+   * Runs nft text on the worker thread with JSON output and echo on for this call only; `output`
+   * is libnftables' JSON echo of what the kernel created (with handles). The promise always resolves.
+   */
+  runEcho(input: string, dryRun: boolean): Promise<NativeResponse>
+  /** Same as `runEcho`, waiting on the calling thread. */
+  runEchoSync(input: string, dryRun: boolean): NativeResponse
+  /**
    * Reads the ruleset generation id (`NFT_MSG_GETGEN`) of the instance's network namespace on the
    * worker thread, after the calls queued before it. The promise always resolves.
    */

@@ -147,6 +147,25 @@ impl NativeNft {
     )
   }
 
+  /// Runs nft text on the worker thread with JSON output and echo on for this call only; `output`
+  /// is libnftables' JSON echo of what the kernel created (with handles). The promise always resolves.
+  #[napi(ts_return_type = "Promise<NativeResponse>")]
+  pub fn run_echo<'env>(&self, env: &'env Env, input: String, dry_run: bool) -> Result<Object<'env>> {
+    let (deferred, promise) = env.create_deferred()?;
+    self.submit_input(
+      Input::TextEcho(input),
+      dry_run,
+      Box::new(move |outcome| deferred.resolve(move |_| Ok(NativeResponse::from(outcome)))),
+    );
+    Ok(promise)
+  }
+
+  /// Same as `runEcho`, waiting on the calling thread.
+  #[napi]
+  pub fn run_echo_sync(&self, input: String, dry_run: bool) -> NativeResponse {
+    NativeResponse::from(self.wait(Input::TextEcho(input), dry_run))
+  }
+
   /// Reads the ruleset generation id (`NFT_MSG_GETGEN`) of the instance's network namespace on the
   /// worker thread, after the calls queued before it. The promise always resolves.
   #[napi(ts_return_type = "Promise<NativeGeneration>")]

@@ -82,6 +82,25 @@ export class Nft {
   }
 
   /**
+   * Runs nft text syntax as one transaction and returns libnftables' JSON echo of what the kernel
+   * created (`nft -j -e`): an `{ add: { table | chain | rule | set | element | ...: {...} } }` command
+   * per created object, written as its listing shows it and with its `handle`, so a caller learns the
+   * handles of new rules without listing the chain. Echo and JSON output apply to this call only.
+   * Errors are the same as `run()`'s (with `line`). What a `list` command in the batch prints comes
+   * first, in the same array. Nothing is created (and `{ nftables: [] }` returned) in a dry run. A
+   * string that is a JSON document runs as JSON (libnftables tries JSON first when output is JSON).
+   */
+  async runEcho(commands: string): Promise<NftablesJson> {
+    const input = text(commands)
+    return this.#echo(input, await this.#native.runEcho(input, this.#dryRun(false)))
+  }
+
+  runEchoSync(commands: string): NftablesJson {
+    const input = text(commands)
+    return this.#echo(input, this.#native.runEchoSync(input, this.#dryRun(false)))
+  }
+
+  /**
    * The ruleset generation id of this instance's network namespace (netlink `NFT_MSG_GETGEN`). The
    * kernel changes it on every committed batch in that namespace, whoever commits; listings, dry
    * runs and failed batches leave it unchanged. It is read on the instance's thread after the calls
@@ -169,6 +188,15 @@ export class Nft {
   #text(input: string, response: NativeResponse): string {
     if (response.error) throw NftError.fromNative(response.error, { text: input })
     return response.output ?? ''
+  }
+
+  // A `list` in the batch prints its own document before the echo: one document per line, merged.
+  #echo(input: string, response: NativeResponse): NftablesJson {
+    const documents = this.#text(input, response)
+      .split('\n')
+      .filter((line) => line.trim() !== '')
+      .map((line) => JSON.parse(line) as NftablesJson)
+    return { nftables: documents.flatMap((d) => d.nftables) }
   }
 
   #json(input: string, response: NativeResponse): NftablesJson {

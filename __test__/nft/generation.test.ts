@@ -1,6 +1,6 @@
-// Nft.generation(): the ruleset generation id of the instance's namespace.
+// Nft.generation() (the namespace's ruleset generation id) and Nft.runEcho() (JSON echo of a text batch).
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
-import { Nft, NftError } from '../../ts/index.js'
+import { Nft, NftError, type NftablesJson } from '../../ts/index.js'
 import { distEntry, ensureDist, runNode } from '../support/child.js'
 import { createNetns, type Netns } from '../support/netns.js'
 
@@ -161,5 +161,91 @@ describe('generation()', () => {
     const async = (performance.now() - started) / calls
     // The target is ~0.01-0.05 ms; the bound leaves room for a loaded 2-core machine.
     expect({ sync: sync < 0.5, async: async < 0.5 }).toEqual({ sync: true, async: true })
+  })
+})
+
+type Rule = { family: string; table: string; chain: string; handle: number; expr: unknown[] }
+
+function added(doc: NftablesJson): Record<string, Record<string, unknown>>[] {
+  return doc.nftables.map((command) => {
+    expect(Object.keys(command)).toEqual(['add'])
+    return (command as { add: Record<string, Record<string, unknown>> }).add
+  })
+}
+
+async function listedRules(): Promise<Rule[]> {
+  return (await nft.listChain('bridge', 't', 'c')).nftables.flatMap((o) => ('rule' in o ? [o.rule as Rule] : []))
+}
+
+describe('runEcho()', () => {
+  it("returns the JSON echo of a text batch: each rule with its handle and expr as listChain lists it", async () => {
+    const echo = await nft.runEcho('add rule bridge t c ether type arp counter accept\nadd rule bridge t c ip saddr 10.0.0.1 drop')
+    const rules = added(echo).map((a) => {
+      expect(Object.keys(a)).toEqual(['rule'])
+      return a.rule as Rule
+    })
+    const listed = await listedRules()
+    expect(rules).toHaveLength(2)
+    expect(listed).toHaveLength(2)
+    for (const [i, rule] of rules.entries()) {
+      expect(rule).toMatchObject({ family: 'bridge', table: 't', chain: 'c', handle: listed[i]!.handle })
+      expect(rule.expr).toEqual(listed[i]!.expr)
+    }
+    expect(rules[0]!.expr).toContainEqual({ accept: null })
+  })
+
+  it('echoes every kind of created object, with handles', () => {
+    const echo = nft.runEchoSync(
+      'add table bridge e\nadd chain bridge e c\nadd set bridge e s { type ether_addr; }\nadd element bridge e s { 02:00:00:00:00:01 }',
+    )
+    const [table, chain, set, element] = added(echo)
+    expect(table?.table).toMatchObject({ family: 'bridge', name: 'e', handle: expect.any(Number) })
+    expect(chain?.chain).toMatchObject({ table: 'e', name: 'c', handle: expect.any(Number) })
+    expect(set?.set).toMatchObject({ table: 'e', name: 's', type: 'ether_addr', handle: expect.any(Number) })
+    expect(element?.element).toMatchObject({ table: 'e', name: 's', elem: { set: ['02:00:00:00:00:01'] } })
+  })
+
+  it('is per call: run() on the same instance still prints nothing for an add', async () => {
+    expect(added(await nft.runEcho('add rule bridge t c accept'))).toHaveLength(1)
+    expect(await nft.run('add rule bridge t c drop')).toBe('')
+    expect(added(await nft.runEcho('add rule bridge t c accept'))).toHaveLength(1)
+    expect(nft.options.echo).toBeUndefined()
+  })
+
+  it('returns an empty document when nothing is created, and what a list prints comes first', async () => {
+    expect(await nft.runEcho('flush chain bridge t c')).toEqual({ nftables: [] })
+    await nft.run('add rule bridge t c counter')
+    const echo = await nft.runEcho('add rule bridge t c accept\nlist chain bridge t c\nadd rule bridge t c drop')
+    // The listing shows the chain as it was before the batch: only the rule that existed.
+    const kinds = echo.nftables.map((o) => Object.keys(o)[0])
+    expect(kinds).toEqual(['metainfo', 'chain', 'rule', 'add', 'add'])
+    expect(added({ nftables: echo.nftables.slice(3) })).toHaveLength(2)
+  })
+
+  it("fails like run(): a typed error with the line, and nothing is committed", async () => {
+    const before = await nft.generation()
+    const ruleset = ns.ruleset()
+    const e = await rejection(nft.runEcho('add rule bridge t c accept\nadd rule bridge t nosuch accept'))
+    expect([e.code, e.line, e.command]).toEqual(['ENOENT', 2, 'add rule bridge t nosuch accept'])
+    const syntax = await rejection(nft.runEcho('add rule bridge t c accept\nadd rule bridge t c acept'))
+    expect([syntax.code, syntax.line]).toEqual(['SYNTAX', 2])
+    expect(() => nft.runEchoSync('add rule bridge t c accept\ncreate table bridge t')).toThrow(
+      expect.objectContaining({ code: 'EEXIST', line: 2 }),
+    )
+    expect(await nft.generation()).toBe(before)
+    expect(ns.ruleset()).toBe(ruleset)
+  })
+
+  it('on a dry-run instance validates, creates nothing and echoes nothing', async () => {
+    const dry = new Nft({ netns: ns.name, dryRun: true })
+    try {
+      const before = await nft.generation()
+      expect(await dry.runEcho('add rule bridge t c accept')).toEqual({ nftables: [] })
+      expect((await rejection(dry.runEcho('add rule bridge t nosuch accept'))).code).toBe('ENOENT')
+      expect(await listedRules()).toEqual([])
+      expect(await nft.generation()).toBe(before)
+    } finally {
+      dry.close()
+    }
   })
 })
