@@ -89,6 +89,8 @@ export class Nft {
    * Errors are the same as `run()`'s (with `line`). What a `list` command in the batch prints comes
    * first, in the same array. Nothing is created (and `{ nftables: [] }` returned) in a dry run. A
    * string that is a JSON document runs as JSON (libnftables tries JSON first when output is JSON).
+   * Cost: with echo on, libnftables 1.0.x reads the whole ruleset into its cache before an add
+   * (measured ~35 ms against 0.7 ms for `run()` with 1000 chains of 5 rules); keep it off hot paths.
    */
   async runEcho(commands: string): Promise<NftablesJson> {
     const input = text(commands)
