@@ -25,6 +25,20 @@ export declare class NativeNft {
   run(input: string, json: boolean, dryRun: boolean): Promise<NativeResponse>
   /** Same as `run`, waiting on the calling thread. */
   runSync(input: string, json: boolean, dryRun: boolean): NativeResponse
+  /**
+   * Runs nft text on the worker thread with JSON output and echo on for this call only; `output`
+   * is libnftables' JSON echo of what the kernel created (with handles). The promise always resolves.
+   */
+  runEcho(input: string, dryRun: boolean): Promise<NativeResponse>
+  /** Same as `runEcho`, waiting on the calling thread. */
+  runEchoSync(input: string, dryRun: boolean): NativeResponse
+  /**
+   * Reads the ruleset generation id (`NFT_MSG_GETGEN`) of the instance's network namespace on the
+   * worker thread, after the calls queued before it. The promise always resolves.
+   */
+  generation(): Promise<NativeGeneration>
+  /** Same as `generation`, waiting on the calling thread. */
+  generationSync(): NativeGeneration
   /** Stops accepting calls; calls already queued still complete. Idempotent. */
   close(): void
   /** Whether `close()` was called (or the context never opened). */
@@ -51,6 +65,12 @@ export interface NativeError {
   column?: number
   /** Index of the failing command in a JSON document's `nftables` array. */
   index?: number
+}
+
+/** Result of `generation()`: `id` on success, `error` on failure. */
+export interface NativeGeneration {
+  id?: number
+  error?: NativeError
 }
 
 /** Options for a libnftables context. */

@@ -91,6 +91,20 @@ impl Context {
     self.collect(rc, dry_run)
   }
 
+  /// Runs nft text with JSON output and echo switched on for the call: libnftables then prints,
+  /// as one JSON document, each object the kernel created as its listing shows it, with handles.
+  pub fn run_text_echo(&mut self, text: &str, dry_run: bool) -> RunOutput {
+    let Ok(buffer) = CString::new(text) else {
+      return RunOutput::failed("Error: syntax error, input contains a NUL byte\n".into());
+    };
+    self.prepare(true, dry_run);
+    // SAFETY: `ctx` is valid and the setter only stores a value; the next call's `prepare` resets it.
+    unsafe { (self.lib.output_set_flags)(self.ctx, self.base_flags | output_flags::JSON | output_flags::ECHO) };
+    // SAFETY: `ctx` is valid and `buffer` is a NUL-terminated string that outlives the call.
+    let rc = unsafe { (self.lib.run_cmd_from_buffer)(self.ctx, buffer.as_ptr()) };
+    self.collect(rc, dry_run)
+  }
+
   fn prepare(&mut self, json: bool, dry_run: bool) {
     let flags = if json {
       self.base_flags | output_flags::JSON

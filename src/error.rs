@@ -89,6 +89,18 @@ const ERRNO_NAMES: &[(i32, &str)] = &[
   (libc::ECONNREFUSED, "ECONNREFUSED"),
 ];
 
+/// An error from an errno the binding got itself (a socket call, a netlink reply): `code` is the
+/// errno's name when it is one of the above, `INTERNAL` otherwise.
+pub fn from_errno(errno: i32, message: impl Into<String>) -> NativeError {
+  let name = ERRNO_NAMES
+    .iter()
+    .find(|&&(e, _)| e == errno)
+    .map_or("INTERNAL", |&(_, name)| name);
+  let mut error = NativeError::binding(name, message);
+  error.errno = Some(errno);
+  error
+}
+
 /// strerror text of each errno above, longest first so that a longer text wins over a text it contains.
 fn errno_texts() -> &'static [(String, i32, &'static str)] {
   static TEXTS: OnceLock<Vec<(String, i32, &'static str)>> = OnceLock::new();

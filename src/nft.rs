@@ -53,6 +53,33 @@ impl From<Outcome> for NativeResponse {
   }
 }
 
+/// Result of `generation()`: `id` on success, `error` on failure.
+#[napi(object)]
+pub struct NativeGeneration {
+  pub id: Option<u32>,
+  pub error: Option<NativeError>,
+}
+
+impl From<Outcome> for NativeGeneration {
+  fn from(outcome: Outcome) -> Self {
+    let parsed = outcome.and_then(|text| {
+      text
+        .parse::<u32>()
+        .map_err(|_| NativeError::binding("INTERNAL", format!("not a generation id: {text}")))
+    });
+    match parsed {
+      Ok(id) => Self {
+        id: Some(id),
+        error: None,
+      },
+      Err(error) => Self {
+        id: None,
+        error: Some(error),
+      },
+    }
+  }
+}
+
 /// One libnftables context on its own thread, optionally inside a network namespace.
 #[napi]
 pub struct NativeNft {
@@ -120,6 +147,44 @@ impl NativeNft {
     )
   }
 
+  /// Runs nft text on the worker thread with JSON output and echo on for this call only; `output`
+  /// is libnftables' JSON echo of what the kernel created (with handles). The promise always resolves.
+  #[napi(ts_return_type = "Promise<NativeResponse>")]
+  pub fn run_echo<'env>(&self, env: &'env Env, input: String, dry_run: bool) -> Result<Object<'env>> {
+    let (deferred, promise) = env.create_deferred()?;
+    self.submit_input(
+      Input::TextEcho(input),
+      dry_run,
+      Box::new(move |outcome| deferred.resolve(move |_| Ok(NativeResponse::from(outcome)))),
+    );
+    Ok(promise)
+  }
+
+  /// Same as `runEcho`, waiting on the calling thread.
+  #[napi]
+  pub fn run_echo_sync(&self, input: String, dry_run: bool) -> NativeResponse {
+    NativeResponse::from(self.wait(Input::TextEcho(input), dry_run))
+  }
+
+  /// Reads the ruleset generation id (`NFT_MSG_GETGEN`) of the instance's network namespace on the
+  /// worker thread, after the calls queued before it. The promise always resolves.
+  #[napi(ts_return_type = "Promise<NativeGeneration>")]
+  pub fn generation<'env>(&self, env: &'env Env) -> Result<Object<'env>> {
+    let (deferred, promise) = env.create_deferred()?;
+    self.submit_input(
+      Input::Generation,
+      false,
+      Box::new(move |outcome| deferred.resolve(move |_| Ok(NativeGeneration::from(outcome)))),
+    );
+    Ok(promise)
+  }
+
+  /// Same as `generation`, waiting on the calling thread.
+  #[napi]
+  pub fn generation_sync(&self) -> NativeGeneration {
+    NativeGeneration::from(self.wait(Input::Generation, false))
+  }
+
   /// Stops accepting calls; calls already queued still complete. Idempotent.
   #[napi]
   pub fn close(&self) {
@@ -142,5 +207,19 @@ impl NativeNft {
     };
     let input = if json { Input::Json(input) } else { Input::Text(input) };
     worker.submit(Request { input, dry_run }, respond);
+  }
+
+  fn submit_input(&self, input: Input, dry_run: bool, respond: crate::worker::Responder) {
+    let Some(worker) = &self.worker else {
+      return respond(Err(self.start_error.clone().unwrap_or_else(closed_error)));
+    };
+    worker.submit(Request { input, dry_run }, respond);
+  }
+
+  fn wait(&self, input: Input, dry_run: bool) -> Outcome {
+    let (tx, rx) = std::sync::mpsc::channel();
+    self.submit_input(input, dry_run, Box::new(move |outcome| drop(tx.send(outcome))));
+    rx.recv()
+      .unwrap_or_else(|_| Err(NativeError::binding("INTERNAL", "the libnftables thread is gone")))
   }
 }

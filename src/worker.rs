@@ -20,6 +20,10 @@ const MAX_COMMANDS_TO_LOCATE: usize = 20_000;
 pub enum Input {
   Text(String),
   Json(String),
+  /// nft text whose output is libnftables' JSON echo of what the kernel created.
+  TextEcho(String),
+  /// No input: reads the namespace's ruleset generation id (the outcome is its decimal text).
+  Generation,
 }
 
 pub struct Request {
@@ -121,8 +125,11 @@ fn open_context(options: &WorkerOptions) -> Result<Context, NativeError> {
 
 fn execute(context: &mut Context, request: &Request) -> Outcome {
   match &request.input {
-    Input::Text(text) => {
-      let run = context.run_text(text, request.dry_run);
+    Input::Text(text) | Input::TextEcho(text) => {
+      let run = match request.input {
+        Input::TextEcho(_) => context.run_text_echo(text, request.dry_run),
+        _ => context.run_text(text, request.dry_run),
+      };
       if run.ok {
         return Ok(run.output);
       }
@@ -144,6 +151,7 @@ fn execute(context: &mut Context, request: &Request) -> Outcome {
       }
       Err(error)
     }
+    Input::Generation => crate::generation::read().map(|id| id.to_string()),
   }
 }
 

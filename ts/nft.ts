@@ -1,5 +1,5 @@
 // The public `Nft` class: libnftables through one persistent context per instance.
-import type { NativeNft, NativeResponse } from '../index.js'
+import type { NativeGeneration, NativeNft, NativeResponse } from '../index.js'
 import { NftError } from './errors.js'
 import { loadNative } from './native.js'
 import { NFT_FAMILIES, type NftFamily, type NftablesJson } from './schema.js'
@@ -81,6 +81,43 @@ export class Nft {
     return this.#json(input, this.#native.runSync(input, true, this.#dryRun(false)))
   }
 
+  /**
+   * Runs nft text syntax as one transaction and returns libnftables' JSON echo of what the kernel
+   * created (`nft -j -e`): an `{ add: { table | chain | rule | set | element | ...: {...} } }` command
+   * per created object, written as its listing shows it and with its `handle`, so a caller learns the
+   * handles of new rules without listing the chain. Echo and JSON output apply to this call only.
+   * Errors are the same as `run()`'s (with `line`). What a `list` command in the batch prints comes
+   * first, in the same array. Nothing is created (and `{ nftables: [] }` returned) in a dry run. A
+   * string that is a JSON document runs as JSON (libnftables tries JSON first when output is JSON).
+   * Cost: with echo on, libnftables 1.0.x reads the whole ruleset into its cache before an add
+   * (measured ~35 ms against 0.7 ms for `run()` with 1000 chains of 5 rules); keep it off hot paths.
+   */
+  async runEcho(commands: string): Promise<NftablesJson> {
+    const input = text(commands)
+    return this.#echo(input, await this.#native.runEcho(input, this.#dryRun(false)))
+  }
+
+  runEchoSync(commands: string): NftablesJson {
+    const input = text(commands)
+    return this.#echo(input, this.#native.runEchoSync(input, this.#dryRun(false)))
+  }
+
+  /**
+   * The ruleset generation id of this instance's network namespace (netlink `NFT_MSG_GETGEN`). The
+   * kernel changes it on every committed batch in that namespace, whoever commits; listings, dry
+   * runs and failed batches leave it unchanged. It is read on the instance's thread after the calls
+   * queued before it (so after `await nft.run(...)` it includes that commit) with one netlink round
+   * trip: compare two reads to learn whether anything was committed in between. Throws `NftError`
+   * with the errno's code (`EPERM` without CAP_NET_ADMIN), or `CLOSED` after `close()`.
+   */
+  async generation(): Promise<number> {
+    return generationOf(await this.#native.generation())
+  }
+
+  generationSync(): number {
+    return generationOf(this.#native.generationSync())
+  }
+
   /** Validates nft text against the kernel without changing anything; throws `NftError` if invalid. */
   async check(commands: string): Promise<void> {
     this.#text(commands, await this.#native.run(text(commands), false, true))
@@ -155,11 +192,26 @@ export class Nft {
     return response.output ?? ''
   }
 
+  // A `list` in the batch prints its own document before the echo: one document per line, merged.
+  #echo(input: string, response: NativeResponse): NftablesJson {
+    const documents = this.#text(input, response)
+      .split('\n')
+      .filter((line) => line.trim() !== '')
+      .map((line) => JSON.parse(line) as NftablesJson)
+    return { nftables: documents.flatMap((d) => d.nftables) }
+  }
+
   #json(input: string, response: NativeResponse): NftablesJson {
     if (response.error) throw NftError.fromNative(response.error, { commands: commandsOf(input) })
     const output = response.output?.trim()
     return output ? (JSON.parse(output) as NftablesJson) : { nftables: [] }
   }
+}
+
+function generationOf(response: NativeGeneration): number {
+  if (response.error) throw NftError.fromNative(response.error)
+  if (response.id === undefined || response.id === null) throw new NftError('INTERNAL', 'INTERNAL: no generation id')
+  return response.id
 }
 
 function text(commands: unknown): string {
