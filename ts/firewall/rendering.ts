@@ -5,7 +5,9 @@
 // one-element `ct state` as a plain string, implied `meta l4proto` dependencies disappear. Instead of
 // chasing each listing quirk, drift comparison uses the kernel's own rendering of the rules we want: they are
 // added to a scratch chain of our table in one transaction that also deletes it (nothing stays, nothing is
-// dispatched to it), with echo on, and libnftables prints each one exactly as a listing would.
+// dispatched to it), with echo on (`Nft.runEcho`), and libnftables prints each one exactly as a listing would.
+// libnftables 1.0.x fills its whole cache for an echo (tens of ms at 1000 VMs): learning happens once per
+// distinct rule, on the verify/sync/ifChanged paths, never in applyVm.
 import type { Nft } from '../nft.js'
 import type { NftablesJson } from '../schema.js'
 import { FAMILY, RENDER_CHAIN, type NftExpr } from './compile.js'
@@ -50,16 +52,8 @@ export class KernelRendering {
       if (!this.#cache.has(key) && !todo.has(key)) todo.set(key, expr)
     }
     if (todo.size === 0) return
-    const echo = this.#echoNft()
-    if (!echo) return
-    try {
-      await this.#render(echo, todo)
-    } finally {
-      echo.close()
-    }
-  }
-
-  async #render(echo: Nft, todo: Map<string, NftExpr[]>): Promise<void> {
+    // A dry-run instance commits nothing and echoes nothing: callers compare with the compiled form.
+    if (this.nft.options.dryRun) return
     const f = FAMILY
     const table = this.table
     const chain = RENDER_CHAIN
@@ -72,8 +66,9 @@ export class KernelRendering {
     let out: NftablesJson
     try {
       // Text in, JSON out, echo on: libnftables prints what the kernel created, as its listing would.
-      out = await echo.runJson(text)
+      out = await this.nft.runEcho(text)
     } catch {
+      // Refused (e.g. a shared set was deleted outside: drift that verify reports anyway): no reference.
       return
     }
     const rendered = out.nftables.flatMap((o) => {
@@ -84,19 +79,5 @@ export class KernelRendering {
     if (this.#cache.size + todo.size > CACHE_LIMIT) this.#cache.clear()
     let i = 0
     for (const key of todo.keys()) this.#cache.set(key, ruleKey(rendered[i++]!))
-  }
-
-  /** A second, short-lived context in the same namespace with echo on (the caller's `Nft` keeps its options;
-   *  learning is rare, so no thread is kept for it). */
-  #echoNft(): Nft | null {
-    const o = this.nft.options
-    if (o.dryRun || this.nft.closed) return null
-    try {
-      // The caller's class: firewall code never loads the addon by itself (plan() works without it).
-      const NftClass = this.nft.constructor as typeof Nft
-      return new NftClass({ netns: o.netns, libraryPath: o.libraryPath, echo: true })
-    } catch {
-      return null
-    }
   }
 }
