@@ -122,6 +122,30 @@ describe('nftables-node CLI', () => {
     expect(readFileSync(file, 'utf8')).toContain('table bridge infinization')
   })
 
+  it('restore refuses anything but an export of the table (exit 3, the line named, nothing changed, no file contents)', () => {
+    const exported = readFileSync(join(dir, 'export.nft'), 'utf8')
+    ns.exec('nft', ['add table inet other; add chain inet other input { type filter hook input priority 0; policy accept; }'])
+    const before = ns.ruleset()
+    const lines = exported.split('\n')
+    const hostile: [string, string, number][] = [
+      ['flush.nft', `${lines[0]}\nflush ruleset\n${lines.slice(1).join('\n')}`, 2],
+      ['other.nft', `${exported}delete table inet other\n`, lines.length],
+      ['include.nft', `include "/etc/passwd"\n${exported}`, 1],
+    ]
+    for (const [name, text, line] of hostile) {
+      const file = join(dir, name)
+      writeFileSync(file, text)
+      const r = nftnode('--netns', ns.name, 'restore', file)
+      expect(r.code, `${name}: ${r.stderr}`).toBe(3)
+      expect(r.stderr).toContain(`line ${line}:`)
+      expect(r.stderr).toContain('nothing changed')
+      expect(r.stderr).not.toMatch(/root:.*:0:0:/)
+      expect(r.stdout).not.toContain('restored')
+      expect(ns.ruleset()).toBe(before)
+    }
+    ns.exec('nft', ['delete', 'table', 'inet', 'other'])
+  })
+
   it('remove deletes a VM and is idempotent', () => {
     expect(nftnode('--netns', ns.name, 'remove', 'vm-b').code).toBe(0)
     expect(nftnode('--netns', ns.name, 'remove', 'vm-b').code).toBe(0)
@@ -135,3 +159,4 @@ describe('nftables-node CLI', () => {
     expect(r.stderr).toContain('NETNS')
   })
 })
+

@@ -2,7 +2,7 @@
 import { readFileSync, writeFileSync } from 'node:fs'
 import { Command, CommanderError, Option } from 'commander'
 import { NftError } from '../errors.js'
-import { FirewallCapabilityError, FirewallError, FirewallValidationError, VmFirewall, type VmSpec } from '../firewall/index.js'
+import { FirewallCapabilityError, FirewallError, FirewallValidationError, RestoreValidationError, VmFirewall, type VmSpec } from '../firewall/index.js'
 import { Nft } from '../nft.js'
 import { EXIT } from './exit-codes.js'
 import { printJson, progress, table } from './output.js'
@@ -171,10 +171,11 @@ export function buildProgram(): Command {
 
   program
     .command('restore')
-    .description('apply a file written by export, in one transaction')
+    .description('apply a file written by export, in one transaction (only an export of the table is accepted; exit 3 otherwise)')
     .argument('<file>')
     .action(async (file: string, _o: unknown, cmd: Command) => {
       const text = readFileSync(file, 'utf8')
+      // restoreRuleset checks the file (an export of this table, nothing else) before libnftables sees it.
       await withFirewall(globals(cmd), (fw) => fw.restoreRuleset(text))
       if (!globals(cmd).json) console.log(`restored ${file}`)
     })
@@ -205,6 +206,7 @@ export function buildProgram(): Command {
 /** Maps an error to a message and an exit code. */
 export function explain(e: unknown): { code: number; message: string } {
   if (e instanceof CommanderError) return { code: e.exitCode === 0 ? EXIT.OK : EXIT.USAGE, message: '' }
+  if (e instanceof RestoreValidationError) return { code: EXIT.INVALID, message: `refused restore file (nothing changed): ${e.message}` }
   if (e instanceof FirewallValidationError) return { code: EXIT.INVALID, message: `invalid spec: ${e.message}` }
   if (e instanceof FirewallCapabilityError) return { code: EXIT.UNSUPPORTED, message: e.message }
   if (e instanceof NftError) {
