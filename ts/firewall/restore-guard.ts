@@ -29,16 +29,21 @@ const BAD_CONTROL = /[\x00-\x08\x0b-\x1f\x7f]/
 /** nft's `string` token: what a chain, set, map or counter name may be. */
 const NAME = /^[A-Za-z_.][A-Za-z0-9/_.-]*$/
 /** Words that must never appear outside a quoted string: directives (files, variables), commands, other
- *  families, flowtables, devices, and `osf` (libnftables reads a fingerprint file for it). Checked on every
- *  alphanumeric piece of every word, which refuses more than nft would read as these keywords. */
+ *  families, flowtables, devices, and expressions that make libnftables look at the filesystem or the user
+ *  database (`osf` reads a fingerprint file, `socket cgroupv2` stats a path, `skuid`/`skgid` resolve names,
+ *  `xt`). Checked on every alphanumeric piece of every word, which refuses more than nft would read as these
+ *  keywords. */
 const FORBIDDEN = new Set([
   'include', 'define', 'redefine', 'undefine', 'describe',
   'table', 'ruleset', 'flush', 'insert', 'replace', 'create', 'destroy', 'list', 'rename', 'import', 'export', 'monitor',
-  'inet', 'netdev', 'flowtable', 'flowtables', 'device', 'devices', 'hook', 'osf',
+  'inet', 'netdev', 'flowtable', 'flowtables', 'device', 'devices', 'hook',
+  'osf', 'socket', 'cgroupv2', 'skuid', 'skgid', 'xt',
 ])
 /** Set statements (`add @s { ... }`, `update @s`, `delete @s`): allowed only right before a set reference. */
 const SET_STATEMENT = new Set(['add', 'update', 'delete'])
 const BASE_HOOKS = new Set(['prerouting', 'input', 'forward', 'output', 'postrouting'])
+/** A bridge chain priority as nft prints it: a number, or a standard name with an optional offset. */
+const PRIORITY = /^(-?\d+|(filter|out|dstnat|srcnat|raw|mangle|security)( ?[+-] ?\d+)?)$/
 const SET_PROPERTIES = new Set(['type', 'typeof', 'flags', 'elements', 'size', 'timeout', 'gc-interval', 'policy', 'auto-merge', 'comment', 'counter'])
 
 export interface CheckedRestore {
@@ -262,16 +267,15 @@ class Parser {
       if (head.kind === 'word' && head.text === 'type') {
         // `type filter hook prerouting priority filter` (bridge base chain), first in the chain.
         const w = stmt.map((x) => (x.kind === 'word' ? x.text : `"${x.text}"`))
-        const prio = w.slice(5)
         const ok =
           first &&
+          w.length >= 6 &&
           w[1] === 'filter' &&
           w[2] === 'hook' &&
           BASE_HOOKS.has(w[3] ?? '') &&
           w[4] === 'priority' &&
-          prio.length >= 1 &&
-          prio.length <= 3 &&
-          stmt.slice(5).every((x) => x.kind === 'word' && /^([a-z]+|-?\d+|[+-])$/.test(x.text))
+          stmt.slice(5).every((x) => x.kind === 'word') &&
+          PRIORITY.test(w.slice(5).join(' '))
         if (!ok) this.#fail(head.line, 'a base chain must be declared first, as "type filter hook <bridge hook> priority <priority>"')
         base = true
       } else if (head.kind === 'word' && head.text === 'policy') {
@@ -345,6 +349,9 @@ class Parser {
       if (t.kind !== 'word') return
       for (const piece of t.text.split(/[^A-Za-z0-9_]+/)) {
         if (FORBIDDEN.has(piece.toLowerCase())) this.#fail(t.line, `"${piece}" is not allowed inside the table`)
+        if (piece.toLowerCase() === 'reset' && !(piece === t.text && stmt[k - 1]?.text === 'tcp' && stmt[k - 2]?.text === 'with')) {
+          this.#fail(t.line, '"reset" is allowed only in "reject with tcp reset"')
+        }
         if (SET_STATEMENT.has(piece.toLowerCase())) {
           const nextTok = stmt[k + 1]
           if (piece !== t.text || !(nextTok?.kind === 'word' && nextTok.text.startsWith('@'))) {
