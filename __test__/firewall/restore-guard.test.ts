@@ -36,6 +36,7 @@ const BODY = [
   '\t\tip6 daddr fd00::/64 meta l4proto ipv6-icmp counter packets 0 bytes 0 drop comment "r:13c7ee70:r2"',
   '\t\tct state established,related accept comment "b:00000000:ct"',
   '\t\ttcp dport { 22, 80 } reject with tcp reset comment "r:00000000:rej"',
+  '\t\tmeta l4proto udp reject with icmpx admin-prohibited comment "r:00000001:rej"',
   '\t\tadd @extra { ip saddr } counter',
   '\t\tcounter packets 0 bytes 0 drop comment "d:bbf11fbd:vm-a;#x{}$v\'x"',
   '\t}',
