@@ -74,6 +74,76 @@ describe('checkRestore accepts exports', () => {
     }
   })
 
+  it('of a base chain with a comment (listed before its declaration)', () => {
+    expect(() => checkRestore(exportOf('\tchain a {\n\t\tcomment "hi"\n\t\ttype filter hook input priority 0; policy drop;\n\t\tcounter\n\t}'), T)).not.toThrow()
+    expect(refusal(exportOf('\tchain a {\n\t\tcounter\n\t\ttype filter hook input priority 0; policy drop;\n\t}')).line).toBe(7)
+  })
+
+  it('of a table holding more than the firewall writes, exactly as nft 1.0.6 lists it', () => {
+    // `nft list table bridge rich` of a hand-made table: named counter, dynamic/timeout/interval/concatenated
+    // sets, typeof maps, interval vmap with a wildcard key, log/limit/numgen/raw payload/set-update rules.
+    const listing = `table bridge rich {
+	counter c1 {
+		comment "cnt"
+		packets 0 bytes 0
+	}
+
+	set s1 {
+		type ipv4_addr
+		size 1024
+		flags dynamic,timeout
+		timeout 1h
+	}
+
+	set s2 {
+		type ether_addr . ifname
+		elements = { 52:54:00:00:00:01 . "vnet0" comment "x#y" }
+	}
+
+	set s3 {
+		typeof ip saddr
+		flags interval
+		auto-merge
+		elements = { 10.0.0.0/8 }
+	}
+
+	map m1 {
+		type ifname : verdict
+		flags interval
+		elements = { "tap*" : drop,
+			     "vnet0" : jump c }
+	}
+
+	map m2 {
+		typeof vlan id : meta mark
+		elements = { 10 : 0x00000001 }
+	}
+
+	chain c {
+		comment "side"
+	}
+
+	chain pre {
+		type filter hook prerouting priority filter - 5; policy accept;
+		vlan id 10 ether type ip counter packets 0 bytes 0
+		meta mark set 0x00000010 limit rate 10/second log prefix "x: " level info accept
+		ip saddr @s3 update @s1 { ip saddr timeout 5m } counter name "c1"
+		ether saddr . iifname @s2 accept
+		iifname vmap @m1
+		meta pkttype broadcast meta l4proto { tcp, udp } th dport { 53, 67-68 } accept
+		ip6 nexthdr ipv6-icmp icmpv6 type nd-neighbor-solicit accept
+		ip dscp cs1 ip ttl < 5 drop
+		tcp flags syn / syn,ack counter packets 0 bytes 0 drop
+		@nh,8,8 0x1 drop
+		meta mark set numgen inc mod 2
+		ether type 8021q drop
+		ip6 saddr fe80::/10 drop
+	}
+}
+`
+    expect(() => checkRestore(`table bridge rich {}\ndelete table bridge rich\n${listing}`, 'rich')).not.toThrow()
+  })
+
   it('of another table name when the firewall has that name', () => {
     expect(() => checkRestore(exportOf(BODY).replaceAll(`bridge ${T}`, 'bridge mine'), 'mine')).not.toThrow()
   })

@@ -283,7 +283,7 @@ class Parser {
           this.#fail(head.line, 'a chain policy must follow its base-chain declaration and be accept or drop')
         }
       } else if (head.kind === 'word' && head.text === 'comment' && stmt.length === 2 && stmt[1]!.kind === 'str') {
-        // chain comment
+        continue // the chain's comment (nft lists it before the base-chain declaration)
       } else {
         this.#words(stmt)
       }
