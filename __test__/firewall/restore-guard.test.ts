@@ -156,6 +156,7 @@ describe('checkRestore refuses', () => {
     ['a second table block', `${exportOf('')}table bridge ${T} {\n}\n`, 7, /nothing may follow/],
     ['a missing delete', `table bridge ${T} {}\ntable bridge ${T} {\n}\n`, 2, /delete table bridge infinization/],
     ['another family', exportOf('').replaceAll('table bridge', 'table inet'), 2, /not table inet infinization/],
+    ['a table header cut short', `table\nbridge ${T} {}\n`, 1, /only table bridge infinization may be restored, not "table" followed by the end of the line/],
     ['flags in the table', exportOf('\tflags dormant'), 5, /"flags" is not allowed in the table/],
     ['a flowtable', exportOf('\tflowtable ft {\n\t}'), 5, /"flowtable" is not allowed/],
     ['an include in a chain', exportOf('\tchain c {\n\t\tinclude "/etc/passwd"\n\t}'), 6, /"include"/],

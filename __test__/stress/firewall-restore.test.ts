@@ -306,7 +306,7 @@ it('validation: every injected mutant is refused with one bounded line, no file 
       if (!(error instanceof RestoreValidationError)) throw new Error(`${m.kind}: not a RestoreValidationError: ${String(error)}`)
       if (!(error instanceof FirewallValidationError) || error.code !== 'VALIDATION') throw new Error('not a FirewallValidationError')
       const msg = error.message
-      if (msg.includes('\n') || msg.length > 300) throw new Error(`${m.kind}: message not one bounded line: ${JSON.stringify(msg)}`)
+      if (!/^[\x20-\x7e]{1,300}$/.test(msg)) throw new Error(`${m.kind}: message not one bounded line of printable ASCII: ${JSON.stringify(msg)}`)
       if (!Number.isInteger(error.line) || error.line < 1) throw new Error(`bad line ${error.line}`)
       if (!msg.includes(`line ${error.line}:`)) throw new Error(`message does not name line ${error.line}: ${msg}`)
       const leak = leaks(msg)

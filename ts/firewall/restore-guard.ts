@@ -219,7 +219,8 @@ class Parser {
     const fam = this.#next()
     const name = this.#next()
     if (fam.kind !== 'word' || name.kind !== 'word' || fam.text !== this.family || name.text !== this.table) {
-      this.#fail(t.line, `only ${this.#own} may be restored, not table ${fam.text} ${name.text}`.trimEnd())
+      const shown = fam.kind === 'word' && name.kind === 'word' ? `table ${fam.text} ${name.text}` : `"table" followed by ${describeTok(fam.kind === 'word' ? name : fam)}`
+      this.#fail(t.line, `only ${this.#own} may be restored, not ${shown}`)
     }
   }
 
@@ -410,5 +411,8 @@ class Parser {
 }
 
 function describeTok(t: Tok): string {
-  return t.kind === 'str' ? 'a string' : t.kind === 'sep' ? 'a separator' : `"${t.text}"`
+  if (t.kind === 'str') return 'a string'
+  if (t.kind === 'eof') return 'the end of the file'
+  if (t.kind === 'sep') return t.text === ';' ? '";"' : 'the end of the line'
+  return `"${t.text.length > 40 ? `${t.text.slice(0, 37)}...` : t.text}"`
 }
