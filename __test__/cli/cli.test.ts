@@ -122,6 +122,30 @@ describe('nftables-node CLI', () => {
     expect(readFileSync(file, 'utf8')).toContain('table bridge infinization')
   })
 
+  it('restore refuses anything but an export of the table (exit 3, the line named, nothing changed, no file contents)', () => {
+    const exported = readFileSync(join(dir, 'export.nft'), 'utf8')
+    ns.exec('nft', ['add table inet other; add chain inet other input { type filter hook input priority 0; policy accept; }'])
+    const before = ns.ruleset()
+    const lines = exported.split('\n')
+    const hostile: [string, string, number][] = [
+      ['flush.nft', `${lines[0]}\nflush ruleset\n${lines.slice(1).join('\n')}`, 2],
+      ['other.nft', `${exported}delete table inet other\n`, lines.length],
+      ['include.nft', `include "/etc/passwd"\n${exported}`, 1],
+    ]
+    for (const [name, text, line] of hostile) {
+      const file = join(dir, name)
+      writeFileSync(file, text)
+      const r = nftnode('--netns', ns.name, 'restore', file)
+      expect(r.code, `${name}: ${r.stderr}`).toBe(3)
+      expect(r.stderr).toContain(`line ${line}:`)
+      expect(r.stderr).toContain('nothing changed')
+      expect(r.stderr).not.toMatch(/root:.*:0:0:/)
+      expect(r.stdout).not.toContain('restored')
+      expect(ns.ruleset()).toBe(before)
+    }
+    ns.exec('nft', ['delete', 'table', 'inet', 'other'])
+  })
+
   it('remove deletes a VM and is idempotent', () => {
     expect(nftnode('--netns', ns.name, 'remove', 'vm-b').code).toBe(0)
     expect(nftnode('--netns', ns.name, 'remove', 'vm-b').code).toBe(0)
@@ -133,5 +157,75 @@ describe('nftables-node CLI', () => {
     const r = nftnode('--netns', 'nftables-node-no-such-ns', 'export')
     expect(r.code).toBe(1)
     expect(r.stderr).toContain('NETNS')
+  })
+})
+
+describe('nftables-node apply with conflicting specs', () => {
+  let ns2: Netns
+  beforeAll(() => {
+    ns2 = createNetns()
+  })
+  afterAll(() => ns2.delete())
+  const apply = (...args: string[]) => nftnode('--netns', ns2.name, ...args)
+
+  it('the same vmId twice in one file: exit 3, both entries named, nothing applied', () => {
+    const file = writeSpec('dup-id.json', [spec('vm-x', 'vnet-x0'), spec('vm-y', 'vnet-y0'), spec('vm-x', 'vnet-x1', 443)])
+    const r = apply('apply', file)
+    expect(r.code).toBe(3)
+    expect(r.stderr).toContain('entries 1 and 3')
+    expect(r.stderr).toContain('"vm-x"')
+    expect(ns2.ruleset()).toBe('')
+  })
+
+  it('one tap on two VMs: exit 3, both entries named, nothing applied', () => {
+    const file = writeSpec('dup-tap.json', { vms: [spec('vm-x', 'vnet-s0'), spec('vm-y', 'vnet-y0'), spec('vm-z', 'vnet-s0')] })
+    const r = apply('apply', file)
+    expect(r.code).toBe(3)
+    expect(r.stderr).toContain('entries 1 (vmId "vm-x") and 3 (vmId "vm-z")')
+    expect(r.stderr).toContain('"vnet-s0"')
+    expect(ns2.ruleset()).toBe('')
+    expect(apply('apply', '--dry-run', file).code).toBe(3)
+  })
+
+  it('a tap another VM in the kernel uses needs --takeover; the takeover is reported in text and --json', () => {
+    expect(apply('apply', writeSpec('old.json', spec('vm-old', 'vnet-t0'))).code).toBe(0)
+    const before = ns2.ruleset()
+    const file = writeSpec('new.json', [spec('vm-keep', 'vnet-k0'), spec('vm-new', 'vnet-t0', 443)])
+    for (const args of [['apply', file], ['apply', '--dry-run', file]]) {
+      const r = apply(...args)
+      expect(r.code, args.join(' ')).toBe(3)
+      expect(r.stderr).toContain('tap "vnet-t0" of VM "vm-new" is used by VM "vm-old"')
+      expect(r.stderr).toContain('--takeover')
+      expect(ns2.ruleset()).toBe(before)
+    }
+    const dry = apply('apply', '--dry-run', '--takeover', file)
+    expect(dry.code).toBe(0)
+    expect(dry.stdout).toContain('takeover: tap vnet-t0 moved from VM "vm-old" (now detached) to VM "vm-new" (dry run)')
+    expect(ns2.ruleset()).toBe(before)
+    const json = apply('--json', 'apply', '--takeover', file)
+    expect(json.code).toBe(0)
+    const results = JSON.parse(json.stdout) as { vmId: string; takeover?: { tap: string; fromVmId?: string }[] }[]
+    expect(results.map((x) => [x.vmId, x.takeover?.map((t) => [t.tap, t.fromVmId])])).toEqual([
+      ['vm-keep', undefined],
+      ['vm-new', [['vnet-t0', 'vm-old']]],
+    ])
+    const status = JSON.parse(apply('--json', 'status').stdout) as { vmId: string; taps: string[] }[]
+    expect(Object.fromEntries(status.map((v) => [v.vmId, v.taps]))).toEqual({ 'vm-old': [], 'vm-keep': ['vnet-k0'], 'vm-new': ['vnet-t0'] })
+    // Back again, in text.
+    const text = apply('apply', '--takeover', writeSpec('old.json', spec('vm-old', 'vnet-t0')))
+    expect(text.code).toBe(0)
+    expect(text.stdout).toContain('takeover: tap vnet-t0 moved from VM "vm-new" (now detached) to VM "vm-old"')
+  })
+
+  it('re-applying a VM on its own tap, or moving taps within one file, is no takeover', () => {
+    const same = apply('apply', writeSpec('same.json', spec('vm-old', 'vnet-t0', 8080)))
+    expect(same.code).toBe(0)
+    expect(same.stdout).not.toContain('takeover')
+    // vm-old leaves vnet-t0 for vnet-t1 in the same file, so vm-new may have vnet-t0.
+    const swap = apply('apply', writeSpec('swap.json', [spec('vm-new', 'vnet-t0'), spec('vm-old', 'vnet-t1')]))
+    expect(swap.code, swap.stderr).toBe(0)
+    expect(swap.stdout).not.toContain('takeover')
+    const status = JSON.parse(apply('--json', 'status').stdout) as { vmId: string; taps: string[] }[]
+    expect(Object.fromEntries(status.map((v) => [v.vmId, v.taps]))).toEqual({ 'vm-old': ['vnet-t1'], 'vm-keep': ['vnet-k0'], 'vm-new': ['vnet-t0'] })
   })
 })

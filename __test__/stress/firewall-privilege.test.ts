@@ -42,7 +42,7 @@ it('every operation fails with EPERM without CAP_NET_ADMIN, and the ruleset is u
       verify: (fw) => fw.verify(),
       stats: (fw) => fw.stats('vm-0'),
       exportRuleset: (fw) => fw.exportRuleset(),
-      restoreRuleset: (fw) => fw.restoreRuleset('table bridge infinization {}\\ndelete table bridge infinization\\n'),
+      restoreRuleset: (fw) => fw.restoreRuleset('table bridge infinization {}\\ndelete table bridge infinization\\ntable bridge infinization {\\n}\\n'),
     }
     ;(async () => {
       const out = {}

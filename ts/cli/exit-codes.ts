@@ -5,7 +5,8 @@ export const EXIT = {
   FAILED: 1,
   /** Bad command line. */
   USAGE: 2,
-  /** The spec file is invalid (FirewallValidationError); nothing was applied. */
+  /** The spec file is invalid or conflicting (FirewallValidationError), or a restore file is not an export of
+   *  the table (RestoreValidationError); nothing was applied. */
   INVALID: 3,
   /** `verify` found drift. */
   DRIFT: 4,

@@ -2,8 +2,9 @@
 import { readFileSync, writeFileSync } from 'node:fs'
 import { Command, CommanderError, Option } from 'commander'
 import { NftError } from '../errors.js'
-import { FirewallCapabilityError, FirewallError, FirewallValidationError, VmFirewall, type VmSpec } from '../firewall/index.js'
+import { FirewallCapabilityError, FirewallError, FirewallValidationError, RestoreValidationError, VmFirewall, type VmSpec } from '../firewall/index.js'
 import { Nft } from '../nft.js'
+import { checkSpecConflicts, findTakeovers, refuseTakeovers, takenFrom } from './conflicts.js'
 import { EXIT } from './exit-codes.js'
 import { printJson, progress, table } from './output.js'
 
@@ -58,14 +59,19 @@ export function buildProgram(): Command {
     .description('create or replace the firewall of the VMs in a spec file (one transaction per VM)')
     .argument('<spec.json>', 'a VmSpec, an array of them, or { "vms": [...] }')
     .option('--dry-run', 'validate everything against the kernel, commit nothing')
+    .option('--takeover', 'allow moving a tap that another VM in the kernel dispatches now (that VM is detached)')
     .action(async (file: string, _o: unknown, cmd: Command) => {
       const opts = globals(cmd)
       const specs = readSpecs(file)
-      const results = await withFirewall(
+      const { results, takeovers } = await withFirewall(
         opts,
         async (fw) => {
           // Validate every VM before the kernel sees anything: a bad spec changes nothing.
           for (const spec of specs) fw.plan(spec)
+          // Conflicts within the file, then with the VMs in the kernel: refused before anything is applied.
+          checkSpecConflicts(specs)
+          const takeovers = findTakeovers(specs, await fw.inventory())
+          if (opts.takeover !== true) refuseTakeovers(takeovers)
           await fw.init()
           const bar = progress('applying', specs.length)
           const out = []
@@ -74,17 +80,25 @@ export function buildProgram(): Command {
             bar.tick()
           }
           bar.done()
-          return out
+          return { results: out, takeovers }
         },
         opts.dryRun === true,
       )
-      if (opts.json) return printJson(results)
+      if (opts.json) {
+        return printJson(
+          results.map((r) => {
+            const taken = takeovers.filter((t) => t.vmId === r.vmId).map(({ tap, fromVmId, fromChains }) => ({ tap, fromVmId, fromChains }))
+            return taken.length > 0 ? { ...r, takeover: taken } : r
+          }),
+        )
+      }
       console.log(
         table(
           ['VM', 'TAP', 'RULES', 'APPLIED', 'STATEFUL', 'DEFAULT'],
           results.map((r) => [r.vmId, r.tap, r.totalRules, r.appliedRules, r.stateful ? 'yes' : 'no', r.defaultAction]),
         ),
       )
+      for (const t of takeovers) console.log(`takeover: tap ${t.tap} moved from ${takenFrom(t)} (now detached) to VM ${JSON.stringify(t.vmId)}${opts.dryRun ? ' (dry run)' : ''}`)
       for (const r of results) for (const d of r.degradations) console.log(`note: ${r.vmId}${d.ruleId ? ` rule ${d.ruleId}` : ''}: ${d.message}`)
       if (opts.dryRun) console.log('dry run: nothing was committed')
     })
@@ -171,10 +185,11 @@ export function buildProgram(): Command {
 
   program
     .command('restore')
-    .description('apply a file written by export, in one transaction')
+    .description('apply a file written by export, in one transaction (only an export of the table is accepted; exit 3 otherwise)')
     .argument('<file>')
     .action(async (file: string, _o: unknown, cmd: Command) => {
       const text = readFileSync(file, 'utf8')
+      // restoreRuleset checks the file (an export of this table, nothing else) before libnftables sees it.
       await withFirewall(globals(cmd), (fw) => fw.restoreRuleset(text))
       if (!globals(cmd).json) console.log(`restored ${file}`)
     })
@@ -205,6 +220,7 @@ export function buildProgram(): Command {
 /** Maps an error to a message and an exit code. */
 export function explain(e: unknown): { code: number; message: string } {
   if (e instanceof CommanderError) return { code: e.exitCode === 0 ? EXIT.OK : EXIT.USAGE, message: '' }
+  if (e instanceof RestoreValidationError) return { code: EXIT.INVALID, message: `refused restore file (nothing changed): ${e.message}` }
   if (e instanceof FirewallValidationError) return { code: EXIT.INVALID, message: `invalid spec: ${e.message}` }
   if (e instanceof FirewallCapabilityError) return { code: EXIT.UNSUPPORTED, message: e.message }
   if (e instanceof NftError) {

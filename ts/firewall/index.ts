@@ -16,3 +16,4 @@ export {
   type CompiledRule,
 } from './compile.js'
 export { renderCommands } from './render.js'
+export { RestoreValidationError, checkRestore, type CheckedRestore } from './restore-guard.js'

@@ -39,6 +39,7 @@ import type {
 import { mapElements } from './map-elements.js'
 import { renderCommands } from './render.js'
 import { KernelRendering, ruleKey } from './rendering.js'
+import { checkRestore } from './restore-guard.js'
 import { Scheduler } from './scheduler.js'
 import { FirewallValidationError, checkIfname, checkTableName, checkToken, normalizeVm, VMID_MAX } from './validate.js'
 
@@ -709,11 +710,13 @@ export class VmFirewall {
     })
   }
 
-  /** Applies an exportRuleset() file in one transaction. Forgets what this instance knew about VMs. */
+  /** Applies an exportRuleset() file of this firewall's table in one transaction; anything else (other tables,
+   *  `include`, `define`, `flush ruleset`, ...) is a RestoreValidationError naming the line, checked before
+   *  libnftables sees it. Forgets what this instance knew about VMs. */
   async restoreRuleset(text: string): Promise<void> {
-    if (typeof text !== 'string' || text.trim() === '') throw new FirewallValidationError('text', 'must be a non-empty nft script')
+    const { script } = checkRestore(text, this.table, FAMILY)
     return this.#sched.exclusive(async () => {
-      await this.#nft.run(text)
+      await this.#nft.run(script)
       this.#known.clear()
     })
   }
