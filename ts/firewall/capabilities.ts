@@ -1,28 +1,10 @@
 // Kernel feature probes by dry-run: nothing is created, the kernel only validates the batch.
 import type { Nft } from '../nft.js'
 import type { NftablesJson, NftStatement } from '../schema.js'
+import { FirewallCapabilityError, FirewallError } from './errors.js'
 import type { FirewallCapabilities } from './model.js'
 
-/** Thrown when `conntrack: 'require'` meets a kernel without bridge conntrack. */
-export class FirewallCapabilityError extends Error {
-  override readonly name = 'FirewallCapabilityError'
-  readonly code = 'CONNTRACK_UNAVAILABLE' as const
-  constructor(message: string) {
-    super(`CONNTRACK_UNAVAILABLE: ${message}`)
-  }
-}
-
-/** Other failures of VmFirewall that are not kernel errors (e.g. attaching a VM that has no chains). */
-export class FirewallError extends Error {
-  override readonly name = 'FirewallError'
-  constructor(
-    readonly code: 'VM_NOT_FOUND' | 'TAP_CONFLICT',
-    message: string,
-    readonly vmId?: string,
-  ) {
-    super(`${code}: ${message}`)
-  }
-}
+export { FirewallCapabilityError, FirewallError }
 
 const SCRATCH = '__nftnode_probe'
 

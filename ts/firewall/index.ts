@@ -1,7 +1,8 @@
 export { VmFirewall, type VmFirewallOptions, type VmPlan, type ApplyOptions } from './vm-firewall.js'
 export * from './model.js'
-export { FirewallValidationError, normalizeVm, normalizeRule, type NormalizedRule, type NormalizedVm } from './validate.js'
-export { FirewallCapabilityError, FirewallError, probeCapabilities } from './capabilities.js'
+export { FirewallValidationError, FirewallCapabilityError, FirewallError, isNotFound } from './errors.js'
+export { normalizeVm, normalizeRule, type NormalizedRule, type NormalizedVm } from './validate.js'
+export { probeCapabilities } from './capabilities.js'
 export { mergeRules, sameTraffic } from './merge.js'
 export {
   compileVm,

@@ -1,16 +1,9 @@
 // The check a restore file passes before libnftables sees it: it must be an export of the firewall's own table
 // (what exportRuleset() writes), nothing else. An allow-list of the structure `nft list table` prints, read with
 // the same lexical rules as nft's scanner for the subset it accepts (anything outside that subset is refused).
-import { FirewallValidationError } from './validate.js'
+import { FirewallValidationError, RestoreValidationError } from './errors.js'
 
-/** A restore file that is not an export of the firewall's own table. `line` is 1-based. */
-export class RestoreValidationError extends FirewallValidationError {
-  readonly line: number
-  constructor(line: number, message: string) {
-    super('restore', `line ${line}: ${message}`)
-    this.line = line
-  }
-}
+export { RestoreValidationError }
 
 type Tok =
   | { kind: 'word'; text: string; line: number }

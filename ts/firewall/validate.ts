@@ -1,23 +1,7 @@
 // Validation of everything before the kernel sees it. Produces the normalized rule model the compiler uses.
 import { parseAddress, parseMac, parseMask, parseIPv4, parseIPv6, toCidr, formatIPv6, formatIPv4, type Cidr } from './address.js'
+import { FirewallValidationError, show } from './errors.js'
 import type { FirewallAction, FirewallDirection, FirewallProtocol, FirewallRuleInput, VmSpec, FirewallDefaultAction } from './model.js'
-
-export class FirewallValidationError extends Error {
-  override readonly name = 'FirewallValidationError'
-  readonly code = 'VALIDATION' as const
-  /** Id of the offending rule (when the problem is in a rule). */
-  readonly ruleId?: string
-  /** The offending field, e.g. `dstPortStart`, `tap`, `rules[3].srcIpAddr`. */
-  readonly field: string
-  readonly vmId?: string
-  constructor(field: string, message: string, where: { ruleId?: string; vmId?: string } = {}) {
-    const who = where.ruleId !== undefined ? `rule ${show(where.ruleId)}: ` : where.vmId !== undefined ? `vm ${show(where.vmId)}: ` : ''
-    super(`VALIDATION: ${who}${field}: ${message}`)
-    this.field = field
-    if (where.ruleId !== undefined) this.ruleId = where.ruleId
-    if (where.vmId !== undefined) this.vmId = where.vmId
-  }
-}
 
 export const PRIORITY_MIN = -1_000_000
 export const PRIORITY_MAX = 1_000_000
@@ -66,15 +50,6 @@ export interface NormalizedVm {
 }
 
 /** JSON text of a value for an error message; never throws (BigInt, circular objects, symbols). */
-export function show(value: unknown): string {
-  try {
-    const text = JSON.stringify(value)
-    if (text !== undefined) return text.length > 80 ? `${text.slice(0, 77)}...` : text
-  } catch {
-    // fall through
-  }
-  return `(${typeof value})`
-}
 
 // Printable ASCII without quote, backslash and whitespace: safe in nft comments and in `nft list` output.
 const SAFE_TOKEN = /^[\x21\x23-\x5b\x5d-\x7e]+$/
@@ -285,3 +260,5 @@ export function normalizeVm(spec: VmSpec): NormalizedVm {
     departmentRules: ruleList(spec.departmentRules, 'departmentRules', 'department', vmId),
   }
 }
+
+export { FirewallValidationError }

@@ -1,7 +1,8 @@
 // VmFirewall: per-VM bridge firewalls applied through one libnftables context, one transaction per call.
 import type { Nft } from '../nft.js'
 import type { NftablesJson, NftCommand } from '../schema.js'
-import { probeCapabilities, FirewallError } from './capabilities.js'
+import { probeCapabilities } from './capabilities.js'
+import { FirewallError, FirewallValidationError, isNotFound } from './errors.js'
 import {
   CHAIN_POSTROUTING,
   CHAIN_PREROUTING,
@@ -41,7 +42,7 @@ import { renderCommands } from './render.js'
 import { KernelRendering, ruleKey } from './rendering.js'
 import { checkRestore } from './restore-guard.js'
 import { Scheduler } from './scheduler.js'
-import { FirewallValidationError, checkIfname, checkTableName, checkToken, normalizeVm, VMID_MAX } from './validate.js'
+import { checkIfname, checkTableName, checkToken, normalizeVm, VMID_MAX } from './validate.js'
 
 export interface VmFirewallOptions {
   /** Bridge-family table owned by the firewall. Default 'infinization'. */
@@ -157,9 +158,6 @@ function parseTable(doc: NftablesJson | undefined): KernelTable {
   return t
 }
 
-function isEnoent(e: unknown): boolean {
-  return (e as { code?: string })?.code === 'ENOENT'
-}
 
 /** Header protocols whose matches make libnftables add (and, when listing, hide) a `meta l4proto` or
  *  `meta protocol` dependency. */
@@ -414,7 +412,7 @@ export class VmFirewall {
             return { comment: r.comment, expr: r.expr ?? [] }
           })
       } catch (e) {
-        if (isEnoent(e)) return undefined
+        if (isNotFound(e)) return undefined
         throw e
       }
     }
@@ -479,7 +477,7 @@ export class VmFirewall {
         await this.#nft.listChain(FAMILY, this.table, chain)
         return true
       } catch (e) {
-        if (!isEnoent(e)) throw e
+        if (!isNotFound(e)) throw e
       }
     }
     return false
@@ -519,7 +517,7 @@ export class VmFirewall {
             ],
           })
         } catch (e) {
-          if (isEnoent(e)) throw new FirewallError('VM_NOT_FOUND', `VM ${vmId} has no chains: apply it first`, vmId)
+          if (isNotFound(e)) throw new FirewallError('VM_NOT_FOUND', `VM ${vmId} has no chains: apply it first`, vmId)
           throw e
         }
       }
@@ -671,7 +669,7 @@ export class VmFirewall {
         try {
           doc = await this.#nft.listChain(FAMILY, this.table, chains[side])
         } catch (e) {
-          if (isEnoent(e)) throw new FirewallError('VM_NOT_FOUND', `VM ${vmId} has no chains`, vmId)
+          if (isNotFound(e)) throw new FirewallError('VM_NOT_FOUND', `VM ${vmId} has no chains`, vmId)
           throw e
         }
         for (const o of doc.nftables) {
@@ -750,7 +748,7 @@ export class VmFirewall {
       }
       return maps
     } catch (e) {
-      if (isEnoent(e)) return undefined
+      if (isNotFound(e)) return undefined
       throw e
     }
   }
@@ -767,7 +765,7 @@ export class VmFirewall {
       try {
         doc = await this.#nft.listChain(FAMILY, this.table, name)
       } catch (e) {
-        if (isEnoent(e)) continue
+        if (isNotFound(e)) continue
         throw e
       }
       const c = doc.nftables.find((o) => 'chain' in o)?.chain as { type?: string; hook?: string; prio?: number } | undefined
@@ -781,7 +779,7 @@ export class VmFirewall {
     try {
       return parseTable(await this.#nft.listTable(FAMILY, this.table))
     } catch (e) {
-      if (isEnoent(e)) return parseTable(undefined)
+      if (isNotFound(e)) return parseTable(undefined)
       throw e
     }
   }
