@@ -6,36 +6,21 @@ import type { VmFirewall } from '../firewall/vm-firewall.js'
 import { VM_CHAIN_RE, generateVMChainName } from '../firewall/compile.js'
 import type { FirewallCapabilities, FirewallDefaultAction, VmApplyResult, VmSpec } from '../firewall/model.js'
 import { VMID_MAX, checkIfname, checkTableName, checkToken } from '../firewall/validate.js'
-import {
-  BASE_CHAIN_RE,
-  CONNTRACK_MODE_ENV,
-  INFINIZATION_TABLE_NAME,
-  NFTABLES_MAIN_FILE,
-  generateTapName,
-} from './constants.js'
-import { acquireEngine, type Engine } from './engine.js'
+import { BASE_CHAIN_RE, INFINIZATION_TABLE_NAME, NFTABLES_MAIN_FILE, generateTapName } from './constants.js'
+import { explicitOptions, joinContext, leaveContext, type Context, type Engine } from './engine.js'
 import { NftablesError, NftablesErrorCode, conntrackUnavailable, toNftablesError } from './errors.js'
 import { baseProblems, chainPresent, listChainNames, readVm, type VmKernelState } from './kernel-state.js'
-import { sharedLock, type KeyedMutex } from './keyed-mutex.js'
 import { writeRulesetFile, type PersistResult } from './persistence.js'
-import { screenRules, toApplyResult, type ScreenedRules } from './rules.js'
+import { notAppliedResult, screenRules, toApplyResult, wideningRefusals, type ScreenedRules } from './rules.js'
 import type { BridgeConntrackMode, FirewallApplyResult, FirewallRuleInput, NftablesServiceConfig } from './types.js'
 
 type SpecWithoutTap = Omit<VmSpec, 'tap'>
 
+/** Calls that compile a VM's chains (refused in bridgeConntrackMode 'fail' without bridge conntrack). */
+const COMPILING = new Set(['createVMChain', 'applyRules', 'applyRulesIfChanged', 'flushVMRules', 'ensureVMChain', 'attachJumpRules'])
+
 /** The interface a VM's traffic is dispatched from now (undefined: detached). */
 const dispatchedTap = (st: VmKernelState): string | undefined => st.dispatch.from[0] ?? st.dispatch.to[0]
-
-function resolveMode(explicit: unknown): BridgeConntrackMode {
-  if (explicit === undefined) return process.env[CONNTRACK_MODE_ENV] === 'degrade' ? 'degrade' : 'fail'
-  if (explicit !== 'fail' && explicit !== 'degrade') {
-    throw new NftablesError(NftablesErrorCode.INVALID_ARGUMENT, "bridgeConntrackMode must be 'fail' or 'degrade'", {
-      command: 'constructor',
-      field: 'bridgeConntrackMode',
-    })
-  }
-  return explicit
-}
 
 function checkDefaultAction(a: unknown): FirewallDefaultAction {
   if (a !== 'accept' && a !== 'drop') {
@@ -47,29 +32,46 @@ function checkDefaultAction(a: unknown): FirewallDefaultAction {
 export class NftablesService {
   /** Bridge table the service works in. */
   readonly table: string
-  /** `fail` (refuse without bridge conntrack) or `degrade` (stateless). */
-  readonly bridgeConntrackMode: BridgeConntrackMode
-  /** Where changes are persisted (undefined: persistence off). */
-  readonly persistencePath: string | undefined
   /** Last automatic persistence failure (persistence never fails the operation itself). */
   lastPersistError: string | undefined
 
-  readonly #config: NftablesServiceConfig
-  readonly #dhcp: boolean
-  readonly #lock: KeyedMutex
-  #engine: Engine | undefined
+  readonly #nft: Nft | undefined
+  readonly #netns: string | undefined
+  readonly #given: ReturnType<typeof explicitOptions>
+  #ctx: Context | undefined
 
+  /**
+   * Joins the configuration of its (namespace, table) in this process: options it passes are fixed for
+   * every facade on the table (if not fixed already), options it leaves out take the table's values.
+   * Throws INVALID_ARGUMENT for a bad option and CONFIG_CONFLICT for one that differs from the table's;
+   * either way nothing changes.
+   */
   constructor(config: NftablesServiceConfig = {}) {
-    this.#config = { ...config }
     try {
       this.table = checkTableName(config.table ?? INFINIZATION_TABLE_NAME)
     } catch (e) {
       throw toNftablesError(e, 'constructor')
     }
-    this.bridgeConntrackMode = resolveMode(config.bridgeConntrackMode)
-    this.persistencePath = config.enablePersistence ? config.persistencePath ?? NFTABLES_MAIN_FILE : undefined
-    this.#dhcp = config.dhcp ?? true
-    this.#lock = sharedLock(config.nft ? config.nft.options.netns : config.netns, this.table)
+    if (config.nft !== undefined && (config.nft === null || typeof config.nft !== 'object' || typeof config.nft.runJson !== 'function')) {
+      throw new NftablesError(NftablesErrorCode.INVALID_ARGUMENT, 'nft must be an Nft instance', { command: 'constructor', field: 'nft' })
+    }
+    if (config.nft === undefined && config.netns !== undefined && (typeof config.netns !== 'string' || config.netns === '')) {
+      throw new NftablesError(NftablesErrorCode.INVALID_ARGUMENT, 'netns must be a non-empty string', { command: 'constructor', field: 'netns' })
+    }
+    this.#nft = config.nft
+    this.#netns = config.nft ? config.nft.options.netns : config.netns
+    this.#given = explicitOptions(config)
+    this.#ctx = joinContext(this.#netns, this.table, this.#given)
+  }
+
+  /** `fail` (refuse without bridge conntrack) or `degrade` (stateless): the table's, in this process. */
+  get bridgeConntrackMode(): BridgeConntrackMode {
+    return this.#context().get('bridgeConntrackMode')
+  }
+
+  /** Where changes are persisted (undefined: persistence off): the table's, in this process. */
+  get persistencePath(): string | undefined {
+    return this.#context().get('persistencePath')
   }
 
   /** The engine underneath (verify(), stats(), sync() …). */
@@ -91,10 +93,8 @@ export class NftablesService {
    */
   async initialize(): Promise<void> {
     await this.#guard('initialize', [], async () => {
-      const { fw } = this.#eng()
-      const caps = await fw.capabilities()
-      if (this.bridgeConntrackMode === 'fail' && !caps.bridgeConntrack) throw conntrackUnavailable('initialize')
-      await fw.init()
+      await this.#requireConntrack('initialize')
+      await this.#eng().fw.init()
     })
     await this.#persist()
   }
@@ -111,9 +111,12 @@ export class NftablesService {
 
   /**
    * Replaces the VM's rules in one transaction: department + VM rules merged, then the default action.
-   * A rule that fails validation is left out and reported in `failures` (with a code); the rest applies.
-   * A VM whose chains are missing is created and attached to `tapDeviceName`; a VM that is detached
-   * (stopped) stays detached.
+   * Names are cleaned as Infinization did (control characters, over 255 bytes). A rule that still fails
+   * validation is left out and reported in `failures` (with a code) and the rest applies, unless leaving
+   * it out would widen access (a DROP/REJECT under default accept or ahead of an ACCEPT): then nothing
+   * is applied, the VM keeps its previous rules (a VM without chains gets only its default drop) and the
+   * result says `applied: false`. A VM whose chains are missing is created and attached to
+   * `tapDeviceName`; a VM that is detached (stopped) stays detached.
    */
   async applyRules(
     vmId: string,
@@ -123,12 +126,15 @@ export class NftablesService {
     defaultAction: FirewallDefaultAction = 'drop',
   ): Promise<FirewallApplyResult> {
     let result!: FirewallApplyResult
+    let wrote = true
     await this.#vm('applyRules', vmId, [tapDeviceName], async (st) => {
       checkIfname(tapDeviceName, 'tap', { vmId })
       const action = checkDefaultAction(defaultAction)
-      result = await this.#apply(vmId, tapDeviceName, screenRules(departmentRules, vmRules), action, st)
+      const r = await this.#applyOrRefuse(vmId, tapDeviceName, screenRules(departmentRules, vmRules), action, st)
+      result = r.result
+      wrote = r.wrote
     })
-    await this.#persist()
+    if (wrote) await this.#persist()
     return result
   }
 
@@ -136,7 +142,8 @@ export class NftablesService {
    * applyRules, unless the kernel already holds exactly this policy for the VM (VmFirewall.verifyVm:
    * both chains compared rule by rule with what the engine would write, dispatch as it is now). A chain
    * deleted or edited behind the service's back, or a broken base chain, counts as changed. Rules that
-   * fail validation always count as changed, as Infinization never cached a partial apply.
+   * fail validation always count as changed, as Infinization never cached a partial apply; an apply
+   * refused as a whole (`result.applied: false`) reports `changed: false` unless it closed a new VM.
    */
   async applyRulesIfChanged(
     vmId: string,
@@ -161,7 +168,8 @@ export class NftablesService {
         }
         if (problems.length > 0) await fw.init()
       }
-      out = { changed: true, result: await this.#apply(vmId, tapDeviceName, screened, action, st) }
+      const r = await this.#applyOrRefuse(vmId, tapDeviceName, screened, action, st)
+      out = { changed: r.wrote, result: r.result }
     })
     if (out.changed) await this.#persist()
     return out
@@ -191,7 +199,7 @@ export class NftablesService {
       })
     }
     await this.#guard('removeVMChainByName', [chainName], () =>
-      this.#lock.run(base, async () => {
+      this.#context().lock.run(base, async () => {
         const { nft, fw } = this.#eng()
         const st = await readVm(nft, this.table, base)
         if (!st.outExists && !st.inExists && st.dispatch.from.length === 0 && st.dispatch.to.length === 0) return
@@ -289,28 +297,34 @@ export class NftablesService {
     }
   }
 
-  /** Releases the libnftables context (shared ones when the last facade using them closes). */
+  /**
+   * Leaves the table's configuration: the last facade of a (namespace, table) to close releases the
+   * shared libnftables context and forgets the options. Using the facade again joins again.
+   */
   close(): void {
-    this.#engine?.release()
-    this.#engine = undefined
+    if (this.#ctx) leaveContext(this.#ctx)
+    this.#ctx = undefined
   }
 
   // ---- internals ----
 
+  #context(): Context {
+    this.#ctx ??= joinContext(this.#netns, this.table, this.#given)
+    return this.#ctx
+  }
+
   #eng(): Engine {
-    if (!this.#engine) {
-      try {
-        this.#engine = acquireEngine({
-          ...(this.#config.nft ? { nft: this.#config.nft } : {}),
-          ...(this.#config.netns !== undefined ? { netns: this.#config.netns } : {}),
-          table: this.table,
-          conntrack: this.bridgeConntrackMode === 'fail' ? 'require' : 'auto',
-        })
-      } catch (e) {
-        throw toNftablesError(e, 'constructor')
-      }
+    try {
+      return this.#context().engine(this.#nft)
+    } catch (e) {
+      throw toNftablesError(e, 'constructor')
     }
-    return this.#engine
+  }
+
+  /** bridgeConntrackMode 'fail' on a kernel without bridge conntrack: refuse before writing anything. */
+  async #requireConntrack(command: string): Promise<void> {
+    if (this.bridgeConntrackMode !== 'fail') return
+    if (!(await this.#eng().fw.capabilities()).bridgeConntrack) throw conntrackUnavailable(command)
   }
 
   async #guard<T>(command: string, args: string[], fn: () => Promise<T>, notFound?: NftablesErrorCode): Promise<T> {
@@ -329,7 +343,8 @@ export class NftablesService {
       async () => {
         checkToken(vmId, 'vmId', VMID_MAX, {})
         const base = generateVMChainName(vmId)
-        await this.#lock.run(base, async () => fn(await readVm(this.#eng().nft, this.table, base)))
+        if (COMPILING.has(command)) await this.#requireConntrack(command)
+        await this.#context().lock.run(base, async () => fn(await readVm(this.#eng().nft, this.table, base)))
         return base
       },
       NftablesErrorCode.CHAIN_NOT_FOUND,
@@ -338,15 +353,37 @@ export class NftablesService {
 
   /** What the engine gets for a VM: rules, default action, DHCP, and the identity from `vmIdentity`. */
   async #spec(vmId: string, defaultAction: FirewallDefaultAction, screened?: ScreenedRules): Promise<SpecWithoutTap> {
-    const identity = this.#config.vmIdentity ? await this.#config.vmIdentity(vmId) : undefined
+    const lookup = this.#context().get('vmIdentity')
+    const identity = lookup ? await lookup(vmId) : undefined
     return {
       ...(identity ?? {}),
       vmId,
       departmentRules: screened?.departmentRules ?? [],
       rules: screened?.rules ?? [],
       defaultAction,
-      dhcp: this.#dhcp,
+      dhcp: this.#context().get('dhcp'),
     }
+  }
+
+  /**
+   * #apply, unless a refused rule's absence would widen access (wideningRefusals): then the VM keeps its
+   * previous chains untouched (no write), or, having none, gets only its closed default (drop) and the
+   * usual dispatch, and the result says `applied: false`.
+   */
+  async #applyOrRefuse(
+    vmId: string,
+    tap: string,
+    screened: ScreenedRules,
+    defaultAction: FirewallDefaultAction,
+    st: VmKernelState,
+  ): Promise<{ result: FirewallApplyResult; wrote: boolean }> {
+    const widening = wideningRefusals(screened, defaultAction)
+    if (widening.length === 0) return { result: await this.#apply(vmId, tap, screened, defaultAction, st), wrote: true }
+    const base = generateVMChainName(vmId)
+    if (st.outExists || st.inExists) return { result: notAppliedResult(screened, widening, base, dispatchedTap(st) !== undefined, 'previous'), wrote: false }
+    const closed: ScreenedRules = { departmentRules: [], rules: [], failures: [], refused: [] }
+    await this.#apply(vmId, tap, closed, 'drop', st)
+    return { result: notAppliedResult(screened, widening, base, true, 'closed'), wrote: true }
   }
 
   async #apply(vmId: string, tap: string, screened: ScreenedRules, defaultAction: FirewallDefaultAction, st: VmKernelState): Promise<FirewallApplyResult> {
@@ -373,8 +410,9 @@ export class NftablesService {
   }
 
   async #persist(): Promise<void> {
-    if (this.persistencePath === undefined) return
-    const r = await this.forcePersist(this.persistencePath)
+    const path = this.persistencePath
+    if (path === undefined) return
+    const r = await this.forcePersist(path)
     this.lastPersistError = r.success ? undefined : r.error
   }
 }
