@@ -90,3 +90,32 @@ export interface NftablesServiceConfig {
 
 /** What `vmIdentity` returns (fields of the engine's VmSpec). */
 export type VmIdentity = Pick<VmSpec, 'mac' | 'ipv4' | 'ipv6' | 'antiSpoofing'>
+
+/** `migrationStatus()`: what is left of Infinization's old layout in the table. */
+export interface MigrationStatus {
+  /** Nothing of the old layout is left. */
+  complete: boolean
+  /** The old base chain `forward` exists. */
+  forwardChain: boolean
+  /** Its two DHCP rules still present (0-2). */
+  dhcpRules: number
+  /** Rules in `forward` the old service did not write (they keep `forward` in place). */
+  foreignRules: number
+  /** VMs still filtered (or held, when detached) by their old chain. */
+  legacyVms: {
+    chainName: string
+    chainExists: boolean
+    /** Interfaces dispatched to the old chain from `forward`. */
+    taps: string[]
+    attached: boolean
+    /** The old chain's terminal verdict, when readable. */
+    defaultAction?: FirewallDefaultAction
+  }[]
+}
+
+/** `verify()`: problems found in the table (base chains, old layout still in place). */
+export interface ServiceVerifyResult {
+  ok: boolean
+  problems: string[]
+  migration: MigrationStatus
+}
