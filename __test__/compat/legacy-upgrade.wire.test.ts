@@ -4,6 +4,9 @@
 // new layout in the same transaction as its first apply. A prober keeps sending what the policy forbids
 // from the first old rule to the end: it must never get through.
 import { spawn } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import type { NftablesJson } from '../../ts/index.js'
 import { NftablesService, generateVMChainName, type FirewallRuleInput } from '../../ts/compat/index.js'
@@ -231,5 +234,61 @@ describe('in-place upgrade from the old layout', () => {
     expect(chains()).not.toContain('forward')
     expect((await svc.migrationStatus()).complete).toBe(true)
     expect(await passes(() => w.tcp(A, B.ipv4, 80))).toBe(true)
+  })
+})
+
+describe('the old boot file and flushVMRules during the upgrade', () => {
+  it('with persistence on, initialize() rewrites the boot file; restoring it mid-upgrade brings the mixed table back, still filtered', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cmpt-up-'))
+    const file = join(dir, 'infinization.nft')
+    const persisted = new NftablesService({ nft: w.nft, table: 'upg', bridgeConntrackMode: 'degrade', enablePersistence: true, persistencePath: file })
+    try {
+      // The old service's dump (what its oneshot restores at boot): B on the old layout, default drop.
+      const old = (table: string) => {
+        const c = generateVMChainName(B.vmId)
+        cli([
+          `add table bridge ${table}`,
+          `add chain bridge ${table} forward { type filter hook forward priority 0; policy accept; }`,
+          `add rule bridge ${table} forward iifname "vnet-*" udp sport 68 udp dport 67 accept comment "infinization-dhcp-client-to-server"`,
+          `add chain bridge ${table} ${c}`,
+          `add rule bridge ${table} forward oifname "${B.tap}" jump ${c}`,
+          `add rule bridge ${table} forward iifname "${B.tap}" jump ${c}`,
+          `add rule bridge ${table} ${c} ether type arp accept comment "arp"`,
+          `add rule bridge ${table} ${c} drop comment "infinization-default-drop"`,
+        ])
+      }
+      old('upg')
+      expect(await w.tcp(A, B.ipv4, 80)).toBe(false)
+      await persisted.initialize()
+      expect(persisted.lastPersistError).toBeUndefined()
+      const saved = readFileSync(file, 'utf8')
+      expect(saved).toContain(`chain ${generateVMChainName(B.vmId)} {`)
+      expect(saved).toContain('chain prerouting {')
+      // A reboot in the middle of the upgrade: the unit runs `nft -f` on the file (twice: idempotent).
+      const before = w.hostNft(['-s', 'list', 'table', 'bridge', 'upg'])
+      w.hostNft(['delete', 'table', 'bridge', 'upg'])
+      w.hostNft(['-f', file])
+      w.hostNft(['-f', file])
+      expect(w.hostNft(['-s', 'list', 'table', 'bridge', 'upg'])).toBe(before)
+      expect(await w.tcp(A, B.ipv4, 80)).toBe(false)
+      expect((await persisted.migrationStatus()).legacyVms.map((v) => v.chainName)).toEqual([generateVMChainName(B.vmId)])
+
+      // flushVMRules on a VM still on the old layout moves it with its old default action, same TAP.
+      await persisted.flushVMRules(B.vmId)
+      expect((await persisted.migrationStatus()).complete).toBe(true)
+      expect(await persisted.chainExists(generateVMChainName(B.vmId))).toBe(true)
+      expect(w.hostNft(['list', 'map', 'bridge', 'upg', 'to_vm'])).toContain(`"${B.tap}" : jump ${generateVMChainName(B.vmId)}_i`)
+      expect(await w.tcp(A, B.ipv4, 80)).toBe(false)
+      expect(readFileSync(file, 'utf8')).not.toContain('chain forward')
+    } finally {
+      await persisted.removeVMChain(B.vmId).catch(() => undefined)
+      persisted.close()
+      try {
+        w.hostNft(['delete', 'table', 'bridge', 'upg'])
+      } catch {
+        // gone
+      }
+      rmSync(dir, { recursive: true, force: true })
+    }
   })
 })

@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import type { NftablesJson } from '../../ts/index.js'
 import { NftablesService, generateVMChainName, type FirewallRuleInput } from '../../ts/compat/index.js'
-import { cleanText } from '../../ts/compat/rules.js'
+import { cleanText, screenRules, wideningRefusals } from '../../ts/compat/rules.js'
 import { buildWorld, type Vm, type World } from '../support/world.js'
 
 let w: World
@@ -153,5 +153,37 @@ describe('a refused rule never widens access', () => {
     expect(await w.tcp(B, A.ipv4, 80)).toBe(false)
     expect(await passes(() => w.tcp(B, A.ipv4, 22))).toBe(true)
     await svc.removeVMChain(A.vmId)
+  })
+})
+
+describe('wideningRefusals (which refusals block the apply)', () => {
+  const r = (o: Record<string, unknown>): FirewallRuleInput => ({ id: `x${Math.random().toString(36).slice(2, 8)}`, name: 'n', ...o }) as FirewallRuleInput
+  const bad = { protocol: 'gre' }
+  const blocks = (dept: FirewallRuleInput[], vm: FirewallRuleInput[], action: 'accept' | 'drop') => wideningRefusals(screenRules(dept, vm), action).length > 0
+
+  it('DROP/REJECT (any case) or an unreadable action under default accept', () => {
+    expect(blocks([], [r({ ...bad, action: 'DROP' })], 'accept')).toBe(true)
+    expect(blocks([], [r({ ...bad, action: 'reject' })], 'accept')).toBe(true)
+    expect(blocks([], [r({ ...bad, action: 42 })], 'accept')).toBe(true)
+    expect(blocks([r({ ...bad, action: 'DROP' })], [], 'accept')).toBe(true)
+    // ACCEPT (also by default, no action given) only narrows.
+    expect(blocks([], [r({ ...bad, action: 'ACCEPT' }), r({ ...bad })], 'accept')).toBe(false)
+  })
+
+  it('under default drop: only ahead of (or tied with) an applied ACCEPT; an unreadable priority counts as ahead', () => {
+    const accept100 = r({ action: 'ACCEPT', protocol: 'tcp', dstPortStart: 22, priority: 100 })
+    expect(blocks([], [r({ ...bad, action: 'DROP', priority: 50 }), accept100], 'drop')).toBe(true)
+    expect(blocks([], [r({ ...bad, action: 'DROP', priority: 100 }), accept100], 'drop')).toBe(true)
+    expect(blocks([], [r({ ...bad, action: 'DROP', priority: 101 }), accept100], 'drop')).toBe(false)
+    expect(blocks([], [r({ ...bad, action: 'DROP', priority: 'high' }), accept100], 'drop')).toBe(true)
+    expect(blocks([], [r({ ...bad, action: 'DROP' })], 'drop')).toBe(false) // nothing to shadow
+    // the default priority (500) on both sides
+    expect(blocks([], [r({ ...bad, action: 'DROP' }), r({ action: 'ACCEPT', protocol: 'icmp' })], 'drop')).toBe(true)
+  })
+
+  it('a refused VM rule overriding department rules, while department rules apply', () => {
+    const dept = [r({ action: 'ACCEPT', protocol: 'tcp', dstPortStart: 22 })]
+    expect(blocks(dept, [r({ ...bad, action: 'ACCEPT', overridesDept: true })], 'drop')).toBe(true)
+    expect(blocks([], [r({ ...bad, action: 'ACCEPT', overridesDept: true })], 'drop')).toBe(false)
   })
 })
