@@ -161,7 +161,7 @@ describe('Infinization lifecycle with bare facades (child processes, real packet
   const passes = async (probe: () => Promise<boolean>): Promise<boolean> => (await probe()) || (await probe())
   const web: FirewallRuleInput[] = [{ id: 'web', name: 'web in', action: 'ACCEPT', direction: 'IN', protocol: 'tcp', dstPortStart: 80, priority: 100 }]
 
-  it('create -> stop -> start -> destroy with the mode given only to Infinization\'s instance', async () => {
+  it('create -> start -> stop -> start -> destroy with the mode given only to Infinization\'s instance', async () => {
     const probe = new NftablesService({ nft: w.nft, table: 'probe' })
     const caps = await probe.capabilities()
     probe.close()
@@ -179,6 +179,12 @@ describe('Infinization lifecycle with bare facades (child processes, real packet
     expect(created.result).toMatchObject({ applied: true, appliedRules: 1 })
     expect(child('create', B, [], 'accept').error).toBeUndefined()
     expect(await passes(() => w.tcp(B, A.ipv4, 80))).toBe(true)
+    expect(await w.tcp(B, A.ipv4, 22)).toBe(false)
+
+    // First start right after create: nothing to rewrite.
+    const first = child('start', A, web, 'drop')
+    expect(first.error).toBeUndefined()
+    expect(first.result).toEqual({ changed: false })
     expect(await w.tcp(B, A.ipv4, 22)).toBe(false)
 
     expect(child('stop', A, web, 'drop').error).toBeUndefined()
