@@ -8,8 +8,9 @@
 #   3. in an empty directory outside the repository, with no Rust toolchain on PATH:
 #      `npm install @infinibay/nftables-node --registry http://127.0.0.1:PORT`, then typescript and
 #      @types/node;
-#   4. import the package from ESM and CommonJS, type-check consumer files with tsc (NodeNext ESM and
-#      CJS, bundler and node10 resolution), and apply a ruleset inside a throwaway network namespace;
+#   4. import the package and its `/compat` entry from ESM and CommonJS, type-check consumer files of
+#      both with tsc (NodeNext and Node16 ESM and CJS, bundler, node10, Infinization's own compiler
+#      options), and apply a ruleset inside a throwaway network namespace;
 #   5. print the installed sizes and the load time.
 # Everything (registry process, namespace, temp dirs) is removed on exit.
 #
@@ -193,6 +194,9 @@ for dir in node_modules/@infinibay/*; do
   case "$name" in "$MAIN_PKG" | "$PLATFORM_PKG") ;; *) die "npm installed a package for another platform: $name" ;; esac
 done
 echo "installed:$installed"
+for f in compat/package.json dist/compat/index.js dist/compat/index.d.ts; do
+  [ -f "node_modules/$MAIN_PKG/$f" ] || die "the installed package lacks $f (the /compat entry)"
+done
 
 # ---------------------------------------------------------------------------------------------
 log "ESM and CommonJS imports, a ruleset in network namespace $NS"
@@ -237,8 +241,40 @@ try {
 nft.close()
 console.log(`cjs: ok (${rules.length} rule)`)
 EOF
+cat >compat-esm.mjs <<'EOF'
+// The Infinization facade through the subpath export, from ESM, in the namespace.
+import { NftablesService, SUPPORTED_PROTOCOLS, generateVMChainName } from '@infinibay/nftables-node/compat'
+const [netns] = process.argv.slice(2)
+const svc = new NftablesService({ netns, table: 'compat_esm', bridgeConntrackMode: 'degrade' })
+await svc.initialize()
+const ssh = { id: 'ssh', name: 'ssh', protocol: 'tcp', dstPortStart: 22, direction: 'IN' }
+const res = await svc.applyRules('vm-1', 'vnet-1', [], [ssh], 'drop')
+if (res.chainName !== generateVMChainName('vm-1') || res.appliedRules !== 1) throw new Error(JSON.stringify(res))
+await svc.removeVMChain('vm-1')
+svc.close()
+console.log(`compat esm: ok (${SUPPORTED_PROTOCOLS.join(',')})`)
+EOF
+cat >compat-cjs.cjs <<'EOF'
+const { NftablesService, NftablesError } = require('@infinibay/nftables-node/compat')
+const [netns] = process.argv.slice(2)
+const svc = new NftablesService({ netns, table: 'compat_cjs', bridgeConntrackMode: 'degrade' })
+svc
+  .initialize()
+  .then(async () => {
+    const chains = await svc.listChains()
+    svc.close()
+    if (!(new NftablesError('RULE_INVALID', 'x') instanceof Error)) throw new Error('NftablesError is not an Error')
+    console.log(`compat cjs: ok (${chains.join(',')})`)
+  })
+  .catch((e) => {
+    console.error(e)
+    process.exit(1)
+  })
+EOF
 "${clean_env[@]}" node esm.mjs "$NS"
 "${clean_env[@]}" node cjs.cjs "$NS"
+"${clean_env[@]}" node compat-esm.mjs "$NS"
+"${clean_env[@]}" node compat-cjs.cjs "$NS"
 ip netns exec "$NS" nft list tables | tee "$WORK/tables.txt"
 grep -qx 'table bridge t' "$WORK/tables.txt" || die "nft list tables in $NS does not show table bridge t"
 chain=$(ip netns exec "$NS" nft list chain bridge t vmfwd)
@@ -283,15 +319,54 @@ export const list = (nft: Nft): Promise<NftablesJson> => nft.listRuleset()
 // @ts-expect-error no such method
 new Nft().nosuch()
 EOF
+# A consumer of the Infinization facade, written the way Infinization's callers use it (Infinization,
+# VMLifecycle, HealthMonitor, EventHandler; the backend's FirewallValidationService).
+cat >types/compat.ts <<'EOF'
+import {
+  NftablesService,
+  NftablesError,
+  NftablesErrorCode,
+  SUPPORTED_PROTOCOLS,
+  VM_CHAIN_PREFIX,
+  generateVMChainName,
+  type FirewallApplyResult,
+  type FirewallDefaultAction,
+  type FirewallRuleInput,
+} from '@infinibay/nftables-node/compat'
+
+export class Lifecycle {
+  private readonly nftables = new NftablesService()
+  async start(vmId: string, tap: string, dept: FirewallRuleInput[], vm: FirewallRuleInput[], action: FirewallDefaultAction): Promise<boolean> {
+    await this.nftables.ensureVMChain(vmId)
+    await this.nftables.attachJumpRules(vmId, tap)
+    const { changed, result } = await this.nftables.applyRulesIfChanged(vmId, tap, dept, vm, action)
+    const r: FirewallApplyResult | undefined = result
+    return changed && (r?.failures.every((f) => f.ruleName.length > 0) ?? true)
+  }
+}
+export const main = new NftablesService({ bridgeConntrackMode: 'degrade' })
+export const isProtocol = (p: string): boolean => (SUPPORTED_PROTOCOLS as readonly string[]).includes(p.toLowerCase())
+export const isOurs = (chain: string): boolean => chain.startsWith(VM_CHAIN_PREFIX) && chain === generateVMChainName('x')
+export const notFound = (e: unknown): boolean => e instanceof NftablesError && e.code === NftablesErrorCode.CHAIN_NOT_FOUND
+// @ts-expect-error the mode is 'fail' | 'degrade'
+new NftablesService({ bridgeConntrackMode: 'off' })
+EOF
+cp types/compat.ts types/compat.mts
+cp types/compat.ts types/compat.cts
 tsconfig() { # module moduleResolution files...
   local module=$1 resolution=$2; shift 2
   printf '{ "compilerOptions": { "target": "ES2022", "module": "%s", "moduleResolution": "%s", "strict": true, "noEmit": true, "types": ["node"], "esModuleInterop": true, "skipLibCheck": false }, "files": [%s] }\n' \
     "$module" "$resolution" "$(printf '"%s",' "$@" | sed 's/,$//')"
 }
-tsconfig NodeNext NodeNext types/esm.mts types/cjs.cts >tsconfig.nodenext.json
-tsconfig ESNext Bundler types/bundler.ts >tsconfig.bundler.json
-tsconfig CommonJS Node10 types/bundler.ts >tsconfig.node10.json
-for cfg in nodenext bundler node10; do
+tsconfig NodeNext NodeNext types/esm.mts types/cjs.cts types/compat.mts types/compat.cts >tsconfig.nodenext.json
+tsconfig Node16 Node16 types/esm.mts types/cjs.cts types/compat.mts types/compat.cts >tsconfig.node16.json
+tsconfig ESNext Bundler types/bundler.ts types/compat.ts >tsconfig.bundler.json
+tsconfig CommonJS Node10 types/bundler.ts types/compat.ts >tsconfig.node10.json
+# Infinization's own compiler options (its tsconfig.json: es2016, commonjs, moduleResolution "node").
+printf '%s\n' '{ "compilerOptions": { "target": "es2016", "module": "commonjs", "moduleResolution": "node", "esModuleInterop": true,' \
+  '"forceConsistentCasingInFileNames": true, "strict": true, "skipLibCheck": true, "noEmit": true, "types": ["node"] }, "files": ["types/compat.ts"] }' \
+  >tsconfig.infinization.json
+for cfg in nodenext node16 bundler node10 infinization; do
   "${clean_env[@]}" node node_modules/typescript/bin/tsc -p "tsconfig.$cfg.json" || die "tsc ($cfg) failed"
   echo "tsc ($cfg): ok"
 done

@@ -101,7 +101,7 @@ describe('anti-spoofing through the facade (vmIdentity)', () => {
     })
     try {
       const res = await guarded.applyRules(A.vmId, A.tap, [], [], 'accept')
-      expect(res.details.rules).toEqual([])
+      expect(res.details!.rules).toEqual([])
       expect(await passes(() => w.tcp(A, B.ipv4, 80))).toBe(true)
       A.ns.exec('ip', ['addr', 'add', '10.74.0.99/24', 'dev', 'eth0'])
       try {

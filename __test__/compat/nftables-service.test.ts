@@ -225,8 +225,8 @@ describe('applyRules', () => {
   it('REJECT no longer breaks the apply: it is dropped where the kernel cannot reject, and reported', async () => {
     const res = await svc.applyRules('vm-1', 'vnet-1', [], [rule({ direction: 'INOUT', protocol: 'tcp', dstPortStart: 23, action: 'REJECT' })])
     expect(res.failedRules).toBe(0)
-    expect(res.details.degradations.map((d) => d.kind)).toContain('reject-to-drop')
-    expect(res.details.rules[0]!.effective.in).toBe('drop')
+    expect(res.details!.degradations.map((d) => d.kind)).toContain('reject-to-drop')
+    expect(res.details!.rules[0]!.effective.in).toBe('drop')
   })
 
   it('a failed transaction throws an NftablesError with the kernel code and leaves the previous rules (fail-closed)', async () => {
@@ -450,7 +450,8 @@ describe('listChains / chainExists / removeVMChain*', () => {
 
 describe('conntrack modes', () => {
   it("'fail' refuses at initialize (before creating anything) and on the first apply of an uninitialized instance", async () => {
-    const fail = new NftablesService({ nft, bridgeConntrackMode: 'fail' })
+    // Another table: svc fixed 'degrade' for the default one (one configuration per table).
+    const fail = new NftablesService({ nft, bridgeConntrackMode: 'fail', table: 'tfail' })
     extra.push(fail)
     const caps = await fail.capabilities()
     if (caps.bridgeConntrack) {
@@ -462,7 +463,7 @@ describe('conntrack modes', () => {
     expect(err).toMatchObject({ code: 'CONNTRACK_UNAVAILABLE', context: { args: ['br_netfilter', 'nf_conntrack_bridge'] } })
     expect((err as Error).message).toMatch(/br_netfilter|nf_conntrack_bridge/)
     expect(cli(['list', 'tables']).trim()).toBe('')
-    const other = new NftablesService({ nft, bridgeConntrackMode: 'fail' })
+    const other = new NftablesService({ nft, table: 'tfail' }) // takes the table's 'fail'
     extra.push(other)
     await expect(other.applyRules('vm-1', 'vnet-1', [], [])).rejects.toMatchObject({ code: 'CONNTRACK_UNAVAILABLE' })
     await expect(other.applyRulesIfChanged('vm-1', 'vnet-1', [], [])).rejects.toMatchObject({ code: 'CONNTRACK_UNAVAILABLE' })
@@ -473,8 +474,8 @@ describe('conntrack modes', () => {
     await svc.initialize()
     const res = await svc.applyRules('vm-1', 'vnet-1', [], [ssh()], 'drop')
     if (!(await svc.capabilities()).bridgeConntrack) {
-      expect(res.details.stateful).toBe(false)
-      expect(res.details.degradations.map((d) => d.kind)).toContain('stateless')
+      expect(res.details!.stateful).toBe(false)
+      expect(res.details!.degradations.map((d) => d.kind)).toContain('stateless')
       expect(ns.ruleset()).not.toContain('ct state')
     }
     expect(rules(`${base('vm-1')}_i`)!.at(-1)!.verdict).toBe('drop')
@@ -482,15 +483,21 @@ describe('conntrack modes', () => {
 
   it(`the mode comes from ${CONNTRACK_MODE_ENV} unless given explicitly`, () => {
     const saved = process.env[CONNTRACK_MODE_ENV]
+    // Each on its own table: a table's configuration is fixed while a facade on it is open.
+    const fresh = (table: string, c: { bridgeConntrackMode?: 'fail' | 'degrade' } = {}) => {
+      const s = new NftablesService({ nft, table, ...c })
+      extra.push(s)
+      return s.bridgeConntrackMode
+    }
     try {
       process.env[CONNTRACK_MODE_ENV] = 'degrade'
-      expect(new NftablesService({ nft }).bridgeConntrackMode).toBe('degrade')
-      expect(new NftablesService({ nft, bridgeConntrackMode: 'fail' }).bridgeConntrackMode).toBe('fail')
+      expect(fresh('e1')).toBe('degrade')
+      expect(fresh('e2', { bridgeConntrackMode: 'fail' })).toBe('fail')
       process.env[CONNTRACK_MODE_ENV] = 'anything'
-      expect(new NftablesService({ nft }).bridgeConntrackMode).toBe('fail')
+      expect(fresh('e3')).toBe('fail')
       delete process.env[CONNTRACK_MODE_ENV]
-      expect(new NftablesService({ nft }).bridgeConntrackMode).toBe('fail')
-      expect(() => new NftablesService({ nft, bridgeConntrackMode: 'off' as 'fail' })).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }))
+      expect(fresh('e4')).toBe('fail')
+      expect(() => new NftablesService({ nft, table: 'e5', bridgeConntrackMode: 'off' as 'fail' })).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }))
     } finally {
       if (saved === undefined) delete process.env[CONNTRACK_MODE_ENV]
       else process.env[CONNTRACK_MODE_ENV] = saved

@@ -1,6 +1,7 @@
 // Names and constants Infinization exports, with the same values.
 import { createHash } from 'node:crypto'
 import { DEFAULT_TABLE, FAMILY, VM_CHAIN_PREFIX, generateVMChainName } from '../firewall/compile.js'
+import type { FirewallProtocol } from '../firewall/model.js'
 
 export { VM_CHAIN_PREFIX, generateVMChainName }
 
@@ -8,6 +9,11 @@ export { VM_CHAIN_PREFIX, generateVMChainName }
 export const INFINIZATION_TABLE_NAME: string = DEFAULT_TABLE
 /** Address family of that table. */
 export const INFINIZATION_TABLE_FAMILY = FAMILY
+/** Protocols a `FirewallRuleInput` may name (Infinization's list; the backend's FirewallValidationService
+ *  checks rules against it). Matched case-insensitively by the engine; anything else is UNSUPPORTED_PROTOCOL. */
+export const SUPPORTED_PROTOCOLS = ['tcp', 'udp', 'icmp', 'all'] as const satisfies readonly FirewallProtocol[]
+/** Keys of `connectionState` (Infinization's list). */
+export const CONNECTION_STATES = ['established', 'new', 'related', 'invalid'] as const
 /** nftables' limit on chain names (generateVMChainName gives 27 characters). */
 export const MAX_CHAIN_NAME_LENGTH = 31
 /** Environment variable Infinization reads for the conntrack mode (`degrade`; anything else means `fail`). */

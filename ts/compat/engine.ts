@@ -1,49 +1,176 @@
-// The VmFirewall (and Nft) behind a facade. Facades created without an `nft` share one engine per
-// namespace, table and conntrack mode, the way Infinization's many `new NftablesService()` shared one
-// process-wide lock: the engine's per-VM scheduling then covers all of them.
+// One configuration and one engine per process, namespace and table, as Infinization had (its mode, probe
+// and lock were static): Infinization passes its options to one `new NftablesService({...})`, while
+// VMLifecycle, HealthMonitor and EventHandler build bare `new NftablesService()` instances that must
+// behave the same. Every facade on a (namespace, table) joins one `Context`: the options, the per-VM
+// lock, and (for facades without their own `nft`) one Nft + VmFirewall, so one scheduler per table.
+//
+// Options are fixed by the first facade that passes them; facades that leave an option out use the
+// table's value, whenever they are created (before or after); a facade that passes a *different* value
+// is refused with CONFIG_CONFLICT and changes nothing. The context lives while one facade is open.
 import { Nft } from '../nft.js'
 import { VmFirewall } from '../firewall/vm-firewall.js'
-import type { ConntrackMode } from '../firewall/model.js'
+import { CONNTRACK_MODE_ENV, NFTABLES_MAIN_FILE } from './constants.js'
+import { KeyedMutex } from './keyed-mutex.js'
+import { NftablesError, NftablesErrorCode } from './errors.js'
+import type { BridgeConntrackMode, NftablesServiceConfig, VmIdentity } from './types.js'
+
+/** The options that describe the table, hence shared by every facade on it. */
+export interface SharedOptions {
+  bridgeConntrackMode: BridgeConntrackMode
+  dhcp: boolean
+  /** undefined: persistence off. */
+  persistencePath: string | undefined
+  vmIdentity: NftablesServiceConfig['vmIdentity']
+}
+type Key = keyof SharedOptions
 
 export interface Engine {
   nft: Nft
   fw: VmFirewall
-  release(): void
 }
 
-interface Shared {
-  nft: Nft
-  fw: VmFirewall
-  refs: number
-}
+export class Context {
+  readonly key: string
+  readonly netns: string | undefined
+  readonly table: string
+  /** Serializes the facade's read-decide-write sequences per VM base chain. */
+  readonly lock = new KeyedMutex()
+  /** Values some facade passed explicitly (the others are defaults). */
+  readonly #explicit = new Map<Key, SharedOptions[Key]>()
+  readonly #defaults: SharedOptions
+  #shared: Engine | undefined
+  readonly #byNft = new WeakMap<Nft, VmFirewall>()
+  refs = 0
 
-const shared = new Map<string, Shared>()
+  constructor(key: string, netns: string | undefined, table: string) {
+    this.key = key
+    this.netns = netns
+    this.table = table
+    this.#defaults = {
+      bridgeConntrackMode: process.env[CONNTRACK_MODE_ENV] === 'degrade' ? 'degrade' : 'fail',
+      dhcp: true,
+      persistencePath: undefined,
+      vmIdentity: undefined,
+    }
+  }
 
-export function acquireEngine(opts: { nft?: Nft; netns?: string; table: string; conntrack: ConntrackMode }): Engine {
-  if (opts.nft) {
-    const fw = new VmFirewall(opts.nft, { table: opts.table, conntrack: opts.conntrack })
-    return { nft: opts.nft, fw, release: () => undefined }
+  get<K extends Key>(k: K): SharedOptions[K] {
+    return (this.#explicit.has(k) ? this.#explicit.get(k) : this.#defaults[k]) as SharedOptions[K]
   }
-  const key = `${opts.netns ?? ''}\0${opts.table}\0${opts.conntrack}`
-  let s = shared.get(key)
-  if (!s || s.nft.closed) {
-    const nft = new Nft(opts.netns !== undefined ? { netns: opts.netns } : {})
-    s = { nft, fw: new VmFirewall(nft, { table: opts.table, conntrack: opts.conntrack }), refs: 0 }
-    shared.set(key, s)
+
+  /** Which options were given explicitly, and by value (for messages and tests). */
+  explicit(): Partial<SharedOptions> {
+    return Object.fromEntries(this.#explicit) as Partial<SharedOptions>
   }
-  s.refs++
-  const entry = s
-  let released = false
-  return {
-    nft: entry.nft,
-    fw: entry.fw,
-    release: () => {
-      if (released) return
-      released = true
-      if (--entry.refs === 0) {
-        if (shared.get(key) === entry) shared.delete(key)
-        entry.nft.close()
+
+  /** Checks `given` against the fixed options, then fixes the new ones. All or nothing. */
+  merge(given: Partial<SharedOptions>): void {
+    for (const [k, v] of Object.entries(given) as [Key, SharedOptions[Key]][]) {
+      if (this.#explicit.has(k) && this.#explicit.get(k) !== v) {
+        throw new NftablesError(
+          NftablesErrorCode.CONFIG_CONFLICT,
+          `${k} is already ${describe(this.#explicit.get(k))} for bridge table ${this.table}${this.netns ? ` in netns ${this.netns}` : ''} ` +
+            `in this process (set by an earlier NftablesService); this one asks for ${describe(v)}. One configuration per table: ` +
+            'pass the same value, or leave the option out to use the table\'s.',
+          { command: 'constructor', field: k },
+        )
       }
-    },
+    }
+    for (const [k, v] of Object.entries(given) as [Key, SharedOptions[Key]][]) this.#explicit.set(k, v)
   }
+
+  /** The engine for a facade: its own `nft`'s (one VmFirewall per Nft and table), else the shared one. */
+  engine(nft: Nft | undefined): Engine {
+    if (nft) {
+      let fw = this.#byNft.get(nft)
+      if (!fw) {
+        fw = new VmFirewall(nft, { table: this.table, conntrack: 'auto' })
+        this.#byNft.set(nft, fw)
+      }
+      return { nft, fw }
+    }
+    if (!this.#shared || this.#shared.nft.closed) {
+      const shared = new Nft(this.netns !== undefined ? { netns: this.netns } : {})
+      // Always 'auto': the facade enforces bridgeConntrackMode 'fail' itself, so the mode stays a
+      // property of the table's configuration, not of the engine.
+      this.#shared = { nft: shared, fw: new VmFirewall(shared, { table: this.table, conntrack: 'auto' }) }
+    }
+    return this.#shared
+  }
+
+  /** The shared engine, if one was created (tests: one per table). */
+  get sharedEngine(): Engine | undefined {
+    return this.#shared
+  }
+
+  closeShared(): void {
+    this.#shared?.nft.close()
+    this.#shared = undefined
+  }
+}
+
+function describe(v: unknown): string {
+  if (typeof v === 'function') return 'a different vmIdentity function'
+  return v === undefined ? 'unset (persistence off)' : JSON.stringify(v)
+}
+
+const contexts = new Map<string, Context>()
+
+/** Options of `config` that the facade passed explicitly, validated (throws INVALID_ARGUMENT). */
+export function explicitOptions(config: NftablesServiceConfig): Partial<SharedOptions> {
+  const out: Partial<SharedOptions> = {}
+  const m = config.bridgeConntrackMode
+  if (m !== undefined) {
+    if (m !== 'fail' && m !== 'degrade') {
+      throw new NftablesError(NftablesErrorCode.INVALID_ARGUMENT, "bridgeConntrackMode must be 'fail' or 'degrade'", {
+        command: 'constructor',
+        field: 'bridgeConntrackMode',
+      })
+    }
+    out.bridgeConntrackMode = m
+  }
+  if (config.dhcp !== undefined) {
+    if (typeof config.dhcp !== 'boolean') {
+      throw new NftablesError(NftablesErrorCode.INVALID_ARGUMENT, 'dhcp must be a boolean', { command: 'constructor', field: 'dhcp' })
+    }
+    out.dhcp = config.dhcp
+  }
+  if (config.enablePersistence !== undefined) {
+    if (typeof config.enablePersistence !== 'boolean') {
+      throw new NftablesError(NftablesErrorCode.INVALID_ARGUMENT, 'enablePersistence must be a boolean', { command: 'constructor', field: 'enablePersistence' })
+    }
+    if (config.persistencePath !== undefined && (typeof config.persistencePath !== 'string' || config.persistencePath === '')) {
+      throw new NftablesError(NftablesErrorCode.INVALID_ARGUMENT, 'persistencePath must be a non-empty string', { command: 'constructor', field: 'persistencePath' })
+    }
+    out.persistencePath = config.enablePersistence ? config.persistencePath ?? NFTABLES_MAIN_FILE : undefined
+  }
+  if (config.vmIdentity !== undefined) {
+    if (typeof config.vmIdentity !== 'function') {
+      throw new NftablesError(NftablesErrorCode.INVALID_ARGUMENT, 'vmIdentity must be a function', { command: 'constructor', field: 'vmIdentity' })
+    }
+    out.vmIdentity = config.vmIdentity as (vmId: string) => VmIdentity | undefined | Promise<VmIdentity | undefined>
+  }
+  return out
+}
+
+/** Joins (creating it if needed) the context of (netns, table), fixing `given`. Throws CONFIG_CONFLICT. */
+export function joinContext(netns: string | undefined, table: string, given: Partial<SharedOptions>): Context {
+  const key = `${netns ?? ''}\0${table}`
+  const ctx = contexts.get(key) ?? new Context(key, netns, table)
+  ctx.merge(given)
+  contexts.set(key, ctx)
+  ctx.refs++
+  return ctx
+}
+
+/** A facade closed: the last one out closes the shared engine and forgets the configuration. */
+export function leaveContext(ctx: Context): void {
+  if (--ctx.refs > 0) return
+  ctx.closeShared()
+  if (contexts.get(ctx.key) === ctx) contexts.delete(ctx.key)
+}
+
+/** The live context of (netns, table), if any facade is open on it (tests and diagnostics). */
+export function contextOf(netns: string | undefined, table: string): Context | undefined {
+  return contexts.get(`${netns ?? ''}\0${table}`)
 }

@@ -23,6 +23,10 @@ export const NftablesErrorCode = {
   INVALID_ARGUMENT: 'INVALID_ARGUMENT',
   /** new: libnftables.so.1 could not be loaded (package `libnftables1`). */
   LIBNFTABLES_UNAVAILABLE: 'LIBNFTABLES_UNAVAILABLE',
+  /** new: a facade asked for an option different from the one already fixed for its table in this process. */
+  CONFIG_CONFLICT: 'CONFIG_CONFLICT',
+  /** new: applyRules refused a rule whose absence would widen access; the VM keeps its previous rules. */
+  POLICY_NOT_APPLIED: 'POLICY_NOT_APPLIED',
 } as const
 export type NftablesErrorCode = (typeof NftablesErrorCode)[keyof typeof NftablesErrorCode]
 

@@ -1,5 +1,5 @@
-// Serializes the facade's read-decide-write sequences per VM chain. Shared by every facade instance
-// working on the same namespace and table (Infinization's lock was process-wide for the same reason).
+// Serializes the facade's read-decide-write sequences per VM chain. One per namespace and table (in its
+// Context), shared by every facade instance on it (Infinization's lock was process-wide for the same reason).
 
 export class KeyedMutex {
   readonly #tails = new Map<string, Promise<void>>()
@@ -17,17 +17,4 @@ export class KeyedMutex {
     })
     return p
   }
-}
-
-const locks = new Map<string, KeyedMutex>()
-
-/** The lock for one (namespace, table). */
-export function sharedLock(netns: string | undefined, table: string): KeyedMutex {
-  const key = `${netns ?? ''}\0${table}`
-  let m = locks.get(key)
-  if (!m) {
-    m = new KeyedMutex()
-    locks.set(key, m)
-  }
-  return m
 }

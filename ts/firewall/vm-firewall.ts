@@ -57,6 +57,9 @@ export interface VmFirewallOptions {
 export interface ApplyOptions {
   /** Dispatch the VM's tap to its chains (default true). False: chains only, as for a stopped VM. */
   attach?: boolean
+  /** Commands appended to the same transaction (applyVm only; the compat facade removes a VM's chain of
+   *  the old Infinization layout with it). */
+  also?: NftCommand[]
 }
 
 export interface VmPlan {
@@ -363,7 +366,7 @@ export class VmFirewall {
     const attach = options.attach ?? true
     return this.#sched.vm(vm.vmId, async () => {
       const compiled = compileVm(vm, { capabilities: await this.capabilities(), conntrack: this.conntrack })
-      await this.#apply(compiled, attach)
+      await this.#apply(compiled, attach, options.also)
       return compiled.result
     })
   }
@@ -391,10 +394,10 @@ export class VmFirewall {
     })
   }
 
-  async #apply(compiled: CompiledVm, attach: boolean): Promise<void> {
+  async #apply(compiled: CompiledVm, attach: boolean, also: NftCommand[] = []): Promise<void> {
     const maps = await this.#readMaps()
     const stale = maps ? this.#staleFor(maps, compiled.chains, attach ? compiled.tap : undefined) : []
-    const commands = [...(maps ? setCommands(this.table) : tableCommands(this.table)), ...vmApplyCommands(this.table, compiled, stale, attach)]
+    const commands = [...(maps ? setCommands(this.table) : tableCommands(this.table)), ...vmApplyCommands(this.table, compiled, stale, attach), ...also]
     await this.#nft.runJson({ nftables: commands })
     if (attach) this.#noteTakeover(compiled.vmId, compiled.tap)
     this.#known.set(compiled.vmId, { compiled, attached: attach })
