@@ -5,8 +5,11 @@ import { loadNative } from './native.js'
 import { NFT_FAMILIES, type NftFamily, type NftablesJson } from './schema.js'
 
 export interface NftOptions {
-  /** Network namespace (a name under /var/run/netns, or a path such as /proc/PID/ns/net). Every
-   *  command of this instance runs there; the calling process and its other threads stay put. */
+  /** Network namespace: a bare name made by `ip netns add` (under /var/run/netns), or an absolute
+   *  path such as /proc/PID/ns/net (relative paths are refused; `/proc/1/ns/net` is the host's
+   *  namespace, named on purpose). Every command of this instance runs there; the calling process
+   *  and its other threads stay put. A call fails with `NETNS` once the path no longer names the
+   *  namespace the instance entered (deleted, or replaced by a new one of the same name). */
   netns?: string
   /** Validate every command against the kernel but never commit (like `nft --check`). */
   dryRun?: boolean
