@@ -109,8 +109,12 @@ impl Context {
     if run.ok {
       return Ok(run);
     }
-    let located = self.run_file(&input)?;
-    Ok(if located.ok { run } else { located })
+    // Without a located error (the re-run could not even start, e.g. no descriptor for the memory
+    // file), the unlocated one is still the batch's own error.
+    Ok(match self.run_file(&input) {
+      Ok(located) if !located.ok => located,
+      _ => run,
+    })
   }
 
   /// Runs `input` from an anonymous memory file, as a dry run, to have libnftables locate an error.

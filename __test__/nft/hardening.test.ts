@@ -155,6 +155,66 @@ describe('the libnftables thread has a descriptor table of its own', () => {
   })
 })
 
+/**
+ * Runs `argv` with unshare(2) refused (EPERM) by a seccomp filter, as some container policies do: the
+ * binding then keeps libnftables on the process's descriptor table (its fallback).
+ */
+const NO_UNSHARE = `
+import ctypes, os, struct, sys
+nr = {'x86_64': 272, 'aarch64': 97}[os.uname().machine]
+prog = b''.join(struct.pack('HBBI', *i) for i in [(0x20, 0, 0, 0), (0x15, 0, 1, nr), (0x06, 0, 0, 0x50001), (0x06, 0, 0, 0x7fff0000)])
+class Fprog(ctypes.Structure):
+    _fields_ = [('len', ctypes.c_ushort), ('filter', ctypes.c_char_p)]
+libc = ctypes.CDLL(None, use_errno=True)
+assert libc.prctl(38, 1, 0, 0, 0) == 0
+assert libc.prctl(22, 2, ctypes.byref(Fprog(4, prog)), 0, 0) == 0
+os.execvp(sys.argv[1], sys.argv[1:])
+`
+
+describe('where unshare(2) is refused (the shared-table fallback)', () => {
+  it('no exit at the descriptor limit (typed EMFILE instead), and text errors still read as nft prints them', () => {
+    const texts = ['add rule bridge t c jump', 'add chain bridge t c1\nadd rule bridge t nosuch accept', 'add table bridge t\nadd chain bridge t fwd']
+    const c = child(
+      `${prologue}
+      const fs = require('node:fs')
+      const { spawnSync } = require('node:child_process')
+      const unshare = spawnSync('unshare', ['--uts', 'true']).status
+      const nft = new Nft({ netns: ${JSON.stringify(ns.name)} })
+      nft.runSync('add table bridge t\\nadd chain bridge t c')
+      const details = ${JSON.stringify(texts)}.map((t) => { try { nft.runSync(t) } catch (e) { return e.detail } })
+      const held = []
+      for (;;) { try { held.push(fs.openSync('/dev/null', 'r')) } catch (e) { if (e.code !== 'EMFILE') throw e; break } }
+      const r = {
+        unshare,
+        failed: code(() => nft.runSync('add rule bridge t nosuch accept')),
+        check: code(() => nft.checkSync('add rule bridge t c accept')),
+        afterCheck: code(() => nft.runSync('list tables')),
+        fresh: code(() => new Nft({ netns: ${JSON.stringify(ns.name)} })),
+      }
+      held.forEach((fd) => fs.closeSync(fd))
+      r.recovered = code(() => nft.runSync('add rule bridge t c accept'))
+      nft.close()
+      console.log(JSON.stringify({ r, details }))`,
+      ['python3', '-c', NO_UNSHARE],
+    )
+    expect(c.stderr).toBe('')
+    expect([c.status, c.signal]).toEqual([0, null])
+    const { r, details } = c.result as { r: Record<string, unknown>; details: string[] }
+    // unshare(1) failing shows the filter is in force; the instance works without a private table.
+    // Renewing after the check frees the old context's socket first, which leaves room for the new one.
+    expect(r).toEqual({ unshare: 1, failed: 'ENOENT', check: 'ok', afterCheck: 'ok', fresh: 'EMFILE', recovered: 'ok' })
+    const nft = new Nft({ netns: ns.name })
+    try {
+      texts.forEach((text, i) => {
+        const cli = spawnSync('ip', ['netns', 'exec', ns.name, 'nft', '-f', '-'], { input: `${text}\n`, encoding: 'utf8' })
+        expect(details[i], text).toBe(cli.stderr.trimEnd())
+      })
+    } finally {
+      nft.close()
+    }
+  })
+})
+
 describe('namespace files (items 4 and 5)', () => {
   let dir: string
   beforeAll(() => {
