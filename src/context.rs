@@ -74,10 +74,10 @@ impl Context {
 
   /// Runs nft text syntax, as `nft` reads a file: located errors (line, column, the quoted line).
   ///
-  /// With a private stdio the text is fd 0's content and libnftables reads it as `nft -f -` does,
-  /// in one run. Otherwise the text runs from a buffer, and only a failure is run again, from a
-  /// memory file and as a dry run, to locate it. Either way the input is the text followed by a
-  /// newline, which is what libnftables' buffer input (and `nft 'commands'`) parses.
+  /// The input is the text followed by a newline, which is what libnftables' buffer input (and
+  /// `nft 'commands'`) parses. With a private stdio it is fd 0's content and libnftables reads it
+  /// as `nft -f -` does. Otherwise it is read from an anonymous memory file (and, when not even
+  /// that can be created, from a buffer, whose errors carry no line).
   pub fn run_text(&mut self, text: &str, dry_run: bool) -> Result<RunOutput, NativeError> {
     if text.contains('\0') {
       return Ok(RunOutput::failed(
@@ -89,8 +89,6 @@ impl Context {
       stdio
         .set_input(input.as_bytes())
         .map_err(|e| NativeError::from_io("cannot pass the input to libnftables", &e))?;
-    }
-    if self.stdio.is_some() {
       let run = self.call(false, dry_run, |lib, ctx| {
         let path = CString::new(STDIN_NAME).expect("no NUL in a path");
         // SAFETY: `ctx` is valid and `path` is a NUL-terminated string that outlives the call.
@@ -101,28 +99,44 @@ impl Context {
       }
       return run;
     }
-    let buffer = CString::new(text).expect("checked for NUL above");
-    let run = self.call(false, dry_run, |lib, ctx| {
+    match memory_file(&input) {
+      Ok(file) => self.run_file(file, false, dry_run),
+      Err(_) => self.run_buffer(text, false, dry_run),
+    }
+  }
+
+  /// Runs a libnftables JSON document (JSON output is switched on for the call), from a buffer;
+  /// without a private stdio from a memory file, since for buffer input libnftables prints some
+  /// messages straight to stderr (`(you must be root)`), which it does not for file input.
+  pub fn run_json(&mut self, json: &str, dry_run: bool) -> Result<RunOutput, NativeError> {
+    if json.contains('\0') {
+      return Ok(RunOutput::failed(
+        "Error: syntax error, input contains a NUL byte\n".into(),
+      ));
+    }
+    if self.stdio.is_none() {
+      if let Ok(file) = memory_file(json) {
+        return self.run_file(file, true, dry_run);
+      }
+    }
+    self.run_buffer(json, true, dry_run)
+  }
+
+  /// Runs `input` (free of NUL bytes) from a buffer.
+  fn run_buffer(&mut self, input: &str, json: bool, dry_run: bool) -> Result<RunOutput, NativeError> {
+    let buffer = CString::new(input).expect("checked for NUL by the caller");
+    self.call(json, dry_run, |lib, ctx| {
       // SAFETY: `ctx` is valid and `buffer` is a NUL-terminated string that outlives the call.
       unsafe { (lib.run_cmd_from_buffer)(ctx, buffer.as_ptr()) }
-    })?;
-    if run.ok {
-      return Ok(run);
-    }
-    // Without a located error (the re-run could not even start, e.g. no descriptor for the memory
-    // file), the unlocated one is still the batch's own error.
-    Ok(match self.run_file(&input) {
-      Ok(located) if !located.ok => located,
-      _ => run,
     })
   }
 
-  /// Runs `input` from an anonymous memory file, as a dry run, to have libnftables locate an error.
-  fn run_file(&mut self, input: &str) -> Result<RunOutput, NativeError> {
-    let file = memory_file(input).map_err(|e| NativeError::from_io("cannot buffer the input", &e))?;
+  /// Runs the content of an anonymous memory file, read by its /proc/self/fd name (which is right
+  /// only on a thread that shares the process's descriptor table).
+  fn run_file(&mut self, file: OwnedFd, json: bool, dry_run: bool) -> Result<RunOutput, NativeError> {
     let name = format!("/proc/self/fd/{}", file.as_raw_fd());
     let path = CString::new(name.clone()).expect("no NUL in a path");
-    let run = self.call(false, true, |lib, ctx| {
+    let run = self.call(json, dry_run, |lib, ctx| {
       // SAFETY: `ctx` is valid and `path` is a NUL-terminated string that outlives the call.
       unsafe { (lib.run_cmd_from_filename)(ctx, path.as_ptr()) }
     });
@@ -130,19 +144,6 @@ impl Context {
     Ok(RunOutput {
       input_name: Some(name),
       ..run?
-    })
-  }
-
-  /// Runs a libnftables JSON document (JSON output is switched on for the call).
-  pub fn run_json(&mut self, json: &str, dry_run: bool) -> Result<RunOutput, NativeError> {
-    let Ok(buffer) = CString::new(json) else {
-      return Ok(RunOutput::failed(
-        "Error: syntax error, input contains a NUL byte\n".into(),
-      ));
-    };
-    self.call(true, dry_run, |lib, ctx| {
-      // SAFETY: `ctx` is valid and `buffer` is a NUL-terminated string that outlives the call.
-      unsafe { (lib.run_cmd_from_buffer)(ctx, buffer.as_ptr()) }
     })
   }
 
@@ -165,7 +166,8 @@ impl Context {
       (self.lib.set_dry_run)(self.ctx, dry_run);
     }
     if let Some(stdio) = &mut self.stdio {
-      stdio.reset_capture();
+      // Whatever was printed between calls (nothing should be) is not this call's.
+      stdio.take_capture();
     }
     let rc = run(&self.lib, self.ctx);
     // SAFETY: buffering was enabled in `open_ctx`, so both getters return valid NUL-terminated

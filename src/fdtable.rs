@@ -60,8 +60,8 @@ impl PrivateStdio {
 
   /// Makes `text` the content of fd 0, read from the start.
   pub fn set_input(&mut self, text: &[u8]) -> std::io::Result<()> {
-    self.input.set_len(0)?;
     self.input.write_all_at(text, 0)?;
+    self.input.set_len(text.len() as u64)?;
     self.input.seek(SeekFrom::Start(0)).map(drop)
   }
 
@@ -70,18 +70,17 @@ impl PrivateStdio {
     let _ = self.input.set_len(0);
   }
 
-  /// Empties the capture file (fds 1 and 2 share its offset).
-  pub fn reset_capture(&mut self) {
-    let _ = self.capture.set_len(0);
-    let _ = self.capture.seek(SeekFrom::Start(0));
-  }
-
-  /// What was written to fds 1 and 2 since `reset_capture`.
+  /// What was written to fds 1 and 2 since the last call, which empties the file again (fds 1
+  /// and 2 share its offset). Usually nothing, which costs one fstat.
   pub fn take_capture(&mut self) -> String {
     let len = self.capture.metadata().map(|m| m.len()).unwrap_or(0);
+    if len == 0 {
+      return String::new();
+    }
     let mut bytes = vec![0; usize::try_from(len).unwrap_or(0)];
     let read = self.capture.read_exact_at(&mut bytes, 0).is_ok();
-    self.reset_capture();
+    let _ = self.capture.set_len(0);
+    let _ = self.capture.seek(SeekFrom::Start(0));
     if read {
       String::from_utf8_lossy(&bytes).into_owned()
     } else {

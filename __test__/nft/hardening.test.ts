@@ -213,6 +213,23 @@ describe('where unshare(2) is refused (the shared-table fallback)', () => {
       nft.close()
     }
   })
+
+  it('without CAP_NET_ADMIN: EPERM for text and JSON, and nothing on stderr', () => {
+    const c = child(
+      `${prologue}
+      const nft = new Nft()
+      const r = [
+        code(() => nft.runSync('add table bridge t')),
+        code(() => nft.runJsonSync({ nftables: [{ add: { table: { family: 'bridge', name: 't' } } }] })),
+        code(() => nft.listRulesetSync()),
+      ]
+      nft.close()
+      console.log(JSON.stringify(r))`,
+      ['ip', 'netns', 'exec', ns.name, 'unshare', '--user', 'python3', '-c', NO_UNSHARE],
+    )
+    expect(c.stderr).toBe('')
+    expect(c.result).toEqual(['EPERM', 'EPERM', 'EPERM'])
+  })
 })
 
 describe('namespace files (items 4 and 5)', () => {
