@@ -123,3 +123,44 @@ fn memory_file(name: &std::ffi::CStr, expected: RawFd) -> std::io::Result<File> 
   }
   Ok(file)
 }
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+  use std::io::{Read, Write};
+  use std::mem::ManuallyDrop;
+
+  /// fd `n` of the calling thread's table as a File that is not closed on drop.
+  fn fd(n: RawFd) -> ManuallyDrop<File> {
+    // SAFETY: the File is never dropped, so it does not close a descriptor it does not own.
+    ManuallyDrop::new(unsafe { File::from_raw_fd(n) })
+  }
+
+  #[test]
+  fn a_thread_gets_its_own_stdio_and_the_process_keeps_its_own() {
+    // SAFETY: fstat on fd 2 of the test process, into a zeroed plain struct.
+    let stat2 = || unsafe {
+      let mut st: libc::stat = std::mem::zeroed();
+      (libc::fstat(2, &mut st) == 0).then_some((st.st_dev, st.st_ino))
+    };
+    let before = stat2();
+    let (printed, read, table_size) = std::thread::spawn(|| {
+      let mut stdio = PrivateStdio::install().expect("unshare(CLONE_FILES) is allowed here");
+      stdio.set_input(b"add table bridge t\n").unwrap();
+      let mut read = String::new();
+      fd(0).read_to_string(&mut read).unwrap();
+      fd(2).write_all(b"to stderr\n").unwrap();
+      fd(1).write_all(b"to stdout\n").unwrap();
+      let printed = stdio.take_capture();
+      let table_size = std::fs::read_dir("/proc/thread-self/fd").unwrap().count();
+      (printed, read, table_size)
+    })
+    .join()
+    .unwrap();
+    assert_eq!(read, "add table bridge t\n");
+    assert_eq!(printed, "to stderr\nto stdout\n");
+    // 0, 1, 2 and the directory being listed: nothing inherited.
+    assert_eq!(table_size, 4);
+    assert_eq!(stat2(), before);
+  }
+}
