@@ -199,6 +199,13 @@ fn execute(state: &mut State, request: &Request) -> Outcome {
   let context = &mut state.context;
   match &request.input {
     Input::Text(text) => {
+      if has_monitor_command(text) {
+        return Err(NativeError::binding(
+          "EINVAL",
+          "`monitor` is not supported: libnftables would wait for events forever and the instance could never \
+           run another call",
+        ));
+      }
       let run = context.run_text(text, request.dry_run)?;
       if run.ok {
         return Ok(run.output);
@@ -217,6 +224,41 @@ fn execute(state: &mut State, request: &Request) -> Outcome {
       Err(error)
     }
   }
+}
+
+/// Whether nft text has a command starting with `monitor` (outside strings and comments).
+/// libnftables 1.0.x answers one by listening for events until the process ends.
+fn has_monitor_command(text: &str) -> bool {
+  const WORD: &str = "monitor";
+  let (mut in_string, mut in_comment, mut at_command) = (false, false, true);
+  for (i, c) in text.char_indices() {
+    if in_comment {
+      if c == '\n' {
+        (in_comment, at_command) = (false, true);
+      }
+      continue;
+    }
+    if in_string {
+      in_string = c != '"';
+      continue;
+    }
+    match c {
+      '\n' | ';' => at_command = true,
+      '#' => in_comment = true,
+      c if c.is_whitespace() => {}
+      c => {
+        if at_command && text[i..].starts_with(WORD) {
+          let next = text[i + WORD.len()..].chars().next();
+          if !next.is_some_and(|n| n.is_alphanumeric() || n == '_' || n == '-' || n == '.') {
+            return true;
+          }
+        }
+        in_string = c == '"';
+        at_command = false;
+      }
+    }
+  }
+  false
 }
 
 fn parse(run: &RunOutput, json: bool) -> NativeError {
@@ -252,4 +294,38 @@ fn locate_failing_command(context: &mut Context, json: &str) -> Option<u32> {
     }
   }
   u32::try_from(low - 1).ok()
+}
+
+#[cfg(test)]
+mod tests {
+  use super::has_monitor_command;
+
+  #[test]
+  fn monitor_commands_are_found_wherever_a_command_starts() {
+    for text in [
+      "monitor",
+      "monitor new tables",
+      "  monitor trace\n",
+      "add table bridge t; monitor",
+      "add table bridge t\n\tmonitor rules",
+      "# comment\nmonitor",
+    ] {
+      assert!(has_monitor_command(text), "{text:?}");
+    }
+  }
+
+  #[test]
+  fn the_word_elsewhere_is_not_a_monitor_command() {
+    for text in [
+      "add rule bridge t c counter comment \"monitor\"",
+      "add rule bridge t c comment \"x; monitor\"",
+      "add table bridge t # monitor",
+      "add table bridge monitors",
+      "add chain bridge t monitor_x",
+      "list ruleset",
+      "",
+    ] {
+      assert!(!has_monitor_command(text), "{text:?}");
+    }
+  }
 }

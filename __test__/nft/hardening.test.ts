@@ -293,6 +293,27 @@ describe('namespace files (items 4 and 5)', () => {
   })
 })
 
+describe('no call hangs', () => {
+  it('`monitor`, which libnftables answers by listening forever, is refused and the instance keeps working', async () => {
+    const nft = new Nft({ netns: ns.name })
+    try {
+      for (const text of ['monitor', 'monitor new tables', 'add table bridge x; monitor', 'add table bridge x\n  monitor trace']) {
+        const e = await nft.run(text).then(
+          () => undefined,
+          (err: unknown) => err as NftError,
+        )
+        expect([e?.code, e?.errno]).toEqual(['EINVAL', undefined])
+        expect(e?.message).toContain('monitor')
+      }
+      expect(ns.ruleset()).toBe('')
+      await nft.run('add table bridge t\nadd chain bridge t c\nadd rule bridge t c counter comment "monitor; monitor"')
+      expect(ns.ruleset()).toContain('comment "monitor; monitor"')
+    } finally {
+      nft.close()
+    }
+  })
+})
+
 describe('a deleted or replaced namespace (item 6)', () => {
   it('every call fails with NETNS once the name is deleted, and after a new namespace takes the name', async () => {
     const nft = new Nft({ netns: ns.name })
