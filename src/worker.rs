@@ -68,6 +68,8 @@ impl Responder {
 }
 
 /// The one thread, shared by all instances, that runs callbacks for workers with private tables.
+/// A new thread shares the descriptor table of the thread that creates it, so this is first called
+/// by `Worker::start` on a JavaScript thread, never by a worker.
 fn relay() -> Option<&'static Sender<(Callback, Outcome)>> {
   static RELAY: OnceLock<Option<Sender<(Callback, Outcome)>>> = OnceLock::new();
   RELAY
@@ -227,33 +229,35 @@ fn execute(state: &mut State, request: &Request) -> Outcome {
 }
 
 /// Whether nft text has a command starting with `monitor` (outside strings and comments).
-/// libnftables 1.0.x answers one by listening for events until the process ends.
+/// libnftables 1.0.x answers one by listening for events until the process ends. Works on bytes:
+/// every byte it looks for is ASCII, which never occurs inside a multi-byte UTF-8 character.
 fn has_monitor_command(text: &str) -> bool {
-  const WORD: &str = "monitor";
+  const WORD: &[u8] = b"monitor";
+  let bytes = text.as_bytes();
   let (mut in_string, mut in_comment, mut at_command) = (false, false, true);
-  for (i, c) in text.char_indices() {
+  for (i, &b) in bytes.iter().enumerate() {
     if in_comment {
-      if c == '\n' {
+      if b == b'\n' {
         (in_comment, at_command) = (false, true);
       }
       continue;
     }
     if in_string {
-      in_string = c != '"';
+      in_string = b != b'"';
       continue;
     }
-    match c {
-      '\n' | ';' => at_command = true,
-      '#' => in_comment = true,
-      c if c.is_whitespace() => {}
-      c => {
-        if at_command && text[i..].starts_with(WORD) {
-          let next = text[i + WORD.len()..].chars().next();
-          if !next.is_some_and(|n| n.is_alphanumeric() || n == '_' || n == '-' || n == '.') {
+    match b {
+      b'\n' | b';' => at_command = true,
+      b'#' => in_comment = true,
+      b if b.is_ascii_whitespace() => {}
+      b => {
+        if at_command && bytes[i..].starts_with(WORD) {
+          let next = bytes.get(i + WORD.len());
+          if !next.is_some_and(|n| n.is_ascii_alphanumeric() || matches!(n, b'_' | b'-' | b'.') || *n >= 0x80) {
             return true;
           }
         }
-        in_string = c == '"';
+        in_string = b == b'"';
         at_command = false;
       }
     }
@@ -322,6 +326,8 @@ mod tests {
       "add table bridge t # monitor",
       "add table bridge monitors",
       "add chain bridge t monitor_x",
+      "monitorx",
+      "monitoré",
       "list ruleset",
       "",
     ] {
