@@ -50,14 +50,20 @@ export interface NativeError {
   /**
    * Stable code: an errno name (`ENOENT`, `EEXIST`, `EPERM`, ...) when the failure carries one,
    * `SYNTAX` for input libnftables could not parse, `EINVAL` for other rejected input, or one of
-   * `LIBNFTABLES_UNAVAILABLE`, `NETNS`, `CLOSED`, `INTERNAL` raised by the binding itself.
+   * `LIBNFTABLES_UNAVAILABLE`, `NETNS`, `CLOSED`, `INTERNAL` raised by the binding itself. A
+   * system call of the binding's own that fails for lack of resources keeps its errno name
+   * (`EMFILE`, `ENFILE`, `ENOMEM`).
    */
   code: string
   /** The errno value behind `code`, when there is one. */
   errno?: number
   /** The first error's message, e.g. `Could not process rule: No such file or directory`. */
   message: string
-  /** Everything libnftables printed, with the quoted input line and caret marker. */
+  /**
+   * Everything libnftables printed (also what it wrote to stdout/stderr, which never reach the
+   * process's), with the quoted input line and caret marker; for nft text input exactly what
+   * `nft -f -` prints for the same text followed by a newline (the way `nft 'text'` reads it).
+   */
   detail: string
   /** 1-based line of the failing command in nft text input. */
   line?: number
@@ -75,7 +81,12 @@ export interface NativeGeneration {
 
 /** Options for a libnftables context. */
 export interface NativeOptions {
-  /** Network namespace: a name under /var/run/netns or a path such as /proc/PID/ns/net. */
+  /**
+   * Network namespace: a bare name under /var/run/netns (as made by `ip netns add`) or an absolute
+   * path such as /proc/PID/ns/net; relative paths are refused. Omit it for the process's own
+   * namespace; `/proc/1/ns/net` names the host's on purpose. Every call first checks that the
+   * path still names the namespace the instance entered (`NETNS` if it was deleted or replaced).
+   */
   netns?: string
   /** Path of libnftables to load instead of `libnftables.so.1` (also `$NFTABLES_NODE_LIBNFTABLES`). */
   libraryPath?: string

@@ -5,14 +5,20 @@ use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
 
+use crate::error::NativeError;
+use crate::fdtable::PrivateStdio;
 use crate::library::{output_flags, Libnftables, NftCtx};
+
+/// The name libnftables gives input it reads from fd 0 (`nft -f -`); error locations start with it.
+pub const STDIN_NAME: &str = "/dev/stdin";
 
 /// What one libnftables call produced: its return code and both buffers.
 pub struct RunOutput {
   pub ok: bool,
   pub output: String,
+  /// libnftables' error buffer, preceded by anything it wrote to stdout/stderr during the call.
   pub error: String,
-  /// The path libnftables read the input from, if it was a file (it appears in `error`).
+  /// A name libnftables used for the input in `error` that is to be shown as `STDIN_NAME`.
   pub input_name: Option<String>,
 }
 
@@ -20,107 +26,177 @@ pub struct RunOutput {
 ///
 /// It holds a raw pointer and is therefore neither `Send` nor `Sync`: it is created, used and freed
 /// on the worker thread that owns it (which is also the thread that entered the network namespace).
+/// The pointer is null between freeing a context and opening its successor, when that failed.
 pub struct Context {
   lib: Arc<Libnftables>,
   ctx: *mut NftCtx,
   base_flags: u32,
+  /// The thread's private stdin/stdout/stderr, when it has a private descriptor table.
+  stdio: Option<PrivateStdio>,
+  /// Echo (`nft -e`) for the current call only: set by `run_text_echo`, read by `call`.
+  echo: bool,
 }
 
 impl Context {
-  pub fn new(lib: Arc<Libnftables>, base_flags: u32) -> Result<Self, String> {
-    let ctx = open_ctx(&lib)?;
-    Ok(Self { lib, ctx, base_flags })
+  pub fn new(lib: Arc<Libnftables>, base_flags: u32, stdio: Option<PrivateStdio>) -> Result<Self, NativeError> {
+    let mut context = Self {
+      lib,
+      ctx: std::ptr::null_mut(),
+      base_flags,
+      stdio,
+      echo: false,
+    };
+    context.open()?;
+    Ok(context)
+  }
+
+  /// Opens a context if there is none (the first, or after `renew` could not open one).
+  fn open(&mut self) -> Result<(), NativeError> {
+    if self.ctx.is_null() {
+      self.ctx = open_ctx(&self.lib)?;
+    }
+    Ok(())
   }
 
   /// Replaces the context with a fresh one.
   ///
   /// libnftables keeps a cache of the kernel's objects between calls and updates it while it
-  /// evaluates a batch. When the batch is not committed (a dry run, or a failure), 1.0.x keeps those
-  /// uncommitted objects in the cache, so the next call sees elements that do not exist (for
-  /// example "interval overlaps with an existing one"). A fresh context starts from the kernel.
+  /// evaluates a batch. After a dry run, 1.0.x keeps the uncommitted objects in the cache, so the
+  /// next call sees elements that do not exist (for example "interval overlaps with an existing
+  /// one"). A fresh context starts from the kernel. (A failed batch needs no renewal: libnftables
+  /// drops its cache itself then.) The old context is freed first, so its socket's descriptor is
+  /// available to the new one; if the new one cannot be opened the next call tries again.
   fn renew(&mut self) {
-    if let Ok(ctx) = open_ctx(&self.lib) {
-      // SAFETY: the old pointer came from nft_ctx_new, is freed once and replaced at once.
+    if !self.ctx.is_null() {
+      // SAFETY: the pointer came from nft_ctx_new, is freed once and nulled at once.
       unsafe { (self.lib.ctx_free)(self.ctx) };
-      self.ctx = ctx;
+      self.ctx = std::ptr::null_mut();
     }
+    let _ = self.open();
   }
 
-  /// Runs nft text syntax from a buffer (the fast path).
-  pub fn run_text(&mut self, text: &str, dry_run: bool) -> RunOutput {
-    let Ok(buffer) = CString::new(text) else {
-      return RunOutput::failed("Error: syntax error, input contains a NUL byte\n".into());
-    };
-    self.prepare(false, dry_run);
-    // SAFETY: `ctx` is valid and `buffer` is a NUL-terminated string that outlives the call.
-    let rc = unsafe { (self.lib.run_cmd_from_buffer)(self.ctx, buffer.as_ptr()) };
-    self.collect(rc, dry_run)
-  }
-
-  /// Runs nft text syntax read from an anonymous memory file. libnftables reports the right line
-  /// number (and quotes the right line) only for file input, so a failed text batch is run again
-  /// this way, as a dry run, to say where it failed; reading a file costs more than a buffer.
-  pub fn run_text_file(&mut self, text: &str, dry_run: bool) -> RunOutput {
-    if text.contains('\0') {
-      return RunOutput::failed("Error: syntax error, input contains a NUL byte\n".into());
-    }
-    let file = match memory_file(text) {
-      Ok(file) => file,
-      Err(e) => return RunOutput::failed(format!("Error: cannot buffer the input: {e}\n")),
-    };
-    let name = format!("/proc/self/fd/{}", file.as_raw_fd());
-    let path = CString::new(name.clone()).expect("no NUL in a path");
-    self.prepare(false, dry_run);
-    // SAFETY: `ctx` is valid and `path` is a NUL-terminated string that outlives the call.
-    let rc = unsafe { (self.lib.run_cmd_from_filename)(self.ctx, path.as_ptr()) };
-    drop(file);
-    RunOutput {
-      input_name: Some(name),
-      ..self.collect(rc, dry_run)
-    }
-  }
-
-  /// Runs a libnftables JSON document (JSON output is switched on for the call).
-  pub fn run_json(&mut self, json: &str, dry_run: bool) -> RunOutput {
-    let Ok(buffer) = CString::new(json) else {
-      return RunOutput::failed("Error: syntax error, input contains a NUL byte\n".into());
-    };
-    self.prepare(true, dry_run);
-    // SAFETY: `ctx` is valid and `buffer` is a NUL-terminated string that outlives the call.
-    let rc = unsafe { (self.lib.run_cmd_from_buffer)(self.ctx, buffer.as_ptr()) };
-    self.collect(rc, dry_run)
+  /// Runs nft text syntax, as `nft` reads a file: located errors (line, column, the quoted line).
+  ///
+  /// The input is the text followed by a newline, which is what libnftables' buffer input (and
+  /// `nft 'commands'`) parses. With a private stdio it is fd 0's content and libnftables reads it
+  /// as `nft -f -` does. Otherwise it is read from an anonymous memory file (and, when not even
+  /// that can be created, from a buffer, whose errors carry no line).
+  pub fn run_text(&mut self, text: &str, dry_run: bool) -> Result<RunOutput, NativeError> {
+    self.run_text_as(text, false, dry_run)
   }
 
   /// Runs nft text with JSON output and echo switched on for the call: libnftables then prints,
   /// as one JSON document, each object the kernel created as its listing shows it, with handles.
-  pub fn run_text_echo(&mut self, text: &str, dry_run: bool) -> RunOutput {
-    let Ok(buffer) = CString::new(text) else {
-      return RunOutput::failed("Error: syntax error, input contains a NUL byte\n".into());
-    };
-    self.prepare(true, dry_run);
-    // SAFETY: `ctx` is valid and the setter only stores a value; the next call's `prepare` resets it.
-    unsafe { (self.lib.output_set_flags)(self.ctx, self.base_flags | output_flags::JSON | output_flags::ECHO) };
-    // SAFETY: `ctx` is valid and `buffer` is a NUL-terminated string that outlives the call.
-    let rc = unsafe { (self.lib.run_cmd_from_buffer)(self.ctx, buffer.as_ptr()) };
-    self.collect(rc, dry_run)
+  ///
+  /// From a buffer: with JSON output, libnftables 1.0.x reads file input as JSON first and opens
+  /// `/dev/stdin` by name (the process's stdin, not this thread's) instead of reading fd 0. Buffer
+  /// input has no such detour; its errors carry no reliable line on 1.0.x.
+  pub fn run_text_echo(&mut self, text: &str, dry_run: bool) -> Result<RunOutput, NativeError> {
+    if text.contains('\0') {
+      return Ok(RunOutput::failed(
+        "Error: syntax error, input contains a NUL byte\n".into(),
+      ));
+    }
+    self.echo = true;
+    let run = self.run_buffer(&format!("{text}\n"), true, dry_run);
+    self.echo = false;
+    run
   }
 
-  fn prepare(&mut self, json: bool, dry_run: bool) {
+  fn run_text_as(&mut self, text: &str, json: bool, dry_run: bool) -> Result<RunOutput, NativeError> {
+    if text.contains('\0') {
+      return Ok(RunOutput::failed(
+        "Error: syntax error, input contains a NUL byte\n".into(),
+      ));
+    }
+    let input = format!("{text}\n");
+    if let Some(stdio) = &mut self.stdio {
+      stdio
+        .set_input(input.as_bytes())
+        .map_err(|e| NativeError::from_io("cannot pass the input to libnftables", &e))?;
+      let run = self.call(json, dry_run, |lib, ctx| {
+        let path = CString::new(STDIN_NAME).expect("no NUL in a path");
+        // SAFETY: `ctx` is valid and `path` is a NUL-terminated string that outlives the call.
+        unsafe { (lib.run_cmd_from_filename)(ctx, path.as_ptr()) }
+      });
+      if let Some(stdio) = &mut self.stdio {
+        stdio.clear_input();
+      }
+      return run;
+    }
+    match memory_file(&input) {
+      Ok(file) => self.run_file(file, json, dry_run),
+      Err(_) => self.run_buffer(text, json, dry_run),
+    }
+  }
+
+  /// Runs a libnftables JSON document (JSON output is switched on for the call), from a buffer;
+  /// without a private stdio from a memory file, since for buffer input libnftables prints some
+  /// messages straight to stderr (`(you must be root)`), which it does not for file input.
+  pub fn run_json(&mut self, json: &str, dry_run: bool) -> Result<RunOutput, NativeError> {
+    if json.contains('\0') {
+      return Ok(RunOutput::failed(
+        "Error: syntax error, input contains a NUL byte\n".into(),
+      ));
+    }
+    if self.stdio.is_none() {
+      if let Ok(file) = memory_file(json) {
+        return self.run_file(file, true, dry_run);
+      }
+    }
+    self.run_buffer(json, true, dry_run)
+  }
+
+  /// Runs `input` (free of NUL bytes) from a buffer.
+  fn run_buffer(&mut self, input: &str, json: bool, dry_run: bool) -> Result<RunOutput, NativeError> {
+    let buffer = CString::new(input).expect("checked for NUL by the caller");
+    self.call(json, dry_run, |lib, ctx| {
+      // SAFETY: `ctx` is valid and `buffer` is a NUL-terminated string that outlives the call.
+      unsafe { (lib.run_cmd_from_buffer)(ctx, buffer.as_ptr()) }
+    })
+  }
+
+  /// Runs the content of an anonymous memory file, read by its /proc/thread-self/fd name: this
+  /// thread's descriptor table, whether private or the process's.
+  fn run_file(&mut self, file: OwnedFd, json: bool, dry_run: bool) -> Result<RunOutput, NativeError> {
+    let name = format!("/proc/thread-self/fd/{}", file.as_raw_fd());
+    let path = CString::new(name.clone()).expect("no NUL in a path");
+    let run = self.call(json, dry_run, |lib, ctx| {
+      // SAFETY: `ctx` is valid and `path` is a NUL-terminated string that outlives the call.
+      unsafe { (lib.run_cmd_from_filename)(ctx, path.as_ptr()) }
+    });
+    drop(file);
+    Ok(RunOutput {
+      input_name: Some(name),
+      ..run?
+    })
+  }
+
+  /// One libnftables call with the output flags and dry-run mode set, and its buffers collected.
+  fn call(
+    &mut self,
+    json: bool,
+    dry_run: bool,
+    run: impl FnOnce(&Libnftables, *mut NftCtx) -> i32,
+  ) -> Result<RunOutput, NativeError> {
+    self.open()?;
     let flags = if json {
       self.base_flags | output_flags::JSON
     } else {
       self.base_flags
-    };
-    // SAFETY: `ctx` is valid; both setters only store a value in the context.
+    } | if self.echo { output_flags::ECHO } else { 0 };
+    // SAFETY: `ctx` is valid (opened above); both setters only store a value in the context.
     unsafe {
       (self.lib.output_set_flags)(self.ctx, flags);
       (self.lib.set_dry_run)(self.ctx, dry_run);
     }
-  }
-
-  fn collect(&mut self, rc: i32, dry_run: bool) -> RunOutput {
-    // SAFETY: buffering was enabled in `new`, so both getters return valid NUL-terminated strings
-    // owned by the context; they are copied before the next libnftables call can change them.
+    if let Some(stdio) = &mut self.stdio {
+      // Whatever was printed between calls (nothing should be) is not this call's.
+      stdio.take_capture();
+    }
+    let rc = run(&self.lib, self.ctx);
+    // SAFETY: buffering was enabled in `open_ctx`, so both getters return valid NUL-terminated
+    // strings owned by the context; they are copied before the next libnftables call can change them.
     let (output, error) = unsafe {
       (
         CStr::from_ptr((self.lib.get_output_buffer)(self.ctx))
@@ -131,15 +207,16 @@ impl Context {
           .into_owned(),
       )
     };
-    if dry_run || rc != 0 {
+    let printed = self.stdio.as_mut().map(PrivateStdio::take_capture).unwrap_or_default();
+    if dry_run && rc == 0 {
       self.renew();
     }
-    RunOutput {
+    Ok(RunOutput {
       ok: rc == 0,
       output,
-      error,
+      error: printed + &error,
       input_name: None,
-    }
+    })
   }
 }
 
@@ -156,8 +233,10 @@ impl RunOutput {
 
 impl Drop for Context {
   fn drop(&mut self) {
-    // SAFETY: `ctx` came from nft_ctx_new, is freed exactly once, and is not used afterwards.
-    unsafe { (self.lib.ctx_free)(self.ctx) }
+    if !self.ctx.is_null() {
+      // SAFETY: `ctx` came from nft_ctx_new, is freed exactly once, and is not used afterwards.
+      unsafe { (self.lib.ctx_free)(self.ctx) }
+    }
   }
 }
 
@@ -174,19 +253,44 @@ fn memory_file(text: &str) -> std::io::Result<OwnedFd> {
   Ok(file.into())
 }
 
+/// Opens and closes a netfilter netlink socket, as nft_ctx_new is about to.
+///
+/// libnftables 1.0.x calls exit() when nft_ctx_new cannot open its socket (for example when the
+/// descriptor limit is reached): the whole process would end. Trying first turns that into an
+/// error with the errno. The window between this close and libnftables' own socket() is only a
+/// race when the thread shares the process's descriptor table (see `fdtable`).
+fn probe_netlink_socket() -> Result<(), NativeError> {
+  // SAFETY: socket(2) with constant arguments; the result is checked and closed below.
+  let fd = unsafe {
+    libc::socket(
+      libc::AF_NETLINK,
+      libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+      libc::NETLINK_NETFILTER,
+    )
+  };
+  if fd < 0 {
+    let e = std::io::Error::last_os_error();
+    return Err(NativeError::from_io("cannot open a netlink socket for libnftables", &e));
+  }
+  // SAFETY: `fd` was just created and is owned by nothing else.
+  drop(unsafe { OwnedFd::from_raw_fd(fd) });
+  Ok(())
+}
+
 /// A new context with buffered output and error streams.
-fn open_ctx(lib: &Libnftables) -> Result<*mut NftCtx, String> {
+fn open_ctx(lib: &Libnftables) -> Result<*mut NftCtx, NativeError> {
+  probe_netlink_socket()?;
   // SAFETY: nft_ctx_new(NFT_CTX_DEFAULT) has no preconditions; a null result is handled below.
   let ctx = unsafe { (lib.ctx_new)(0) };
   if ctx.is_null() {
-    return Err("nft_ctx_new failed (out of memory or no netlink socket)".into());
+    return Err(NativeError::binding("INTERNAL", "nft_ctx_new failed"));
   }
   // SAFETY: `ctx` is a valid, exclusively owned context.
   let buffered = unsafe { (lib.buffer_output)(ctx) == 0 && (lib.buffer_error)(ctx) == 0 };
   if !buffered {
     // SAFETY: `ctx` is valid and not used after this.
     unsafe { (lib.ctx_free)(ctx) };
-    return Err("nft_ctx_buffer_output/error failed".into());
+    return Err(NativeError::binding("INTERNAL", "nft_ctx_buffer_output/error failed"));
   }
   Ok(ctx)
 }

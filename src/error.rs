@@ -16,13 +16,17 @@ use napi_derive::napi;
 pub struct NativeError {
   /// Stable code: an errno name (`ENOENT`, `EEXIST`, `EPERM`, ...) when the failure carries one,
   /// `SYNTAX` for input libnftables could not parse, `EINVAL` for other rejected input, or one of
-  /// `LIBNFTABLES_UNAVAILABLE`, `NETNS`, `CLOSED`, `INTERNAL` raised by the binding itself.
+  /// `LIBNFTABLES_UNAVAILABLE`, `NETNS`, `CLOSED`, `INTERNAL` raised by the binding itself. A
+  /// system call of the binding's own that fails for lack of resources keeps its errno name
+  /// (`EMFILE`, `ENFILE`, `ENOMEM`).
   pub code: String,
   /// The errno value behind `code`, when there is one.
   pub errno: Option<i32>,
   /// The first error's message, e.g. `Could not process rule: No such file or directory`.
   pub message: String,
-  /// Everything libnftables printed, with the quoted input line and caret marker.
+  /// Everything libnftables printed (also what it wrote to stdout/stderr, which never reach the
+  /// process's), with the quoted input line and caret marker; for nft text input exactly what
+  /// `nft -f -` prints for the same text followed by a newline (the way `nft 'text'` reads it).
   pub detail: String,
   /// 1-based line of the failing command in nft text input.
   pub line: Option<u32>,
@@ -44,6 +48,20 @@ impl NativeError {
       line: None,
       column: None,
       index: None,
+    }
+  }
+}
+
+impl NativeError {
+  /// A failed system call of the binding's own, coded by its errno (`EMFILE`, `ENOMEM`, ...).
+  pub fn from_io(what: &str, error: &std::io::Error) -> Self {
+    let errno = error.raw_os_error();
+    let name = errno
+      .and_then(|n| ERRNO_NAMES.iter().find(|(e, _)| *e == n))
+      .map(|(_, name)| *name);
+    Self {
+      errno: name.and(errno),
+      ..Self::binding(name.unwrap_or("INTERNAL"), format!("{what}: {error}"))
     }
   }
 }
@@ -150,11 +168,12 @@ fn json_parse_index(text: &str) -> Option<u32> {
   rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
 }
 
-/// Builds the structured error from libnftables' error buffer. `input_name` is the path the text
-/// was read from (replaced by `input` in `detail`), `json` says whether the input was JSON.
+/// Builds the structured error from libnftables' error text. `input_name` is a name the text was
+/// read from other than /dev/stdin (shown as /dev/stdin in `detail`, so that it reads exactly as
+/// `nft -f -` prints it), `json` says whether the input was JSON.
 pub fn parse(error_text: &str, input_name: Option<&str>, json: bool) -> NativeError {
   let detail = match input_name {
-    Some(name) => error_text.replace(name, "input"),
+    Some(name) => error_text.replace(name, crate::context::STDIN_NAME),
     None => error_text.to_owned(),
   };
   let detail = detail.trim_end().to_owned();
@@ -209,7 +228,7 @@ mod tests {
     assert_eq!(e.errno, Some(libc::ENOENT));
     assert_eq!((e.line, e.column), (Some(4), Some(19)));
     assert_eq!(e.message, "Could not process rule: No such file or directory");
-    assert!(e.detail.starts_with("input:4:19-24: Error:"), "{}", e.detail);
+    assert!(e.detail.starts_with("/dev/stdin:4:19-24: Error:"), "{}", e.detail);
     assert!(e.detail.contains("^^^^^^"));
   }
 

@@ -4,6 +4,7 @@
 
 mod context;
 pub mod error;
+mod fdtable;
 mod generation;
 mod library;
 mod netns;

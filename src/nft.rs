@@ -9,13 +9,16 @@ use napi_derive::napi;
 
 use crate::error::NativeError;
 use crate::library::output_flags;
-use crate::worker::{closed_error, Input, Outcome, Request, Worker, WorkerOptions};
+use crate::worker::{closed_error, Input, Outcome, Request, Responder, Worker, WorkerOptions};
 
 /// Options for a libnftables context.
 #[napi(object)]
 #[derive(Default)]
 pub struct NativeOptions {
-  /// Network namespace: a name under /var/run/netns or a path such as /proc/PID/ns/net.
+  /// Network namespace: a bare name under /var/run/netns (as made by `ip netns add`) or an absolute
+  /// path such as /proc/PID/ns/net; relative paths are refused. Omit it for the process's own
+  /// namespace; `/proc/1/ns/net` names the host's on purpose. Every call first checks that the
+  /// path still names the namespace the instance entered (`NETNS` if it was deleted or replaced).
   pub netns: Option<String>,
   /// Path of libnftables to load instead of `libnftables.so.1` (also `$NFTABLES_NODE_LIBNFTABLES`).
   pub library_path: Option<String>,
@@ -131,7 +134,9 @@ impl NativeNft {
       input,
       json,
       dry_run,
-      Box::new(move |outcome| deferred.resolve(move |_| Ok(NativeResponse::from(outcome)))),
+      Responder::Callback(Box::new(move |outcome| {
+        deferred.resolve(move |_| Ok(NativeResponse::from(outcome)))
+      })),
     );
     Ok(promise)
   }
@@ -140,7 +145,7 @@ impl NativeNft {
   #[napi]
   pub fn run_sync(&self, input: String, json: bool, dry_run: bool) -> NativeResponse {
     let (tx, rx) = std::sync::mpsc::channel();
-    self.submit(input, json, dry_run, Box::new(move |outcome| drop(tx.send(outcome))));
+    self.submit(input, json, dry_run, Responder::Channel(tx));
     NativeResponse::from(
       rx.recv()
         .unwrap_or_else(|_| Err(NativeError::binding("INTERNAL", "the libnftables thread is gone"))),
@@ -155,7 +160,9 @@ impl NativeNft {
     self.submit_input(
       Input::TextEcho(input),
       dry_run,
-      Box::new(move |outcome| deferred.resolve(move |_| Ok(NativeResponse::from(outcome)))),
+      Responder::Callback(Box::new(move |outcome| {
+        deferred.resolve(move |_| Ok(NativeResponse::from(outcome)))
+      })),
     );
     Ok(promise)
   }
@@ -174,7 +181,9 @@ impl NativeNft {
     self.submit_input(
       Input::Generation,
       false,
-      Box::new(move |outcome| deferred.resolve(move |_| Ok(NativeGeneration::from(outcome)))),
+      Responder::Callback(Box::new(move |outcome| {
+        deferred.resolve(move |_| Ok(NativeGeneration::from(outcome)))
+      })),
     );
     Ok(promise)
   }
@@ -201,24 +210,21 @@ impl NativeNft {
 }
 
 impl NativeNft {
-  fn submit(&self, input: String, json: bool, dry_run: bool, respond: crate::worker::Responder) {
-    let Some(worker) = &self.worker else {
-      return respond(Err(self.start_error.clone().unwrap_or_else(closed_error)));
-    };
+  fn submit(&self, input: String, json: bool, dry_run: bool, respond: Responder) {
     let input = if json { Input::Json(input) } else { Input::Text(input) };
-    worker.submit(Request { input, dry_run }, respond);
+    self.submit_input(input, dry_run, respond);
   }
 
-  fn submit_input(&self, input: Input, dry_run: bool, respond: crate::worker::Responder) {
+  fn submit_input(&self, input: Input, dry_run: bool, respond: Responder) {
     let Some(worker) = &self.worker else {
-      return respond(Err(self.start_error.clone().unwrap_or_else(closed_error)));
+      return respond.respond(Err(self.start_error.clone().unwrap_or_else(closed_error)));
     };
     worker.submit(Request { input, dry_run }, respond);
   }
 
   fn wait(&self, input: Input, dry_run: bool) -> Outcome {
     let (tx, rx) = std::sync::mpsc::channel();
-    self.submit_input(input, dry_run, Box::new(move |outcome| drop(tx.send(outcome))));
+    self.submit_input(input, dry_run, Responder::Channel(tx));
     rx.recv()
       .unwrap_or_else(|_| Err(NativeError::binding("INTERNAL", "the libnftables thread is gone")))
   }

@@ -13,6 +13,8 @@ export type NftErrorCode =
   | 'ENOSPC'
   | 'ENOMEM'
   | 'ENOBUFS'
+  | 'EMFILE'
+  | 'ENFILE'
   | 'SYNTAX'
   | 'LIBNFTABLES_UNAVAILABLE'
   | 'UNSUPPORTED_PLATFORM'
@@ -28,7 +30,8 @@ export class NftError extends Error {
   readonly code: NftErrorCode
   /** Kernel errno behind the failure, when there is one. */
   readonly errno?: number
-  /** Everything libnftables printed: messages, the offending input line, the caret marker. */
+  /** Everything libnftables printed: messages, the offending input line, the caret marker. For nft
+   *  text this is exactly what `nft -f -` prints for the same input on stderr. */
   readonly detail: string
   /** 1-based line of the failing command (nft text input). */
   readonly line?: number

