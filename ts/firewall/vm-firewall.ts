@@ -37,6 +37,7 @@ import type {
   VmSpec,
   VmStats,
 } from './model.js'
+import { KernelView, isConflict, type DispatchMaps } from './kernel-view.js'
 import { mapElements } from './map-elements.js'
 import { renderCommands } from './render.js'
 import { KernelRendering, ruleKey } from './rendering.js'
@@ -77,6 +78,8 @@ interface Known {
 }
 
 type Elements = Map<string, string> // key (ifname) -> jump target
+/** Writes that lost a race with another writer are rebuilt from a fresh read this many times in all. */
+const CONFLICT_ATTEMPTS = 4
 
 interface KernelTable {
   exists: boolean
@@ -309,6 +312,7 @@ export class VmFirewall {
   readonly #sched = new Scheduler()
   readonly #known = new Map<string, Known>()
   readonly #rendering: KernelRendering
+  readonly #view: KernelView
   #caps?: Promise<FirewallCapabilities>
   #capsValue?: FirewallCapabilities
 
@@ -316,6 +320,7 @@ export class VmFirewall {
     this.#nft = nft
     this.table = checkTableName(options.table ?? DEFAULT_TABLE)
     this.#rendering = new KernelRendering(nft, this.table)
+    this.#view = new KernelView(nft, this.table)
     const mode = options.conntrack ?? 'auto'
     if (mode !== 'auto' && mode !== 'require' && mode !== 'off') {
       throw new FirewallValidationError('conntrack', "must be 'auto', 'require' or 'off'")
@@ -344,7 +349,7 @@ export class VmFirewall {
   /** Creates the table, dispatch maps and base chains (idempotent; other tables are never touched). */
   async init(): Promise<void> {
     return this.#sched.exclusive(async () => {
-      await this.#nft.runJson({ nftables: [...(await this.#baseChainRepairs()), ...tableCommands(this.table)] })
+      await this.#view.write([...(await this.#baseChainRepairs()), ...tableCommands(this.table)], { createsSets: true })
     })
   }
 
@@ -395,12 +400,45 @@ export class VmFirewall {
   }
 
   async #apply(compiled: CompiledVm, attach: boolean, also: NftCommand[] = []): Promise<void> {
-    const maps = await this.#readMaps()
-    const stale = maps ? this.#staleFor(maps, compiled.chains, attach ? compiled.tap : undefined) : []
-    const commands = [...(maps ? setCommands(this.table) : tableCommands(this.table)), ...vmApplyCommands(this.table, compiled, stale, attach), ...also]
-    await this.#nft.runJson({ nftables: commands })
+    this.#checkOwnTable(also)
+    await this.#write((maps, setsKnown) => {
+      const stale = maps ? this.#staleFor(maps, compiled.chains, attach ? compiled.tap : undefined) : []
+      // The table and its shared sets are re-added only when we do not know them to exist (idempotent adds).
+      const head = setsKnown ? [] : maps ? setCommands(this.table) : tableCommands(this.table)
+      return { commands: [...head, ...vmApplyCommands(this.table, compiled, stale, attach), ...also], createsSets: !setsKnown }
+    })
     if (attach) this.#noteTakeover(compiled.vmId, compiled.tap)
     this.#known.set(compiled.vmId, { compiled, attached: attach })
+  }
+
+  /** `also` commands may only touch this firewall's own table. */
+  #checkOwnTable(commands: NftCommand[]): void {
+    for (const [i, cmd] of commands.entries()) {
+      const body = Object.values(cmd as Record<string, unknown>)[0] as Record<string, Record<string, unknown>> | undefined
+      const [kind, o] = (body && typeof body === 'object' ? Object.entries(body)[0] : undefined) ?? []
+      const table = kind === 'table' ? o?.name : o?.table
+      if (!o || o.family !== FAMILY || table !== this.table) {
+        throw new FirewallValidationError(`also[${i}]`, `must target table ${FAMILY} ${this.table}`)
+      }
+    }
+  }
+
+  /**
+   * Builds a batch from the engine's view of the dispatch maps and commits it. Another writer may change the
+   * table between our view and our commit (the kernel then refuses with ENOENT/EBUSY/EEXIST): the batch is
+   * rebuilt from a fresh read and sent again, a bounded number of times. Only idempotent operations use this.
+   */
+  async #write(build: (maps: DispatchMaps | undefined, setsKnown: boolean) => { commands: NftCommand[]; createsSets?: boolean }): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      const view = await this.#view.current()
+      const plan = build(view.maps, view.setsKnown)
+      try {
+        await this.#view.write(plan.commands, { createsSets: plan.createsSets })
+        return
+      } catch (e) {
+        if (attempt >= CONFLICT_ATTEMPTS || !isConflict(e)) throw e
+      }
+    }
   }
 
   async #vmDrift(c: CompiledVm, attached: boolean): Promise<VmDrift> {
@@ -424,7 +462,7 @@ export class VmFirewall {
     await this.#rendering.learn([...(outRules ? c.out : []), ...(inRules ? c.in : [])].map((r) => r.expr))
     const outOk = diffChain(c.chains.out, c.out, outRules, drift, this.#rendering)
     const inOk = diffChain(c.chains.in, c.in, inRules, drift, this.#rendering)
-    const maps = (await this.#readMaps()) ?? { [MAP_FROM_VM]: new Map<string, string>(), [MAP_TO_VM]: new Map<string, string>() }
+    const maps = (await this.#view.maps()) ?? { [MAP_FROM_VM]: new Map<string, string>(), [MAP_TO_VM]: new Map<string, string>() }
     dispatchDrift(maps, c, attached, drift)
     if (!outRules && !inRules) drift.status = 'missing'
     else if (!outOk || !inOk || drift.missing.length || drift.extra.length || drift.changed.length) drift.status = 'changed'
@@ -435,20 +473,22 @@ export class VmFirewall {
   async removeVm(vmId: string): Promise<void> {
     checkToken(vmId, 'vmId', VMID_MAX, {})
     return this.#sched.vm(vmId, async () => {
-      const maps = await this.#readMaps()
-      if (!maps) {
-        this.#known.delete(vmId)
-        return
-      }
-      const chains = vmChainNames(vmId)
-      const commands: NftCommand[] = [
-        ...this.#staleFor(maps, chains, undefined).map((s) => elementDelete(this.table, s.map, s.key)),
-        ...chainDeleteCommands(this.table, chains.out),
-        ...chainDeleteCommands(this.table, chains.in),
-      ]
-      await this.#nft.runJson({ nftables: commands })
+      await this.#removeChains(vmChainNames(vmId))
       this.#known.delete(vmId)
     })
+  }
+
+  /** Deletes two VM chains and every dispatch entry to them, whether or not they exist. */
+  async #removeChains(chains: { out: string; in: string }): Promise<void> {
+    await this.#write((maps) => ({
+      commands: maps
+        ? [
+            ...this.#staleFor(maps, chains, undefined).map((s) => elementDelete(this.table, s.map, s.key)),
+            ...chainDeleteCommands(this.table, chains.out),
+            ...chainDeleteCommands(this.table, chains.in),
+          ]
+        : [],
+    }))
   }
 
   /** Removes VM chains by name (`vm_<24 hex>`, with or without `_o`/`_i`) and their dispatch entries, for
@@ -458,15 +498,7 @@ export class VmFirewall {
     if (!m) throw new FirewallValidationError('name', 'must be a VM chain name (vm_ + 24 hex digits, optional _o/_i)')
     const chains = { out: `${m[1]}_o`, in: `${m[1]}_i` }
     return this.#sched.exclusive(async () => {
-      const maps = await this.#readMaps()
-      if (!maps) return
-      await this.#nft.runJson({
-        nftables: [
-          ...this.#staleFor(maps, chains, undefined).map((s) => elementDelete(this.table, s.map, s.key)),
-          ...chainDeleteCommands(this.table, chains.out),
-          ...chainDeleteCommands(this.table, chains.in),
-        ],
-      })
+      await this.#removeChains(chains)
       for (const [id, known] of this.#known) if (known.compiled.chains.out === chains.out) this.#known.delete(id)
     })
   }
@@ -490,13 +522,11 @@ export class VmFirewall {
   async detachVm(vmId: string): Promise<void> {
     checkToken(vmId, 'vmId', VMID_MAX, {})
     return this.#sched.vm(vmId, async () => {
-      const maps = await this.#readMaps()
       const known = this.#known.get(vmId)
       if (known) known.attached = false
-      if (!maps) return
-      const stale = this.#staleFor(maps, vmChainNames(vmId), undefined)
-      if (stale.length === 0) return
-      await this.#nft.runJson({ nftables: stale.map((s) => elementDelete(this.table, s.map, s.key)) })
+      await this.#write((maps) => ({
+        commands: maps ? this.#staleFor(maps, vmChainNames(vmId), undefined).map((s) => elementDelete(this.table, s.map, s.key)) : [],
+      }))
     })
   }
 
@@ -506,23 +536,25 @@ export class VmFirewall {
     checkIfname(tap, 'tap', { vmId })
     return this.#sched.vm(vmId, async () => {
       const chains = vmChainNames(vmId)
-      const maps = await this.#readMaps()
-      if (!maps) throw new FirewallError('VM_NOT_FOUND', `no firewall table: apply VM ${vmId} first`, vmId)
-      const stale = this.#staleFor(maps, chains, tap)
-      const ok = maps[MAP_FROM_VM].get(tap) === chains.out && maps[MAP_TO_VM].get(tap) === chains.in
-      if (!ok || stale.length > 0) {
-        try {
-          await this.#nft.runJson({
-            nftables: [
-              ...stale.map((s) => elementDelete(this.table, s.map, s.key)),
-              elementAdd(this.table, MAP_FROM_VM, tap, chains.out),
-              elementAdd(this.table, MAP_TO_VM, tap, chains.in),
-            ],
-          })
-        } catch (e) {
-          if (isNotFound(e)) throw new FirewallError('VM_NOT_FOUND', `VM ${vmId} has no chains: apply it first`, vmId)
-          throw e
-        }
+      try {
+        await this.#write((maps) => {
+          if (!maps) throw new FirewallError('VM_NOT_FOUND', `no firewall table: apply VM ${vmId} first`, vmId)
+          const stale = this.#staleFor(maps, chains, tap)
+          const ok = maps[MAP_FROM_VM].get(tap) === chains.out && maps[MAP_TO_VM].get(tap) === chains.in
+          return {
+            commands:
+              ok && stale.length === 0
+                ? []
+                : [
+                    ...stale.map((s) => elementDelete(this.table, s.map, s.key)),
+                    elementAdd(this.table, MAP_FROM_VM, tap, chains.out),
+                    elementAdd(this.table, MAP_TO_VM, tap, chains.in),
+                  ],
+          }
+        })
+      } catch (e) {
+        if (isNotFound(e)) throw new FirewallError('VM_NOT_FOUND', `VM ${vmId} has no chains: apply it first`, vmId)
+        throw e
       }
       this.#noteTakeover(vmId, tap)
       const known = this.#known.get(vmId)
@@ -608,7 +640,7 @@ export class VmFirewall {
         else res.removedChains.push(...chains)
       }
       const commands = [...(head.length === 0 && chainOps.length > 0 ? setCommands(this.table) : head), ...deletes, ...chainOps, ...adds]
-      if (commands.length > 0) await this.#nft.runJson({ nftables: commands })
+      await this.#view.write(commands, { createsSets: head.length > 0 || chainOps.length > 0 })
       this.#known.clear()
       for (const c of compiled) this.#known.set(c.vmId, { compiled: c, attached: true })
       return res
@@ -717,6 +749,7 @@ export class VmFirewall {
   async restoreRuleset(text: string): Promise<void> {
     const { script } = checkRestore(text, this.table, FAMILY)
     return this.#sched.exclusive(async () => {
+      this.#view.invalidate()
       await this.#nft.run(script)
       this.#known.clear()
     })
@@ -737,23 +770,6 @@ export class VmFirewall {
       if (k.chains.has(c.chains.in)) rules.push(...c.in)
     }
     await this.#rendering.learn(rules.map((r) => r.expr))
-  }
-
-  async #readMaps(): Promise<{ [MAP_FROM_VM]: Elements; [MAP_TO_VM]: Elements } | undefined> {
-    // One list per call: libnftables 1.0.6 fails the second `list map` of a JSON batch with ENOENT.
-    const maps = { [MAP_FROM_VM]: new Map(), [MAP_TO_VM]: new Map() } as { [MAP_FROM_VM]: Elements; [MAP_TO_VM]: Elements }
-    try {
-      for (const name of [MAP_FROM_VM, MAP_TO_VM] as const) {
-        const doc = await this.#nft.runJson({ nftables: [{ list: { map: { family: FAMILY, table: this.table, name } } }] })
-        for (const o of doc.nftables) {
-          if ('map' in o && o.map.name === name) maps[name] = mapElements(o.map as unknown as Record<string, unknown>)
-        }
-      }
-      return maps
-    } catch (e) {
-      if (isNotFound(e)) return undefined
-      throw e
-    }
   }
 
   /** Deletes base chains whose type, hook or priority differ from the layout (a hook cannot be changed in place;

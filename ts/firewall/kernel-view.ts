@@ -1,0 +1,133 @@
+// What the engine knows of its table between calls: the dispatch maps and whether the table and its shared
+// sets exist, valid for one ruleset generation. The hot path (applyVm, detach, attach, remove) then lists
+// nothing: one generation read (~20 µs) says whether anyone else committed since our last look.
+//
+// Generation ids count commits in the namespace (+1 per committed batch, whoever sends it; listings, dry runs
+// and failed batches leave it alone). A write is bracketed by two reads: when the id moved by at most one,
+// the commit was ours alone and the view, updated with what we wrote, is exact at the new id.
+import type { Nft } from '../nft.js'
+import type { NftablesJson, NftCommand } from '../schema.js'
+import { FAMILY, MAP_FROM_VM, MAP_TO_VM } from './compile.js'
+import { isNotFound } from './errors.js'
+import { mapElements } from './map-elements.js'
+
+export type Elements = Map<string, string> // key (ifname) -> jump target
+export interface DispatchMaps {
+  [MAP_FROM_VM]: Elements
+  [MAP_TO_VM]: Elements
+}
+
+interface Snapshot {
+  generation: number
+  /** undefined: the maps (so the table) do not exist. */
+  maps: DispatchMaps | undefined
+  /** The table and its shared sets were written by us in this lineage of generations. */
+  setsKnown: boolean
+}
+
+/** Kernel errors that mean "someone else changed what we read": re-read and retry. */
+export function isConflict(e: unknown): boolean {
+  const code = (e as { code?: string })?.code
+  return code === 'ENOENT' || code === 'EBUSY' || code === 'EEXIST'
+}
+
+export class KernelView {
+  #snap?: Snapshot
+
+  constructor(
+    readonly nft: Nft,
+    readonly table: string,
+  ) {}
+
+  /** The dispatch maps, read from the kernel only if someone else committed since we last knew them. */
+  async maps(): Promise<DispatchMaps | undefined> {
+    return (await this.current()).maps
+  }
+
+  /** Forgets everything (after an outside change was seen, or a failed batch). */
+  invalidate(): void {
+    this.#snap = undefined
+  }
+
+  /**
+   * Runs one batch and keeps the view exact: `effect` says what the batch did to the maps (applied to a copy of
+   * the current maps), `createsSets` whether it (re)added the table and its shared sets. On failure the view is
+   * dropped and the error rethrown.
+   */
+  async write(commands: NftCommand[], effect: { createsSets?: boolean } = {}): Promise<NftablesJson> {
+    if (commands.length === 0) return { nftables: [] }
+    const before = this.#snap
+    let g0: number
+    let out: NftablesJson
+    try {
+      g0 = await this.nft.generation()
+      out = await this.nft.runJson({ nftables: commands })
+    } catch (e) {
+      this.invalidate()
+      throw e
+    }
+    const g1 = await this.nft.generation()
+    // Only our commit happened since g0, and the view was exact at g0: apply our changes to it. (Every batch we
+    // send changes something, so a +1 is ours; a dry run commits nothing and teaches nothing.)
+    if (!this.nft.options.dryRun && before && before.generation === g0 && g1 - g0 <= 1) {
+      const maps = applyElements(before.maps, commands)
+      this.#snap = { generation: g1, maps, setsKnown: before.setsKnown || effect.createsSets === true }
+    } else {
+      this.#snap = undefined // the next call re-reads
+    }
+    return out
+  }
+
+  /** The maps and what is known of the table, at the current generation (re-read if anyone committed). */
+  async current(): Promise<{ readonly maps: DispatchMaps | undefined; readonly setsKnown: boolean }> {
+    const generation = await this.nft.generation()
+    if (this.#snap && this.#snap.generation === generation) return this.#snap
+    const maps = await this.#readMaps()
+    // Read the id again: a commit between the two reads makes this snapshot valid for no id; keep the older id
+    // so that the next call re-reads.
+    const after = await this.nft.generation()
+    const snap: Snapshot = { generation: after === generation ? generation : -1, maps, setsKnown: false }
+    this.#snap = snap
+    return snap
+  }
+
+  async #readMaps(): Promise<DispatchMaps | undefined> {
+    // One list per call: libnftables 1.0.6 fails the second `list map` of a JSON batch with ENOENT.
+    const maps: DispatchMaps = { [MAP_FROM_VM]: new Map(), [MAP_TO_VM]: new Map() }
+    try {
+      for (const name of [MAP_FROM_VM, MAP_TO_VM] as const) {
+        const doc = await this.nft.runJson({ nftables: [{ list: { map: { family: FAMILY, table: this.table, name } } }] })
+        for (const o of doc.nftables) {
+          if ('map' in o && o.map.name === name) maps[name] = mapElements(o.map as unknown as Record<string, unknown>)
+        }
+      }
+      return maps
+    } catch (e) {
+      if (isNotFound(e)) return undefined
+      throw e
+    }
+  }
+}
+
+/** The dispatch maps after a batch of ours: its element adds and deletes, and maps it created. */
+function applyElements(maps: DispatchMaps | undefined, commands: NftCommand[]): DispatchMaps | undefined {
+  let next: DispatchMaps | undefined = maps && { [MAP_FROM_VM]: new Map(maps[MAP_FROM_VM]), [MAP_TO_VM]: new Map(maps[MAP_TO_VM]) }
+  for (const cmd of commands) {
+    const [verb, body] = Object.entries(cmd)[0] as [string, Record<string, Record<string, unknown>>]
+    if ('map' in body && verb === 'add') {
+      next ??= { [MAP_FROM_VM]: new Map(), [MAP_TO_VM]: new Map() }
+      continue
+    }
+    if ('table' in body && verb === 'delete') next = undefined
+    const el = body.element
+    if (!el || !next || (el.name !== MAP_FROM_VM && el.name !== MAP_TO_VM)) continue
+    const m = next[el.name as typeof MAP_FROM_VM]
+    for (const e of el.elem as unknown[]) {
+      if (verb === 'add' && Array.isArray(e)) {
+        const target = (e[1] as { jump?: { target?: string } }).jump?.target
+        if (typeof e[0] === 'string' && typeof target === 'string') m.set(e[0], target)
+      } else if (verb === 'delete' && typeof e === 'string') m.delete(e)
+    }
+  }
+  return next
+}
