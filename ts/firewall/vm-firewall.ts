@@ -55,6 +55,13 @@ export interface VmFirewallOptions {
   capabilities?: FirewallCapabilities
 }
 
+export interface SyncOptions {
+  /** 'all' (default): the set is the whole firewall; VM chains and dispatch entries not in it are removed.
+   *  'none': only the given VMs are reconciled; everything else in the table is left as it is (for tables that
+   *  several processes write, each owning its own VMs). */
+  prune?: 'all' | 'none'
+}
+
 export interface ApplyOptions {
   /** Dispatch the VM's tap to its chains (default true). False: chains only, as for a stopped VM. */
   attach?: boolean
@@ -567,8 +574,10 @@ export class VmFirewall {
 
   /** Reconciles the kernel with the full desired set in one transaction: only differing VMs are rewritten,
    *  VM chains not in the set are removed. */
-  async sync(specs: VmSpec[]): Promise<SyncResult> {
+  async sync(specs: VmSpec[], options: SyncOptions = {}): Promise<SyncResult> {
     if (!Array.isArray(specs)) throw new FirewallValidationError('vms', 'must be an array of VmSpec')
+    const prune = options.prune ?? 'all'
+    if (prune !== 'all' && prune !== 'none') throw new FirewallValidationError('prune', "must be 'all' or 'none'")
     const vms = specs.map(normalizeVm)
     const ids = new Set<string>()
     const taps = new Set<string>()
@@ -613,7 +622,11 @@ export class VmFirewall {
         [MAP_TO_VM, toWant],
       ] as const) {
         const have = k.maps[map]
-        for (const [key, target] of have) if (want.get(key) !== target) deletes.push(elementDelete(this.table, map, key))
+        for (const [key, target] of have) {
+          if (want.get(key) === target) continue
+          // prune 'none' leaves other VMs' entries alone: only our taps, and entries into our chains, are fixed.
+          if (prune === 'all' || want.has(key) || wanted.has(target)) deletes.push(elementDelete(this.table, map, key))
+        }
         for (const [key, target] of want) if (have.get(key) !== target) adds.push(elementAdd(this.table, map, key, target))
       }
       for (const c of compiled) {
@@ -631,8 +644,8 @@ export class VmFirewall {
           res.unchanged.push(c.vmId)
         }
       }
-      // Orphan chains: ours by name, not wanted.
-      for (const entry of inventoryOf(k)) {
+      // Orphan chains: ours by name, not wanted (with prune 'none': kept, they may be another writer's VMs).
+      for (const entry of prune === 'all' ? inventoryOf(k) : []) {
         const chains = entry.chains.filter((ch) => !wanted.has(ch))
         if (chains.length === 0) continue
         for (const chain of chains) chainOps.push(...chainDeleteCommands(this.table, chain))
