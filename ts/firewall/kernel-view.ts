@@ -17,6 +17,13 @@ export interface DispatchMaps {
   [MAP_TO_VM]: Elements
 }
 
+/** A committed batch and the generation ids read just before and just after it. */
+export interface WriteResult {
+  output: NftablesJson
+  before: number
+  after: number
+}
+
 interface Snapshot {
   generation: number
   /** undefined: the maps (so the table) do not exist. */
@@ -54,8 +61,11 @@ export class KernelView {
    * the current maps), `createsSets` whether it (re)added the table and its shared sets. On failure the view is
    * dropped and the error rethrown.
    */
-  async write(commands: NftCommand[], effect: { createsSets?: boolean } = {}): Promise<NftablesJson> {
-    if (commands.length === 0) return { nftables: [] }
+  async write(commands: NftCommand[], effect: { createsSets?: boolean } = {}): Promise<WriteResult> {
+    if (commands.length === 0) {
+      const g = await this.nft.generation()
+      return { output: { nftables: [] }, before: g, after: g }
+    }
     const before = this.#snap
     let g0: number
     let out: NftablesJson
@@ -75,7 +85,12 @@ export class KernelView {
     } else {
       this.#snap = undefined // the next call re-reads
     }
-    return out
+    return { output: out, before: g0, after: g1 }
+  }
+
+  /** Takes the maps as known at `generation` (a caller that read and rewrote the whole table). */
+  adopt(generation: number, maps: DispatchMaps, setsKnown: boolean): void {
+    if (!this.nft.options.dryRun) this.#snap = { generation, maps, setsKnown }
   }
 
   /** The maps and what is known of the table, at the current generation (re-read if anyone committed). */

@@ -92,7 +92,7 @@ interface KernelTable {
   exists: boolean
   chains: Set<string>
   /** Rules per chain, with comments and counters, in order. */
-  rules: Map<string, { comment?: string; packets: number; bytes: number; expr: unknown[] }[]>
+  rules: Map<string, { comment?: string; packets: number; bytes: number; expr: unknown[]; ours?: boolean }[]>
   maps: { [MAP_FROM_VM]: Elements; [MAP_TO_VM]: Elements }
   mapsExist: boolean
   problems: string[]
@@ -232,6 +232,8 @@ function sameRule(listed: unknown[], want: CompiledRule, rendering: KernelRender
 interface KernelRule {
   comment?: string
   expr?: unknown[]
+  /** The rule as we compiled and wrote it (a table known from our own last sync, not listed). */
+  ours?: boolean
 }
 
 /** Compares a kernel chain with the compiled one: rule identity (comments), order, and each rule's statements. */
@@ -253,7 +255,8 @@ function diffChain(
     let ok = true
     want.forEach((r, i) => {
       const k = have[i]!
-      if (k.expr !== undefined && !sameRule(k.expr, r, rendering)) {
+      const same = k.ours ? ruleKey(k.expr ?? []) === ruleKey(r.expr) : k.expr === undefined || sameRule(k.expr, r, rendering)
+      if (!same) {
         drift.changed.push(`rule:${name}:${r.comment}`)
         ok = false
       }
@@ -268,6 +271,26 @@ function diffChain(
   drift.extra.push(...extra.map((c) => `rule:${name}:${c}`))
   if (missing.length === 0 && extra.length === 0) drift.changed.push(`order:${name}`)
   return false
+}
+
+/** The table a full sync of `compiled` leaves (all attached), as a listing of it would read. */
+function tableOf(compiled: CompiledVm[]): KernelTable {
+  const t = parseTable({ nftables: [] })
+  t.problems = []
+  t.mapsExist = true
+  for (const c of compiled) {
+    for (const [chain, rules] of [
+      [c.chains.out, c.out],
+      [c.chains.in, c.in],
+    ] as const) {
+      t.chains.add(chain)
+      t.rules.set(chain, rules.map((r) => ({ comment: r.comment, packets: 0, bytes: 0, expr: r.expr, ours: true })))
+    }
+    t.maps[MAP_FROM_VM].set(c.tap, c.chains.out)
+    t.maps[MAP_TO_VM].set(c.tap, c.chains.in)
+  }
+  for (const name of [CHAIN_PREROUTING, CHAIN_POSTROUTING]) t.chains.add(name)
+  return t
 }
 
 /** Groups the table's VM chains by VM (chain name stem), with the vmId read from the default rule's comment. */
@@ -320,6 +343,8 @@ export class VmFirewall {
   readonly #known = new Map<string, Known>()
   readonly #rendering: KernelRendering
   readonly #view: KernelView
+  /** The table as our last full sync left it, valid while the generation has not moved since. */
+  #synced?: { generation: number; table: KernelTable }
   #caps?: Promise<FirewallCapabilities>
   #capsValue?: FirewallCapabilities
 
@@ -590,8 +615,12 @@ export class VmFirewall {
     return this.#sched.exclusive(async () => {
       const caps = await this.capabilities()
       const compiled = vms.map((vm) => compileVm(vm, { capabilities: caps, conntrack: this.conntrack }))
-      const k = await this.#readTable()
-      await this.#learnRenderings(k, compiled)
+      // Nobody committed since our last full sync: the table is what that sync wrote, no listing needed.
+      const read = await this.#nft.generation()
+      const known = this.#synced?.generation === read ? this.#synced.table : undefined
+      const k = known ?? (await this.#readTable())
+      const readAt = known || (await this.#nft.generation()) === read ? read : -1
+      if (!known) await this.#learnRenderings(k, compiled)
       const res: SyncResult = { added: [], changed: [], removed: [], reattached: [], unchanged: [], removedChains: [], results: {} }
       const deletes: NftCommand[] = []
       const chainOps: NftCommand[] = []
@@ -653,9 +682,15 @@ export class VmFirewall {
         else res.removedChains.push(...chains)
       }
       const commands = [...(head.length === 0 && chainOps.length > 0 ? setCommands(this.table) : head), ...deletes, ...chainOps, ...adds]
-      await this.#view.write(commands, { createsSets: head.length > 0 || chainOps.length > 0 })
+      this.#synced = undefined
+      const w = await this.#view.write(commands, { createsSets: head.length > 0 || chainOps.length > 0 })
       this.#known.clear()
       for (const c of compiled) this.#known.set(c.vmId, { compiled: c, attached: true })
+      // The table is now exactly the set (prune 'all'), if only this batch was committed since the read.
+      if (prune === 'all' && readAt === w.before && w.after - w.before <= 1 && !this.#nft.options.dryRun) {
+        this.#synced = { generation: w.after, table: tableOf(compiled) }
+        this.#view.adopt(w.after, this.#synced.table.maps, true)
+      }
       return res
     })
   }
@@ -779,8 +814,14 @@ export class VmFirewall {
   async #learnRenderings(k: KernelTable, compiled: CompiledVm[]): Promise<void> {
     const rules: CompiledRule[] = []
     for (const c of compiled) {
-      if (k.chains.has(c.chains.out)) rules.push(...c.out)
-      if (k.chains.has(c.chains.in)) rules.push(...c.in)
+      for (const [chain, want] of [
+        [c.chains.out, c.out],
+        [c.chains.in, c.in],
+      ] as const) {
+        // Statements are compared only where the comments line up (see diffChain): learn just those.
+        const have = k.rules.get(chain)
+        if (have && have.length === want.length && want.every((r, i) => r.comment === have[i]!.comment)) rules.push(...want)
+      }
     }
     await this.#rendering.learn(rules.map((r) => r.expr))
   }
