@@ -154,7 +154,7 @@ export function loadFirewall(): { adapter?: FirewallAdapter; note: string } {
     return {
       adapter: makeAdapter(mod.VmFirewall),
       note:
-        'measured (table `bench_fw`, stateless on kernels without bridge conntrack). Each VM: the given number of backend rules (DROP, half OUT/half IN, default accept); VmFirewall adds an ARP and an NDP accept and a default rule per chain. applyVm reads the two dispatch maps before its transaction; sync reads the whole table and diffs.',
+        'measured (table `bench_fw`, stateless on kernels without bridge conntrack). Each VM: the given number of backend rules (DROP, half OUT/half IN, default accept); VmFirewall adds an ARP and an NDP accept and a default rule per chain. applyVm lists nothing while nobody else commits (its view of the dispatch maps is checked against the ruleset generation); sync lists the whole table unless nothing was committed since its own last full sync.',
     }
   } catch (e) {
     return { note: `ts/firewall failed to load (${e instanceof Error ? e.message.split('\n')[0] : String(e)}): VmFirewall was not measured.` }
