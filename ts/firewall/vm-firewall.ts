@@ -37,6 +37,7 @@ import type {
   VmSpec,
   VmStats,
 } from './model.js'
+import { GroupCommit } from './group-commit.js'
 import { KernelView, isConflict, type DispatchMaps } from './kernel-view.js'
 import { mapElements } from './map-elements.js'
 import { renderCommands } from './render.js'
@@ -343,6 +344,7 @@ export class VmFirewall {
   readonly #known = new Map<string, Known>()
   readonly #rendering: KernelRendering
   readonly #view: KernelView
+  readonly #group: GroupCommit<{ maps: DispatchMaps | undefined; setsKnown: boolean }>
   /** The table as our last full sync left it, valid while the generation has not moved since. */
   #synced?: { generation: number; table: KernelTable }
   #caps?: Promise<FirewallCapabilities>
@@ -353,6 +355,23 @@ export class VmFirewall {
     this.table = checkTableName(options.table ?? DEFAULT_TABLE)
     this.#rendering = new KernelRendering(nft, this.table)
     this.#view = new KernelView(nft, this.table)
+    this.#group = new GroupCommit(
+      () => this.#view.current(),
+      async (commands, view) => {
+        // The table and its shared sets are re-added only when we do not know them to exist (idempotent adds).
+        const head = view.setsKnown ? [] : view.maps ? setCommands(this.table) : tableCommands(this.table)
+        // Two VMs of a group may both find the same stale dispatch entry (a tap moving between them): delete once.
+        const seen = new Set<string>()
+        const body = (commands as NftCommand[]).filter((c) => {
+          if (!('delete' in c) || !('element' in (c.delete as object))) return true
+          const key = JSON.stringify(c)
+          return !seen.has(key) && seen.add(key) !== undefined
+        })
+        await this.#view.write([...head, ...body], { createsSets: !view.setsKnown })
+      },
+      isConflict,
+      CONFLICT_ATTEMPTS,
+    )
     const mode = options.conntrack ?? 'auto'
     if (mode !== 'auto' && mode !== 'require' && mode !== 'off') {
       throw new FirewallValidationError('conntrack', "must be 'auto', 'require' or 'off'")
@@ -433,11 +452,14 @@ export class VmFirewall {
 
   async #apply(compiled: CompiledVm, attach: boolean, also: NftCommand[] = []): Promise<void> {
     this.#checkOwnTable(also)
-    await this.#write((maps, setsKnown) => {
-      const stale = maps ? this.#staleFor(maps, compiled.chains, attach ? compiled.tap : undefined) : []
-      // The table and its shared sets are re-added only when we do not know them to exist (idempotent adds).
-      const head = setsKnown ? [] : maps ? setCommands(this.table) : tableCommands(this.table)
-      return { commands: [...head, ...vmApplyCommands(this.table, compiled, stale, attach), ...also], createsSets: !setsKnown }
+    // Grouped with other VMs' applies that arrive while a transaction is in flight (one commit for all); two
+    // applies that touch the same tap never share a group.
+    await this.#group.submit({
+      keys: [compiled.tap, ...(also.length > 0 ? ['(also)'] : [])],
+      build: ({ maps }) => {
+        const stale = maps ? this.#staleFor(maps, compiled.chains, attach ? compiled.tap : undefined) : []
+        return [...vmApplyCommands(this.table, compiled, stale, attach), ...also]
+      },
     })
     if (attach) this.#noteTakeover(compiled.vmId, compiled.tap)
     this.#known.set(compiled.vmId, { compiled, attached: attach })
