@@ -80,7 +80,10 @@ prepare_kernel() {
   local apt="$CACHE/apt-$SUITE"
   local dl="$CACHE/dl"
   rm -rf "$dl" && mkdir -p "$apt/lists/partial" "$dl"
-  echo "deb $(mirror) $SUITE main" >"$apt/sources.list"
+  # Debian's keyring by path: on a non-Debian host (an Ubuntu CI runner) apt trusts no Debian key by default.
+  local kr=/usr/share/keyrings/debian-archive-keyring.gpg signed=
+  [[ -r $kr ]] && signed="[signed-by=$kr] "
+  echo "deb $signed$(mirror) $SUITE main" >"$apt/sources.list"
   # A private sources list and lists dir: the host's apt state is neither read nor changed.
   local o=(-qq -oDir::Etc::SourceList="$apt/sources.list" -oDir::Etc::SourceParts=/dev/null -oDir::State::Lists="$apt/lists"
     -oAPT::Sandbox::User=root)
