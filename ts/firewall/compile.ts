@@ -1,5 +1,4 @@
 // Rule model -> nftables JSON commands. Pure: no I/O, no native addon.
-import { createHash } from 'node:crypto'
 import type { NftCommand, NftDataType, NftExpression, NftOperator, NftStatement } from '../schema.js'
 import type { Cidr } from './address.js'
 import { eui64LinkLocal } from './address.js'
@@ -7,40 +6,12 @@ import { FirewallCapabilityError } from './errors.js'
 import { mergeRules } from './merge.js'
 import type { AppliedRule, ConntrackMode, Degradation, FirewallCapabilities, VmApplyResult } from './model.js'
 import type { NormalizedRule, NormalizedVm } from './validate.js'
+import { ruleComment, vmChainNames, type RuleKind } from './layout.js'
 
-export const FAMILY = 'bridge' as const
-export const DEFAULT_TABLE = 'infinization'
-export const MAP_FROM_VM = 'from_vm'
-export const MAP_TO_VM = 'to_vm'
-export const CHAIN_PREROUTING = 'prerouting'
-export const CHAIN_POSTROUTING = 'postrouting'
-/**
- * Hook priority of both base chains. Strictly after bridge conntrack (nf_conntrack_bridge attaches and
- * defragments at -200 in prerouting: a chain at -200 runs before it whenever it registers later, and then
- * reads every packet as `ct state invalid`) and strictly before br_netfilter's hand-over to the IP layer
- * (prerouting 0, postrouting INT_MAX). Same value on both hooks so one number describes the layout.
- */
-export const BASE_PRIORITY = -150
-/** Infinization's prefix for per-VM chains. */
-export const VM_CHAIN_PREFIX = 'vm_'
-/** A regular chain that exists only inside one transaction: the kernel renders our rules there (see
- *  rendering.ts) and the same transaction deletes it. Never dispatched to, never visible after a commit. */
-export const RENDER_CHAIN = 'nftnode_render'
-/** Matches the chains this library creates for VMs. */
-export const VM_CHAIN_RE = /^vm_[0-9a-f]{24}_[oi]$/
+// The layout's names and writers, for callers that know them from here.
+export * from './layout.js'
 
 export type NftExpr = NftStatement
-
-/** Infinization's chain name: `vm_` + first 24 hex chars of sha256(vmId). */
-export function generateVMChainName(vmId: string): string {
-  return VM_CHAIN_PREFIX + createHash('sha256').update(vmId).digest('hex').slice(0, 24)
-}
-
-/** The two chains of a VM: `_o` (frames the VM sends, prerouting) and `_i` (frames delivered to it, postrouting). */
-export function vmChainNames(vmId: string): { out: string; in: string } {
-  const base = generateVMChainName(vmId)
-  return { out: `${base}_o`, in: `${base}_i` }
-}
 
 export type Side = 'out' | 'in'
 
@@ -73,20 +44,9 @@ const COUNTER: NftStatement = { counter: { packets: 0, bytes: 0 } }
 /** `left != a`, `left != b`, ...: "not one of" without an anonymous set (see SHARED_SETS for why). */
 const noneOf = (left: NftExpression, items: string[]): NftStatement[] => items.map((i) => match(left, i, '!='))
 
-function hash(expr: NftExpr[]): string {
-  return createHash('sha256').update(JSON.stringify(expr)).digest('hex').slice(0, 8)
-}
-
-function rule(kind: 'r' | 'm' | 'b' | 'd', tag: string, expr: NftExpr[], verdict: NftExpr): CompiledRule {
+function rule(kind: RuleKind, tag: string, expr: NftExpr[], verdict: NftExpr): CompiledRule {
   const body = [...expr, verdict]
-  return { comment: `${kind}:${hash(body)}:${tag}`, expr: [...expr, COUNTER, verdict] }
-}
-
-/** Parses a comment written by `rule()`. */
-export function parseComment(comment: unknown): { kind: 'r' | 'm' | 'b' | 'd'; hash: string; tag: string } | undefined {
-  if (typeof comment !== 'string') return undefined
-  const m = /^([rmbd]):([0-9a-f]{8}):(.+)$/.exec(comment)
-  return m ? { kind: m[1] as 'r' | 'm' | 'b' | 'd', hash: m[2]!, tag: m[3]! } : undefined
+  return { comment: ruleComment(kind, body, tag), expr: [...expr, COUNTER, verdict] }
 }
 
 function addrMatch(c: Cidr, dir: 'saddr' | 'daddr'): NftExpr {
@@ -123,8 +83,6 @@ function trafficMatch(t: Traffic): NftExpr[] {
   return e
 }
 
-const ICMP_REPLIES = ['echo-reply', 'destination-unreachable', 'time-exceeded']
-const ICMPV6_REPLIES = ['destination-unreachable', 'packet-too-big', 'time-exceeded', 'echo-reply']
 
 /** Stateless stand-in for "established": the reply direction of an ACCEPT rule, addresses and ports swapped. */
 function replyMatches(t: Traffic): NftExpr[][] {
@@ -196,8 +154,6 @@ function rejectAnswers(t: Traffic): NftExpr[][] {
 const ACCEPT: NftStatement = { accept: null }
 const DROP: NftStatement = { drop: null }
 
-const NDP_FROM_VM = ['nd-router-solicit', 'nd-neighbor-solicit', 'nd-neighbor-advert', 'mld-listener-query', 'mld-listener-report', 'mld-listener-done', 'mld2-listener-report']
-const NDP_TO_VM = ['nd-router-solicit', 'nd-router-advert', 'nd-neighbor-solicit', 'nd-neighbor-advert', 'mld-listener-query', 'mld-listener-report', 'mld-listener-done', 'mld2-listener-report']
 
 function builtinsOut(vm: NormalizedVm): CompiledRule[] {
   const r: CompiledRule[] = []
@@ -407,80 +363,3 @@ export function compileVm(vm: NormalizedVm, opts: CompileOptions): CompiledVm {
 
 // ---- commands ----
 
-/**
- * Constant type lists shared by every VM chain, as named sets of the table. Anonymous sets (one per rule)
- * make every libnftables call slower: it loads all sets into its cache before each command. Measured on
- * 600 chains, one anonymous set each: `list chain` 0.4 -> 24 ms, `add rule` 1.5 -> 8.5 ms. VM address lists
- * use chained `!=` matches for the same reason.
- */
-export const SHARED_SETS: { name: string; type: NftDataType; elem: string[] }[] = [
-  { name: 'icmp_protos', type: 'inet_proto', elem: ['icmp', 'ipv6-icmp'] },
-  { name: 'icmp_reply', type: 'icmp_type', elem: ICMP_REPLIES },
-  { name: 'icmpv6_reply', type: 'icmpv6_type', elem: ICMPV6_REPLIES },
-  { name: 'ndp_from_vm', type: 'icmpv6_type', elem: NDP_FROM_VM },
-  { name: 'ndp_to_vm', type: 'icmpv6_type', elem: NDP_TO_VM },
-  { name: 'ra_redirect', type: 'icmpv6_type', elem: ['nd-router-advert', 'nd-redirect'] },
-  { name: 'dad_mld', type: 'icmpv6_type', elem: ['nd-neighbor-solicit', 'mld-listener-report', 'mld2-listener-report'] },
-  { name: 'vlan_types', type: 'ether_type', elem: ['8021q', '8021ad'] },
-]
-
-/** The table and its shared sets (idempotent `add`s; included in every VM transaction). */
-export function setCommands(table: string): NftCommand[] {
-  return [
-    { add: { table: { family: FAMILY, name: table } } },
-    ...SHARED_SETS.map((s): NftCommand => ({ add: { set: { family: FAMILY, table, name: s.name, type: s.type, elem: s.elem } } })),
-  ]
-}
-
-export function tableCommands(table: string): NftCommand[] {
-  const f = FAMILY
-  return [
-    ...setCommands(table),
-    { add: { map: { family: f, table, name: MAP_FROM_VM, type: 'ifname', map: 'verdict' } } },
-    { add: { map: { family: f, table, name: MAP_TO_VM, type: 'ifname', map: 'verdict' } } },
-    { add: { chain: { family: f, table, name: CHAIN_PREROUTING, type: 'filter', hook: 'prerouting', prio: BASE_PRIORITY, policy: 'accept' } } },
-    { add: { chain: { family: f, table, name: CHAIN_POSTROUTING, type: 'filter', hook: 'postrouting', prio: BASE_PRIORITY, policy: 'accept' } } },
-    { flush: { chain: { family: f, table, name: CHAIN_PREROUTING } } },
-    { flush: { chain: { family: f, table, name: CHAIN_POSTROUTING } } },
-    { add: { rule: { family: f, table, chain: CHAIN_PREROUTING, expr: [{ vmap: { key: meta('iifname'), data: `@${MAP_FROM_VM}` } }] } } },
-    { add: { rule: { family: f, table, chain: CHAIN_POSTROUTING, expr: [{ vmap: { key: meta('oifname'), data: `@${MAP_TO_VM}` } }] } } },
-  ]
-}
-
-/** Creates or empties a chain without failing either way (`add` is idempotent), then optionally fills it. */
-export function chainReplaceCommands(table: string, chain: string, rules: CompiledRule[]): NftCommand[] {
-  const f = FAMILY
-  return [
-    { add: { chain: { family: f, table, name: chain } } },
-    { flush: { chain: { family: f, table, name: chain } } },
-    ...rules.map((r) => ({ add: { rule: { family: f, table, chain, comment: r.comment, expr: r.expr } } })),
-  ]
-}
-
-/** Deletes a chain whether or not it exists (`add` + `flush` + `delete`: no `destroy` needed on 1.0.6). */
-export function chainDeleteCommands(table: string, chain: string): NftCommand[] {
-  const f = FAMILY
-  return [
-    { add: { chain: { family: f, table, name: chain } } },
-    { flush: { chain: { family: f, table, name: chain } } },
-    { delete: { chain: { family: f, table, name: chain } } },
-  ]
-}
-
-export function elementAdd(table: string, map: string, key: string, chain: string): NftCommand {
-  return { add: { element: { family: FAMILY, table, name: map, elem: [[key, { jump: { target: chain } }]] } } }
-}
-
-export function elementDelete(table: string, map: string, key: string): NftCommand {
-  return { delete: { element: { family: FAMILY, table, name: map, elem: [key] } } }
-}
-
-/** Commands that (re)build one VM: chains, rules, dispatch. `stale` lists map keys to delete first. */
-export function vmApplyCommands(table: string, c: CompiledVm, stale: { map: string; key: string }[], attach = true): NftCommand[] {
-  return [
-    ...stale.map((s) => elementDelete(table, s.map, s.key)),
-    ...chainReplaceCommands(table, c.chains.out, c.out),
-    ...chainReplaceCommands(table, c.chains.in, c.in),
-    ...(attach ? [elementAdd(table, MAP_FROM_VM, c.tap, c.chains.out), elementAdd(table, MAP_TO_VM, c.tap, c.chains.in)] : []),
-  ]
-}

@@ -7,7 +7,7 @@
 // the commit was ours alone and the view, updated with what we wrote, is exact at the new id.
 import type { Nft } from '../nft.js'
 import type { NftablesJson, NftCommand } from '../schema.js'
-import { FAMILY, MAP_FROM_VM, MAP_TO_VM } from './compile.js'
+import { FAMILY, MAP_FROM_VM, MAP_TO_VM } from './layout.js'
 import { isNotFound } from './errors.js'
 import { mapElements } from './map-elements.js'
 

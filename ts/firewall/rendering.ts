@@ -10,7 +10,8 @@
 // distinct rule, on the verify/sync/ifChanged paths, never in applyVm.
 import type { Nft } from '../nft.js'
 import type { NftablesJson } from '../schema.js'
-import { FAMILY, RENDER_CHAIN, type NftExpr } from './compile.js'
+import type { NftExpr } from './compile.js'
+import { FAMILY, RENDER_CHAIN } from './layout.js'
 import { renderCommands } from './render.js'
 
 /** Keeps memory bounded when many distinct rules pass through one long-lived instance. */

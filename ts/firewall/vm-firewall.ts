@@ -3,6 +3,7 @@ import type { Nft } from '../nft.js'
 import type { NftablesJson, NftCommand } from '../schema.js'
 import { probeCapabilities } from './capabilities.js'
 import { FirewallError, FirewallValidationError, isNotFound } from './errors.js'
+import { compileVm, type CompiledRule, type CompiledVm } from './compile.js'
 import {
   CHAIN_POSTROUTING,
   CHAIN_PREROUTING,
@@ -11,20 +12,21 @@ import {
   FAMILY,
   MAP_FROM_VM,
   MAP_TO_VM,
-  VM_CHAIN_RE,
   chainDeleteCommands,
-  compileVm,
+  counterOf,
   elementAdd,
   elementDelete,
+  inventoryOf,
   parseComment,
-  tableCommands,
+  parseTable,
   setCommands,
-  SHARED_SETS,
+  tableCommands,
+  tableOf,
   vmApplyCommands,
   vmChainNames,
-  type CompiledRule,
-  type CompiledVm,
-} from './compile.js'
+  type Elements,
+  type KernelTable,
+} from './layout.js'
 import type {
   ConntrackMode,
   FirewallCapabilities,
@@ -39,7 +41,6 @@ import type {
 } from './model.js'
 import { GroupCommit } from './group-commit.js'
 import { KernelView, isConflict, type DispatchMaps } from './kernel-view.js'
-import { mapElements } from './map-elements.js'
 import { renderCommands } from './render.js'
 import { KernelRendering, ruleKey } from './rendering.js'
 import { checkRestore } from './restore-guard.js'
@@ -85,93 +86,8 @@ interface Known {
   attached: boolean
 }
 
-type Elements = Map<string, string> // key (ifname) -> jump target
 /** Writes that lost a race with another writer are rebuilt from a fresh read this many times in all. */
 const CONFLICT_ATTEMPTS = 4
-
-interface KernelTable {
-  exists: boolean
-  chains: Set<string>
-  /** Rules per chain, with comments and counters, in order. */
-  rules: Map<string, { comment?: string; packets: number; bytes: number; expr: unknown[]; ours?: boolean }[]>
-  maps: { [MAP_FROM_VM]: Elements; [MAP_TO_VM]: Elements }
-  mapsExist: boolean
-  problems: string[]
-  /** Base chains whose type/hook/priority differ (cannot be changed in place: delete and recreate). */
-  recreate: string[]
-}
-
-function counterOf(expr: unknown[]): { packets: number; bytes: number } {
-  for (const s of expr) {
-    const c = (s as { counter?: { packets?: number; bytes?: number } }).counter
-    if (c && typeof c === 'object') return { packets: c.packets ?? 0, bytes: c.bytes ?? 0 }
-  }
-  return { packets: 0, bytes: 0 }
-}
-
-function parseTable(doc: NftablesJson | undefined): KernelTable {
-  const t: KernelTable = {
-    exists: doc !== undefined,
-    chains: new Set(),
-    rules: new Map(),
-    maps: { [MAP_FROM_VM]: new Map(), [MAP_TO_VM]: new Map() },
-    mapsExist: false,
-    problems: [],
-    recreate: [],
-  }
-  if (!doc) return t
-  let mapCount = 0
-  const sets = new Set<string>()
-  const base = new Map<string, Record<string, unknown>>()
-  for (const o of doc.nftables) {
-    if ('chain' in o) {
-      const c = o.chain as unknown as Record<string, unknown>
-      t.chains.add(c.name as string)
-      if (c.hook) base.set(c.name as string, c)
-    } else if ('set' in o) {
-      sets.add((o.set as { name: string }).name)
-    } else if ('map' in o) {
-      const m = o.map as unknown as Record<string, unknown>
-      if (m.name === MAP_FROM_VM || m.name === MAP_TO_VM) {
-        mapCount++
-        t.maps[m.name] = mapElements(m)
-      }
-    } else if ('rule' in o) {
-      const r = o.rule as unknown as Record<string, unknown>
-      const list = t.rules.get(r.chain as string) ?? []
-      const expr = (r.expr as unknown[]) ?? []
-      list.push({ comment: r.comment as string | undefined, ...counterOf(expr), expr })
-      t.rules.set(r.chain as string, list)
-    }
-  }
-  t.mapsExist = mapCount === 2
-  if (!t.mapsExist) t.problems.push('dispatch maps missing')
-  const missingSets = SHARED_SETS.filter((x) => !sets.has(x.name)).map((x) => x.name)
-  if (missingSets.length) t.problems.push(`shared sets missing: ${missingSets.join(', ')}`)
-  for (const [name, hook, key, map] of [
-    [CHAIN_PREROUTING, 'prerouting', 'iifname', MAP_FROM_VM],
-    [CHAIN_POSTROUTING, 'postrouting', 'oifname', MAP_TO_VM],
-  ] as const) {
-    const c = base.get(name)
-    if (!c) {
-      t.problems.push(t.chains.has(name) ? `base chain ${name} is a regular chain` : `base chain ${name} missing`)
-      if (t.chains.has(name)) t.recreate.push(name)
-      continue
-    }
-    if (c.hook !== hook || c.type !== 'filter' || c.prio !== BASE_PRIORITY) {
-      t.problems.push(`base chain ${name} changed (type ${String(c.type)} hook ${String(c.hook)} priority ${String(c.prio)})`)
-      t.recreate.push(name)
-    }
-    if (c.policy !== 'accept') t.problems.push(`base chain ${name} policy ${String(c.policy)} (expected accept)`)
-    const rules = t.rules.get(name) ?? []
-    const ok =
-      rules.length === 1 &&
-      JSON.stringify(rules[0]!.expr) === JSON.stringify([{ vmap: { key: { meta: { key } }, data: `@${map}` } }])
-    if (!ok) t.problems.push(`dispatch rule in ${name} missing or changed`)
-  }
-  return t
-}
-
 
 /** Header protocols whose matches make libnftables add (and, when listing, hide) a `meta l4proto` or
  *  `meta protocol` dependency. */
@@ -272,51 +188,6 @@ function diffChain(
   drift.extra.push(...extra.map((c) => `rule:${name}:${c}`))
   if (missing.length === 0 && extra.length === 0) drift.changed.push(`order:${name}`)
   return false
-}
-
-/** The table a full sync of `compiled` leaves (all attached), as a listing of it would read. */
-function tableOf(compiled: CompiledVm[]): KernelTable {
-  const t = parseTable({ nftables: [] })
-  t.problems = []
-  t.mapsExist = true
-  for (const c of compiled) {
-    for (const [chain, rules] of [
-      [c.chains.out, c.out],
-      [c.chains.in, c.in],
-    ] as const) {
-      t.chains.add(chain)
-      t.rules.set(chain, rules.map((r) => ({ comment: r.comment, packets: 0, bytes: 0, expr: r.expr, ours: true })))
-    }
-    t.maps[MAP_FROM_VM].set(c.tap, c.chains.out)
-    t.maps[MAP_TO_VM].set(c.tap, c.chains.in)
-  }
-  for (const name of [CHAIN_PREROUTING, CHAIN_POSTROUTING]) t.chains.add(name)
-  return t
-}
-
-/** Groups the table's VM chains by VM (chain name stem), with the vmId read from the default rule's comment. */
-function inventoryOf(k: KernelTable): VmInventoryEntry[] {
-  const byStem = new Map<string, VmInventoryEntry>()
-  for (const chain of [...k.chains].sort()) {
-    if (!VM_CHAIN_RE.test(chain)) continue
-    const stem = chain.slice(0, -2)
-    const entry = byStem.get(stem) ?? { chains: [], taps: [], rules: 0 }
-    byStem.set(stem, entry)
-    entry.chains.push(chain)
-    const rules = k.rules.get(chain) ?? []
-    entry.rules += rules.length
-    const last = rules[rules.length - 1]
-    const p = parseComment(last?.comment)
-    if (p?.kind === 'd') {
-      entry.vmId = p.tag
-      const verdict = last!.expr[last!.expr.length - 1] as Record<string, unknown> | undefined
-      if (verdict && ('accept' in verdict || 'drop' in verdict)) entry.defaultAction = 'accept' in verdict ? 'accept' : 'drop'
-    }
-    for (const map of [MAP_FROM_VM, MAP_TO_VM] as const) {
-      for (const [key, target] of k.maps[map]) if (target === chain && !entry.taps.includes(key)) entry.taps.push(key)
-    }
-  }
-  return [...byStem.values()]
 }
 
 /** Dispatch entries of one VM compared with what they should be (tap -> its chains, or none when detached). */
