@@ -20,7 +20,7 @@ import {
   type VmSpec,
 } from '../../ts/firewall/index.js'
 import { Scheduler } from '../../ts/firewall/scheduler.js'
-import { canonicalExpr } from '../../ts/firewall/vm-firewall.js'
+import { canonicalExpr } from '../../ts/firewall/reconcile.js'
 
 const NO_CAPS = { bridgeConntrack: false, bridgeReject: false }
 const ALL_CAPS = { bridgeConntrack: true, bridgeReject: true }

@@ -1,5 +1,5 @@
 // Rule model -> nftables JSON commands. Pure: no I/O, no native addon.
-import type { NftCommand, NftDataType, NftExpression, NftOperator, NftStatement } from '../schema.js'
+import type { NftExpression, NftOperator, NftStatement } from '../schema.js'
 import type { Cidr } from './address.js'
 import { eui64LinkLocal } from './address.js'
 import { FirewallCapabilityError } from './errors.js'

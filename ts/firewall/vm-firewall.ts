@@ -24,7 +24,6 @@ import {
   tableOf,
   vmApplyCommands,
   vmChainNames,
-  type Elements,
   type KernelTable,
 } from './layout.js'
 import type {
@@ -42,7 +41,8 @@ import type {
 import { GroupCommit } from './group-commit.js'
 import { KernelView, isConflict, type DispatchMaps } from './kernel-view.js'
 import { renderCommands } from './render.js'
-import { KernelRendering, ruleKey } from './rendering.js'
+import { planSync, staleEntries, verifyTable, vmDrift } from './reconcile.js'
+import { KernelRendering } from './rendering.js'
 import { checkRestore } from './restore-guard.js'
 import { Scheduler } from './scheduler.js'
 import { checkIfname, checkTableName, checkToken, normalizeVm, VMID_MAX } from './validate.js'
@@ -88,124 +88,6 @@ interface Known {
 
 /** Writes that lost a race with another writer are rebuilt from a fresh read this many times in all. */
 const CONFLICT_ATTEMPTS = 4
-
-/** Header protocols whose matches make libnftables add (and, when listing, hide) a `meta l4proto` or
- *  `meta protocol` dependency. */
-const IMPLIED_BY: Record<string, Record<string, string[]>> = {
-  l4proto: { tcp: ['tcp'], udp: ['udp'], icmp: ['icmp'], 'ipv6-icmp': ['icmpv6'] },
-  protocol: { ip: ['ip', 'icmp'], ip6: ['ip6', 'icmpv6'], arp: ['arp'] },
-}
-const L4_FAMILY: Record<string, string> = { icmp: 'ip', 'ipv6-icmp': 'ip6' }
-
-/**
- * A rule's statements in a form that compares equal between what we send and what the kernel lists back:
- * counter values zeroed, and a `meta l4proto X` / `meta protocol X` match dropped when a later match reads a
- * header that implies it (libnftables lists such dependencies implicitly).
- */
-export function canonicalExpr(expr: readonly unknown[]): string {
-  const out: unknown[] = []
-  expr.forEach((st, i) => {
-    const o = st as Record<string, unknown>
-    if (o && typeof o === 'object' && 'counter' in o) {
-      out.push({ counter: typeof o.counter === 'string' ? o.counter : null })
-      return
-    }
-    const m = (o as { match?: { op?: string; left?: { meta?: { key?: string } }; right?: unknown } }).match
-    const key = m?.left?.meta?.key
-    if (m && m.op === '==' && key && typeof m.right === 'string') {
-      const headers = IMPLIED_BY[key]?.[m.right]
-      if (headers) {
-        const implied = expr.slice(i + 1).some((later) => {
-          const lm = (later as { match?: { left?: { meta?: { key?: string } }; right?: unknown } }).match
-          // `meta l4proto icmp` / `ipv6-icmp` also implies the network protocol.
-          if (key === 'protocol' && lm?.left?.meta?.key === 'l4proto') return L4_FAMILY[String(lm.right)] === m.right
-          return headerProtocols(lm?.left).some((p) => headers.includes(p))
-        })
-        if (implied) return
-      }
-    }
-    out.push(st)
-  })
-  return JSON.stringify(out)
-}
-
-/** Protocols of the header fields an expression reads (`tcp dport`, `tcp flags & (syn|ack)`, ...). */
-function headerProtocols(x: unknown): string[] {
-  if (Array.isArray(x)) return x.flatMap(headerProtocols)
-  if (!x || typeof x !== 'object') return []
-  const o = x as Record<string, unknown>
-  const p = (o.payload as { protocol?: unknown } | undefined)?.protocol
-  if (typeof p === 'string') return [p]
-  return Object.values(o).flatMap(headerProtocols)
-}
-
-/** Whether a listed rule still says what we wrote: compared with the kernel's own rendering of the compiled
- *  rule when known (exact on every libnftables version), else with the compiled form, normalised. */
-function sameRule(listed: unknown[], want: CompiledRule, rendering: KernelRendering): boolean {
-  const reference = rendering.lookup(want.expr)
-  return reference !== undefined ? ruleKey(listed) === reference : canonicalExpr(listed) === canonicalExpr(want.expr)
-}
-
-interface KernelRule {
-  comment?: string
-  expr?: unknown[]
-  /** The rule as we compiled and wrote it (a table known from our own last sync, not listed). */
-  ours?: boolean
-}
-
-/** Compares a kernel chain with the compiled one: rule identity (comments), order, and each rule's statements. */
-function diffChain(
-  name: string,
-  want: CompiledRule[],
-  have: KernelRule[] | undefined,
-  drift: { missing: string[]; extra: string[]; changed: string[] },
-  rendering: KernelRendering,
-): boolean {
-  if (!have) {
-    drift.missing.push(`chain:${name}`)
-    return false
-  }
-  const w = want.map((r) => r.comment)
-  const h = have.map((r) => r.comment ?? '(no comment)')
-  if (w.length === h.length && w.every((c, i) => c === h[i])) {
-    // Same rules in the same order: each must also still say what we wrote (not edited in place).
-    let ok = true
-    want.forEach((r, i) => {
-      const k = have[i]!
-      const same = k.ours ? ruleKey(k.expr ?? []) === ruleKey(r.expr) : k.expr === undefined || sameRule(k.expr, r, rendering)
-      if (!same) {
-        drift.changed.push(`rule:${name}:${r.comment}`)
-        ok = false
-      }
-    })
-    return ok
-  }
-  const hs = new Set(h)
-  const ws = new Set(w)
-  const missing = w.filter((c) => !hs.has(c))
-  const extra = h.filter((c) => !ws.has(c))
-  drift.missing.push(...missing.map((c) => `rule:${name}:${c}`))
-  drift.extra.push(...extra.map((c) => `rule:${name}:${c}`))
-  if (missing.length === 0 && extra.length === 0) drift.changed.push(`order:${name}`)
-  return false
-}
-
-/** Dispatch entries of one VM compared with what they should be (tap -> its chains, or none when detached). */
-function dispatchDrift(
-  maps: { [MAP_FROM_VM]: Elements; [MAP_TO_VM]: Elements },
-  c: CompiledVm,
-  attached: boolean,
-  drift: { missing: string[]; extra: string[] },
-): void {
-  for (const [map, chain] of [
-    [MAP_FROM_VM, c.chains.out],
-    [MAP_TO_VM, c.chains.in],
-  ] as const) {
-    const keys = [...maps[map]].filter(([, t]) => t === chain).map(([key]) => key)
-    if (attached && !keys.includes(c.tap)) drift.missing.push(`dispatch:${map}:${c.tap}`)
-    for (const key of keys) if (!attached || key !== c.tap) drift.extra.push(`dispatch:${map}:${key}`)
-  }
-}
 
 export class VmFirewall {
   readonly table: string
@@ -328,7 +210,7 @@ export class VmFirewall {
     await this.#group.submit({
       keys: [compiled.tap, ...(also.length > 0 ? ['(also)'] : [])],
       build: ({ maps }) => {
-        const stale = maps ? this.#staleFor(maps, compiled.chains, attach ? compiled.tap : undefined) : []
+        const stale = maps ? staleEntries(maps, compiled.chains, attach ? compiled.tap : undefined) : []
         return [...vmApplyCommands(this.table, compiled, stale, attach), ...also]
       },
     })
@@ -367,7 +249,6 @@ export class VmFirewall {
   }
 
   async #vmDrift(c: CompiledVm, attached: boolean): Promise<VmDrift> {
-    const drift: VmDrift = { vmId: c.vmId, chains: c.chains, status: 'ok', missing: [], extra: [], changed: [] }
     const rulesOf = async (chain: string) => {
       try {
         const doc = await this.#nft.listChain(FAMILY, this.table, chain)
@@ -385,13 +266,8 @@ export class VmFirewall {
     const outRules = await rulesOf(c.chains.out)
     const inRules = await rulesOf(c.chains.in)
     await this.#rendering.learn([...(outRules ? c.out : []), ...(inRules ? c.in : [])].map((r) => r.expr))
-    const outOk = diffChain(c.chains.out, c.out, outRules, drift, this.#rendering)
-    const inOk = diffChain(c.chains.in, c.in, inRules, drift, this.#rendering)
     const maps = (await this.#view.maps()) ?? { [MAP_FROM_VM]: new Map<string, string>(), [MAP_TO_VM]: new Map<string, string>() }
-    dispatchDrift(maps, c, attached, drift)
-    if (!outRules && !inRules) drift.status = 'missing'
-    else if (!outOk || !inOk || drift.missing.length || drift.extra.length || drift.changed.length) drift.status = 'changed'
-    return drift
+    return vmDrift(c, outRules, inRules, maps, attached, this.#rendering)
   }
 
   /** Deletes a VM's chains and dispatch entries. Idempotent. */
@@ -408,7 +284,7 @@ export class VmFirewall {
     await this.#write((maps) => ({
       commands: maps
         ? [
-            ...this.#staleFor(maps, chains, undefined).map((s) => elementDelete(this.table, s.map, s.key)),
+            ...staleEntries(maps, chains, undefined).map((s) => elementDelete(this.table, s.map, s.key)),
             ...chainDeleteCommands(this.table, chains.out),
             ...chainDeleteCommands(this.table, chains.in),
           ]
@@ -450,7 +326,7 @@ export class VmFirewall {
       const known = this.#known.get(vmId)
       if (known) known.attached = false
       await this.#write((maps) => ({
-        commands: maps ? this.#staleFor(maps, vmChainNames(vmId), undefined).map((s) => elementDelete(this.table, s.map, s.key)) : [],
+        commands: maps ? staleEntries(maps, vmChainNames(vmId), undefined).map((s) => elementDelete(this.table, s.map, s.key)) : [],
       }))
     })
   }
@@ -464,7 +340,7 @@ export class VmFirewall {
       try {
         await this.#write((maps) => {
           if (!maps) throw new FirewallError('VM_NOT_FOUND', `no firewall table: apply VM ${vmId} first`, vmId)
-          const stale = this.#staleFor(maps, chains, tap)
+          const stale = staleEntries(maps, chains, tap)
           const ok = maps[MAP_FROM_VM].get(tap) === chains.out && maps[MAP_TO_VM].get(tap) === chains.in
           return {
             commands:
@@ -514,69 +390,9 @@ export class VmFirewall {
       const k = known ?? (await this.#readTable())
       const readAt = known || (await this.#nft.generation()) === read ? read : -1
       if (!known) await this.#learnRenderings(k, compiled)
-      const res: SyncResult = { added: [], changed: [], removed: [], reattached: [], unchanged: [], removedChains: [], results: {} }
-      const deletes: NftCommand[] = []
-      const chainOps: NftCommand[] = []
-      const adds: NftCommand[] = []
-      const head =
-        !k.exists || k.problems.length > 0
-          ? [
-              ...k.recreate.flatMap((name): NftCommand[] => [
-                { flush: { chain: { family: FAMILY, table: this.table, name } } },
-                { delete: { chain: { family: FAMILY, table: this.table, name } } },
-              ]),
-              ...tableCommands(this.table),
-            ]
-          : []
-      const wanted = new Map<string, string>() // chain -> vmId
-      const fromWant = new Map<string, string>() // tap -> chain
-      const toWant = new Map<string, string>()
-      for (const c of compiled) {
-        wanted.set(c.chains.out, c.vmId)
-        wanted.set(c.chains.in, c.vmId)
-        fromWant.set(c.tap, c.chains.out)
-        toWant.set(c.tap, c.chains.in)
-        res.results[c.vmId] = c.result
-      }
-      // Dispatch entries: delete wrong or orphan ones, add missing ones.
-      for (const [map, want] of [
-        [MAP_FROM_VM, fromWant],
-        [MAP_TO_VM, toWant],
-      ] as const) {
-        const have = k.maps[map]
-        for (const [key, target] of have) {
-          if (want.get(key) === target) continue
-          // prune 'none' leaves other VMs' entries alone: only our taps, and entries into our chains, are fixed.
-          if (prune === 'all' || want.has(key) || wanted.has(target)) deletes.push(elementDelete(this.table, map, key))
-        }
-        for (const [key, target] of want) if (have.get(key) !== target) adds.push(elementAdd(this.table, map, key, target))
-      }
-      for (const c of compiled) {
-        const drift = { missing: [], extra: [], changed: [] }
-        const outOk = diffChain(c.chains.out, c.out, k.chains.has(c.chains.out) ? k.rules.get(c.chains.out) ?? [] : undefined, drift, this.#rendering)
-        const inOk = diffChain(c.chains.in, c.in, k.chains.has(c.chains.in) ? k.rules.get(c.chains.in) ?? [] : undefined, drift, this.#rendering)
-        const existed = k.chains.has(c.chains.out) || k.chains.has(c.chains.in)
-        const dispatchOk = k.maps[MAP_FROM_VM].get(c.tap) === c.chains.out && k.maps[MAP_TO_VM].get(c.tap) === c.chains.in
-        if (!outOk || !inOk) {
-          chainOps.push(...vmApplyCommands(this.table, c, [], false).filter((cmd) => !('element' in (Object.values(cmd)[0] as object))))
-          ;(existed ? res.changed : res.added).push(c.vmId)
-        } else if (!dispatchOk) {
-          res.reattached.push(c.vmId)
-        } else {
-          res.unchanged.push(c.vmId)
-        }
-      }
-      // Orphan chains: ours by name, not wanted (with prune 'none': kept, they may be another writer's VMs).
-      for (const entry of prune === 'all' ? inventoryOf(k) : []) {
-        const chains = entry.chains.filter((ch) => !wanted.has(ch))
-        if (chains.length === 0) continue
-        for (const chain of chains) chainOps.push(...chainDeleteCommands(this.table, chain))
-        if (entry.vmId !== undefined && !ids.has(entry.vmId)) res.removed.push(entry.vmId)
-        else res.removedChains.push(...chains)
-      }
-      const commands = [...(head.length === 0 && chainOps.length > 0 ? setCommands(this.table) : head), ...deletes, ...chainOps, ...adds]
+      const { commands, result: res, createsSets } = planSync(k, compiled, { table: this.table, prune, renderings: this.#rendering })
       this.#synced = undefined
-      const w = await this.#view.write(commands, { createsSets: head.length > 0 || chainOps.length > 0 })
+      const w = await this.#view.write(commands, { createsSets })
       this.#known.clear()
       for (const c of compiled) this.#known.set(c.vmId, { compiled: c, attached: true })
       // The table is now exactly the set (prune 'all'), if only this batch was committed since the read.
@@ -602,29 +418,7 @@ export class VmFirewall {
       }
       const k = await this.#readTable()
       await this.#learnRenderings(k, expected.map((e) => e.compiled))
-      const result: VerifyResult = { ok: true, vms: [], orphans: [], table: k.exists ? k.problems : ['table missing'] }
-      const owned = new Set<string>()
-      for (const known of expected) {
-        const c = known.compiled
-        owned.add(c.chains.out)
-        owned.add(c.chains.in)
-        const drift: VmDrift = { vmId: c.vmId, chains: c.chains, status: 'ok', missing: [], extra: [], changed: [] }
-        const outOk = diffChain(c.chains.out, c.out, k.chains.has(c.chains.out) ? k.rules.get(c.chains.out) ?? [] : undefined, drift, this.#rendering)
-        const inOk = diffChain(c.chains.in, c.in, k.chains.has(c.chains.in) ? k.rules.get(c.chains.in) ?? [] : undefined, drift, this.#rendering)
-        dispatchDrift(k.maps, c, known.attached, drift)
-        const chainsGone = !k.chains.has(c.chains.out) && !k.chains.has(c.chains.in)
-        if (chainsGone) drift.status = 'missing'
-        else if (!outOk || !inOk || drift.missing.length || drift.extra.length || drift.changed.length) drift.status = 'changed'
-        if (drift.status !== 'ok') result.ok = false
-        result.vms.push(drift)
-      }
-      for (const entry of inventoryOf(k)) {
-        const chains = entry.chains.filter((ch) => !owned.has(ch))
-        if (chains.length === 0) continue
-        result.orphans.push(entry.vmId !== undefined ? { vmId: entry.vmId, chains } : { chains })
-      }
-      if (result.orphans.length || result.table.length) result.ok = false
-      return result
+      return verifyTable(k, expected, this.#rendering)
     })
   }
 
@@ -748,20 +542,6 @@ export class VmFirewall {
       if (isNotFound(e)) return parseTable(undefined)
       throw e
     }
-  }
-
-  /** Map entries to delete so that only `tap` (if given) dispatches to `chains`, and `tap` to nothing else. */
-  #staleFor(maps: { [MAP_FROM_VM]: Elements; [MAP_TO_VM]: Elements }, chains: { out: string; in: string }, tap: string | undefined) {
-    const stale: { map: string; key: string }[] = []
-    for (const [map, chain] of [
-      [MAP_FROM_VM, chains.out],
-      [MAP_TO_VM, chains.in],
-    ] as const) {
-      for (const [key, target] of maps[map]) {
-        if ((target === chain && key !== tap) || (key === tap && target !== chain)) stale.push({ map, key })
-      }
-    }
-    return stale
   }
 
   /** Another VM that had this tap is now detached (its dispatch entry was replaced). */
