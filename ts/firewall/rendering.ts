@@ -36,6 +36,11 @@ export class KernelRendering {
     readonly table: string,
   ) {}
 
+  /** What was learned: `ruleKey` of a compiled rule -> `ruleKey` of the kernel's rendering (fixtures, tests). */
+  entries(): [string, string][] {
+    return [...this.#cache]
+  }
+
   /** The kernel's rendering of `expr` (as `ruleKey` of the listed rule), if learned. */
   lookup(expr: readonly unknown[]): string | undefined {
     return this.#cache.get(ruleKey(expr))
