@@ -14,6 +14,7 @@ const root = join(import.meta.dirname, '..')
 const { Nft } = require(join(root, 'dist', 'index.js'))
 const { VmFirewall } = require(join(root, 'dist', 'firewall', 'index.js'))
 const { KernelRendering } = require(join(root, 'dist', 'firewall', 'rendering.js'))
+const { FirewallKernel } = require(join(root, 'dist', 'firewall', 'kernel.js'))
 const FIXTURE_SPECS = JSON.parse(readFileSync(join(root, '__test__', 'fixtures', 'listings', 'specs.json'), 'utf8'))
 
 const name = process.argv[2]
@@ -26,7 +27,7 @@ try {
   const capabilities = await fw.capabilities()
   await fw.sync(FIXTURE_SPECS)
   const listing = await nft.listTable('bridge', 'infinization')
-  const rendering = new KernelRendering(nft, 'infinization')
+  const rendering = new KernelRendering(new FirewallKernel(nft, 'infinization'))
   const compiled = FIXTURE_SPECS.map((s) => fw.plan(s).commands.nftables.flatMap((c) => (c.add?.rule ? [c.add.rule.expr] : [])))
   await rendering.learn(compiled.flat())
   const version = listing.nftables[0]?.metainfo?.version

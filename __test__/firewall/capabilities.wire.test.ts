@@ -5,6 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { VmFirewall, type FirewallCapabilities, type FirewallRuleInput, type VmSpec } from '../../ts/firewall/index.js'
 import { BASE_PRIORITY, CHAIN_PREROUTING, RENDER_CHAIN } from '../../ts/firewall/compile.js'
+import { FirewallKernel } from '../../ts/firewall/kernel.js'
 import { KernelRendering, ruleKey } from '../../ts/firewall/rendering.js'
 import { buildWorld, type Vm, type World } from '../support/world.js'
 
@@ -172,7 +173,7 @@ describe('drift is compared with the kernel’s own rendering', () => {
       const r = (c as { add?: { rule?: { chain: string; comment: string; expr: unknown[] } } }).add?.rule
       return r ? [r] : []
     })
-    const rendering = new KernelRendering(w.nft, 'infinization')
+    const rendering = new KernelRendering(new FirewallKernel(w.nft, 'infinization'))
     const gen = () => w.hostNft(['list', 'table', 'bridge', 'infinization'])
     const before = gen()
     await rendering.learn(compiled.map((r) => r.expr as never))

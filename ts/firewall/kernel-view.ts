@@ -5,17 +5,12 @@
 // Generation ids count commits in the namespace (+1 per committed batch, whoever sends it; listings, dry runs
 // and failed batches leave it alone). A write is bracketed by two reads: when the id moved by at most one,
 // the commit was ours alone and the view, updated with what we wrote, is exact at the new id.
-import type { Nft } from '../nft.js'
 import type { NftablesJson, NftCommand } from '../schema.js'
-import { FAMILY, MAP_FROM_VM, MAP_TO_VM } from './layout.js'
-import { isNotFound } from './errors.js'
-import { mapElements } from './map-elements.js'
+import type { FirewallKernel } from './kernel.js'
+import { MAP_FROM_VM, MAP_TO_VM, type DispatchMaps } from './layout.js'
 
-export type Elements = Map<string, string> // key (ifname) -> jump target
-export interface DispatchMaps {
-  [MAP_FROM_VM]: Elements
-  [MAP_TO_VM]: Elements
-}
+export type { DispatchMaps }
+
 
 /** A committed batch and the generation ids read just before and just after it. */
 export interface WriteResult {
@@ -41,10 +36,7 @@ export function isConflict(e: unknown): boolean {
 export class KernelView {
   #snap?: Snapshot
 
-  constructor(
-    readonly nft: Nft,
-    readonly table: string,
-  ) {}
+  constructor(readonly kernel: FirewallKernel) {}
 
   /** The dispatch maps, read from the kernel only if someone else committed since we last knew them. */
   async maps(): Promise<DispatchMaps | undefined> {
@@ -63,23 +55,23 @@ export class KernelView {
    */
   async write(commands: NftCommand[], effect: { createsSets?: boolean } = {}): Promise<WriteResult> {
     if (commands.length === 0) {
-      const g = await this.nft.generation()
+      const g = await this.kernel.generation()
       return { output: { nftables: [] }, before: g, after: g }
     }
     const before = this.#snap
     let g0: number
     let out: NftablesJson
     try {
-      g0 = await this.nft.generation()
-      out = await this.nft.runJson({ nftables: commands })
+      g0 = await this.kernel.generation()
+      out = await this.kernel.write(commands)
     } catch (e) {
       this.invalidate()
       throw e
     }
-    const g1 = await this.nft.generation()
+    const g1 = await this.kernel.generation()
     // Only our commit happened since g0, and the view was exact at g0: apply our changes to it. (Every batch we
     // send changes something, so a +1 is ours; a dry run commits nothing and teaches nothing.)
-    if (!this.nft.options.dryRun && before && before.generation === g0 && g1 - g0 <= 1) {
+    if (!this.kernel.dryRun && before && before.generation === g0 && g1 - g0 <= 1) {
       const maps = applyElements(before.maps, commands)
       this.#snap = { generation: g1, maps, setsKnown: before.setsKnown || effect.createsSets === true }
     } else {
@@ -90,17 +82,17 @@ export class KernelView {
 
   /** Takes the maps as known at `generation` (a caller that read and rewrote the whole table). */
   adopt(generation: number, maps: DispatchMaps, setsKnown: boolean): void {
-    if (!this.nft.options.dryRun) this.#snap = { generation, maps, setsKnown }
+    if (!this.kernel.dryRun) this.#snap = { generation, maps, setsKnown }
   }
 
   /** The maps and what is known of the table, at the current generation (re-read if anyone committed). */
   async current(): Promise<{ readonly maps: DispatchMaps | undefined; readonly setsKnown: boolean }> {
-    const generation = await this.nft.generation()
+    const generation = await this.kernel.generation()
     if (this.#snap && this.#snap.generation === generation) return this.#snap
     const maps = await this.#readMaps()
     // Read the id again: a commit between the two reads makes this snapshot valid for no id; keep the older id
     // so that the next call re-reads.
-    const after = await this.nft.generation()
+    const after = await this.kernel.generation()
     const snap: Snapshot = { generation: after === generation ? generation : -1, maps, setsKnown: false }
     this.#snap = snap
     return snap
@@ -108,20 +100,11 @@ export class KernelView {
 
   async #readMaps(): Promise<DispatchMaps | undefined> {
     // One list per call: libnftables 1.0.6 fails the second `list map` of a JSON batch with ENOENT.
-    const maps: DispatchMaps = { [MAP_FROM_VM]: new Map(), [MAP_TO_VM]: new Map() }
-    try {
-      for (const name of [MAP_FROM_VM, MAP_TO_VM] as const) {
-        const doc = await this.nft.runJson({ nftables: [{ list: { map: { family: FAMILY, table: this.table, name } } }] })
-        for (const o of doc.nftables) {
-          if ('map' in o && o.map.name === name) maps[name] = mapElements(o.map as unknown as Record<string, unknown>)
-        }
-      }
-      return maps
-    } catch (e) {
-      if (isNotFound(e)) return undefined
-      throw e
-    }
+    const from = await this.kernel.map(MAP_FROM_VM)
+    const to = from && (await this.kernel.map(MAP_TO_VM))
+    return from && to ? { [MAP_FROM_VM]: from, [MAP_TO_VM]: to } : undefined
   }
+
 }
 
 /** The dispatch maps after a batch of ours: its element adds and deletes, and maps it created. */

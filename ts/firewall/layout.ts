@@ -146,6 +146,8 @@ export function vmApplyCommands(table: string, c: CompiledVm, stale: { map: stri
 // ---- readers of the table's listing ----
 
 export type Elements = Map<string, string> // key (ifname) -> jump target
+/** Both dispatch maps of the table. */
+export type DispatchMaps = { [MAP_FROM_VM]: Elements; [MAP_TO_VM]: Elements }
 
 export interface KernelTable {
   exists: boolean

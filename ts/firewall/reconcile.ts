@@ -13,9 +13,11 @@ import {
   setCommands,
   tableCommands,
   vmApplyCommands,
-  type Elements,
+  type DispatchMaps,
   type KernelTable,
 } from './layout.js'
+
+export type { DispatchMaps }
 import type { SyncResult, VerifyResult, VmDrift } from './model.js'
 import { ruleKey } from './rendering.js'
 
@@ -24,8 +26,6 @@ export interface Renderings {
   /** The kernel's rendering of `expr` as `ruleKey` of the listed rule, if known. */
   lookup(expr: readonly unknown[]): string | undefined
 }
-
-export type DispatchMaps = { [MAP_FROM_VM]: Elements; [MAP_TO_VM]: Elements }
 
 /** A VM as the desired state holds it: compiled, and whether its tap should dispatch to it. */
 export interface Desired {
@@ -136,7 +136,7 @@ export function diffChain(
 
 /** Dispatch entries of one VM compared with what they should be (tap -> its chains, or none when detached). */
 export function dispatchDrift(
-  maps: { [MAP_FROM_VM]: Elements; [MAP_TO_VM]: Elements },
+  maps: DispatchMaps,
   c: CompiledVm,
   attached: boolean,
   drift: { missing: string[]; extra: string[] },

@@ -8,9 +8,9 @@
 // dispatched to it), with echo on (`Nft.runEcho`), and libnftables prints each one exactly as a listing would.
 // libnftables 1.0.x fills its whole cache for an echo (tens of ms at 1000 VMs): learning happens once per
 // distinct rule, on the verify/sync/ifChanged paths, never in applyVm.
-import type { Nft } from '../nft.js'
 import type { NftablesJson } from '../schema.js'
 import type { NftExpr } from './compile.js'
+import type { FirewallKernel } from './kernel.js'
 import { FAMILY, RENDER_CHAIN } from './layout.js'
 import { renderCommands } from './render.js'
 
@@ -31,10 +31,7 @@ export function ruleKey(expr: readonly unknown[]): string {
 export class KernelRendering {
   readonly #cache = new Map<string, string>()
 
-  constructor(
-    readonly nft: Nft,
-    readonly table: string,
-  ) {}
+  constructor(readonly kernel: FirewallKernel) {}
 
   /** What was learned: `ruleKey` of a compiled rule -> `ruleKey` of the kernel's rendering (fixtures, tests). */
   entries(): [string, string][] {
@@ -59,9 +56,9 @@ export class KernelRendering {
     }
     if (todo.size === 0) return
     // A dry-run instance commits nothing and echoes nothing: callers compare with the compiled form.
-    if (this.nft.options.dryRun) return
+    if (this.kernel.dryRun) return
     const f = FAMILY
-    const table = this.table
+    const table = this.kernel.table
     const chain = RENDER_CHAIN
     const text = renderCommands([
       { add: { chain: { family: f, table, name: chain } } },
@@ -72,7 +69,7 @@ export class KernelRendering {
     let out: NftablesJson
     try {
       // Text in, JSON out, echo on: libnftables prints what the kernel created, as its listing would.
-      out = await this.nft.runEcho(text)
+      out = await this.kernel.writeEcho(text)
     } catch {
       // Refused (e.g. a shared set was deleted outside: drift that verify reports anyway): no reference.
       return

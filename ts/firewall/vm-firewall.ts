@@ -18,7 +18,6 @@ import {
   elementDelete,
   inventoryOf,
   parseComment,
-  parseTable,
   setCommands,
   tableCommands,
   tableOf,
@@ -39,6 +38,7 @@ import type {
   VmStats,
 } from './model.js'
 import { GroupCommit } from './group-commit.js'
+import { FirewallKernel } from './kernel.js'
 import { KernelView, isConflict, type DispatchMaps } from './kernel-view.js'
 import { renderCommands } from './render.js'
 import { planSync, staleEntries, verifyTable, vmDrift } from './reconcile.js'
@@ -92,7 +92,7 @@ const CONFLICT_ATTEMPTS = 4
 export class VmFirewall {
   readonly table: string
   readonly conntrack: ConntrackMode
-  readonly #nft: Nft
+  readonly #kernel: FirewallKernel
   readonly #sched = new Scheduler()
   readonly #known = new Map<string, Known>()
   readonly #rendering: KernelRendering
@@ -104,10 +104,10 @@ export class VmFirewall {
   #capsValue?: FirewallCapabilities
 
   constructor(nft: Nft, options: VmFirewallOptions = {}) {
-    this.#nft = nft
     this.table = checkTableName(options.table ?? DEFAULT_TABLE)
-    this.#rendering = new KernelRendering(nft, this.table)
-    this.#view = new KernelView(nft, this.table)
+    this.#kernel = new FirewallKernel(nft, this.table)
+    this.#rendering = new KernelRendering(this.#kernel)
+    this.#view = new KernelView(this.#kernel)
     this.#group = new GroupCommit(
       () => this.#view.current(),
       async (commands, view) => {
@@ -139,7 +139,7 @@ export class VmFirewall {
   /** Kernel features, probed once by dry-run (nothing is created). */
   capabilities(): Promise<FirewallCapabilities> {
     if (!this.#caps) {
-      this.#caps = probeCapabilities(this.#nft).then(
+      this.#caps = probeCapabilities(this.#kernel.nft).then(
         (c) => (this.#capsValue = c),
         (e: unknown) => {
           this.#caps = undefined
@@ -249,22 +249,8 @@ export class VmFirewall {
   }
 
   async #vmDrift(c: CompiledVm, attached: boolean): Promise<VmDrift> {
-    const rulesOf = async (chain: string) => {
-      try {
-        const doc = await this.#nft.listChain(FAMILY, this.table, chain)
-        return doc.nftables
-          .filter((o) => 'rule' in o)
-          .map((o) => {
-            const r = (o as { rule: { comment?: string; expr?: unknown[] } }).rule
-            return { comment: r.comment, expr: r.expr ?? [] }
-          })
-      } catch (e) {
-        if (isNotFound(e)) return undefined
-        throw e
-      }
-    }
-    const outRules = await rulesOf(c.chains.out)
-    const inRules = await rulesOf(c.chains.in)
+    const outRules = (await this.#kernel.chain(c.chains.out))?.rules
+    const inRules = (await this.#kernel.chain(c.chains.in))?.rules
     await this.#rendering.learn([...(outRules ? c.out : []), ...(inRules ? c.in : [])].map((r) => r.expr))
     const maps = (await this.#view.maps()) ?? { [MAP_FROM_VM]: new Map<string, string>(), [MAP_TO_VM]: new Map<string, string>() }
     return vmDrift(c, outRules, inRules, maps, attached, this.#rendering)
@@ -308,14 +294,7 @@ export class VmFirewall {
   async hasVm(vmId: string): Promise<boolean> {
     checkToken(vmId, 'vmId', VMID_MAX, {})
     const chains = vmChainNames(vmId)
-    for (const chain of [chains.out, chains.in]) {
-      try {
-        await this.#nft.listChain(FAMILY, this.table, chain)
-        return true
-      } catch (e) {
-        if (!isNotFound(e)) throw e
-      }
-    }
+    for (const chain of [chains.out, chains.in]) if (await this.#kernel.chain(chain)) return true
     return false
   }
 
@@ -385,10 +364,10 @@ export class VmFirewall {
       const caps = await this.capabilities()
       const compiled = vms.map((vm) => compileVm(vm, { capabilities: caps, conntrack: this.conntrack }))
       // Nobody committed since our last full sync: the table is what that sync wrote, no listing needed.
-      const read = await this.#nft.generation()
+      const read = await this.#kernel.generation()
       const known = this.#synced?.generation === read ? this.#synced.table : undefined
       const k = known ?? (await this.#readTable())
-      const readAt = known || (await this.#nft.generation()) === read ? read : -1
+      const readAt = known || (await this.#kernel.generation()) === read ? read : -1
       if (!known) await this.#learnRenderings(k, compiled)
       const { commands, result: res, createsSets } = planSync(k, compiled, { table: this.table, prune, renderings: this.#rendering })
       this.#synced = undefined
@@ -396,7 +375,7 @@ export class VmFirewall {
       this.#known.clear()
       for (const c of compiled) this.#known.set(c.vmId, { compiled: c, attached: true })
       // The table is now exactly the set (prune 'all'), if only this batch was committed since the read.
-      if (prune === 'all' && readAt === w.before && w.after - w.before <= 1 && !this.#nft.options.dryRun) {
+      if (prune === 'all' && readAt === w.before && w.after - w.before <= 1 && !this.#kernel.dryRun) {
         this.#synced = { generation: w.after, table: tableOf(compiled) }
         this.#view.adopt(w.after, this.#synced.table.maps, true)
       }
@@ -435,19 +414,12 @@ export class VmFirewall {
       const zero = (): RuleCounters => ({ packets: 0, bytes: 0, out: { packets: 0, bytes: 0 }, in: { packets: 0, bytes: 0 } })
       const stats: VmStats = { vmId, rules: {}, default: zero(), builtin: {} }
       for (const side of ['out', 'in'] as const) {
-        let doc: NftablesJson
-        try {
-          doc = await this.#nft.listChain(FAMILY, this.table, chains[side])
-        } catch (e) {
-          if (isNotFound(e)) throw new FirewallError('VM_NOT_FOUND', `VM ${vmId} has no chains`, vmId)
-          throw e
-        }
-        for (const o of doc.nftables) {
-          if (!('rule' in o)) continue
-          const r = o.rule as { comment?: string; expr?: unknown[] }
+        const listed = await this.#kernel.chain(chains[side])
+        if (!listed) throw new FirewallError('VM_NOT_FOUND', `VM ${vmId} has no chains`, vmId)
+        for (const r of listed.rules) {
           const p = parseComment(r.comment)
           if (!p) continue
-          const c = counterOf(r.expr ?? [])
+          const c = counterOf(r.expr)
           const bucket =
             p.kind === 'd' ? stats.default : p.kind === 'b' ? (stats.builtin[p.tag] ??= zero()) : (stats.rules[p.tag] ??= zero())
           bucket.packets += c.packets
@@ -462,12 +434,12 @@ export class VmFirewall {
 
   /** An idempotent nft script recreating the table exactly (for `nft -f` at boot or restoreRuleset()). */
   async exportRuleset(): Promise<string> {
-    if (this.#nft.options?.terse) {
+    if (this.#kernel.terse) {
       // `-t` omits set and map contents: the export would lose every VM's dispatch entry.
       throw new FirewallValidationError('nft', 'exportRuleset() needs an Nft without the `terse` option')
     }
     return this.#sched.exclusive(async () => {
-      const listing = await this.#nft.run(`list table ${FAMILY} ${this.table}`)
+      const listing = await this.#kernel.runText(`list table ${FAMILY} ${this.table}`)
       return [
         `# @infinibay/nftables-node VmFirewall export: replaces table ${FAMILY} ${this.table} atomically`,
         `table ${FAMILY} ${this.table} {}`,
@@ -485,7 +457,7 @@ export class VmFirewall {
     const { script } = checkRestore(text, this.table, FAMILY)
     return this.#sched.exclusive(async () => {
       this.#view.invalidate()
-      await this.#nft.run(script)
+      await this.#kernel.runText(script)
       this.#known.clear()
     })
   }
@@ -521,27 +493,17 @@ export class VmFirewall {
       [CHAIN_PREROUTING, 'prerouting'],
       [CHAIN_POSTROUTING, 'postrouting'],
     ] as const) {
-      let doc: NftablesJson
-      try {
-        doc = await this.#nft.listChain(FAMILY, this.table, name)
-      } catch (e) {
-        if (isNotFound(e)) continue
-        throw e
-      }
-      const c = doc.nftables.find((o) => 'chain' in o)?.chain as { type?: string; hook?: string; prio?: number } | undefined
-      if (c && c.type === 'filter' && c.hook === hook && c.prio === BASE_PRIORITY) continue
+      const listed = await this.#kernel.chain(name)
+      if (!listed) continue
+      const c = listed.chain as { type?: string; hook?: string; prio?: number }
+      if (c.type === 'filter' && c.hook === hook && c.prio === BASE_PRIORITY) continue
       repairs.push({ flush: { chain: { family: FAMILY, table: this.table, name } } }, { delete: { chain: { family: FAMILY, table: this.table, name } } })
     }
     return repairs
   }
 
-  async #readTable(): Promise<KernelTable> {
-    try {
-      return parseTable(await this.#nft.listTable(FAMILY, this.table))
-    } catch (e) {
-      if (isNotFound(e)) return parseTable(undefined)
-      throw e
-    }
+  #readTable(): Promise<KernelTable> {
+    return this.#kernel.listTable()
   }
 
   /** Another VM that had this tap is now detached (its dispatch entry was replaced). */

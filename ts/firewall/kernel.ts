@@ -1,0 +1,85 @@
+// The firewall's only door to the kernel: every libnftables call of the firewall layer goes through here, all
+// of them about this firewall's own table. Reads come back parsed into the layout's shapes; a missing object
+// is `undefined`, never an error (the one not-found check of the layer).
+import type { Nft } from '../nft.js'
+import type { NftablesJson, NftCommand } from '../schema.js'
+import { isNotFound } from './errors.js'
+import { FAMILY, parseTable, type KernelTable } from './layout.js'
+import { mapElements } from './map-elements.js'
+
+/** A rule as listed: its comment and statements (counters included). */
+export interface ListedRule {
+  comment?: string
+  expr: unknown[]
+}
+
+export class FirewallKernel {
+  constructor(
+    readonly nft: Nft,
+    readonly table: string,
+  ) {}
+
+  /** This instance cannot commit (a dry-run `Nft`): writes validate only, echoes nothing. */
+  get dryRun(): boolean {
+    return this.nft.options.dryRun === true
+  }
+
+  /** Whether listings omit set contents (`nft -t`): an export would lose the dispatch maps. */
+  get terse(): boolean {
+    return this.nft.options.terse === true
+  }
+
+  /** The namespace's ruleset generation id (moves by one per committed batch, whoever commits). */
+  generation(): Promise<number> {
+    return this.nft.generation()
+  }
+
+  /** One transaction of commands for this table. */
+  write(commands: NftCommand[]): Promise<NftablesJson> {
+    return this.nft.runJson({ nftables: commands })
+  }
+
+  /** One transaction of nft text, with libnftables' JSON echo of what it created. */
+  writeEcho(text: string): Promise<NftablesJson> {
+    return this.nft.runEcho(text)
+  }
+
+  /** nft text (an export's listing, a checked restore file). */
+  runText(text: string): Promise<string> {
+    return this.nft.run(text)
+  }
+
+  /** The whole table, parsed (a missing table parses as such). */
+  async listTable(): Promise<KernelTable> {
+    return parseTable(await this.#missingAsUndefined(this.nft.listTable(FAMILY, this.table)))
+  }
+
+  /** One chain of the table: its own object (base chains: type, hook, priority) and its rules; undefined if absent. */
+  async chain(name: string): Promise<{ chain: Record<string, unknown>; rules: ListedRule[] } | undefined> {
+    const doc = await this.#missingAsUndefined(this.nft.listChain(FAMILY, this.table, name))
+    if (!doc) return undefined
+    const chain = (doc.nftables.find((o) => 'chain' in o) as { chain?: Record<string, unknown> } | undefined)?.chain ?? {}
+    const rules = doc.nftables.flatMap((o) => {
+      const r = (o as { rule?: { comment?: string; expr?: unknown[] } }).rule
+      return r ? [{ comment: r.comment, expr: r.expr ?? [] }] : []
+    })
+    return { chain, rules }
+  }
+
+  /** A verdict map's elements (key -> jump target); undefined if the map (or table) is absent. */
+  async map(name: string): Promise<Map<string, string> | undefined> {
+    const doc = await this.#missingAsUndefined(this.nft.runJson({ nftables: [{ list: { map: { family: FAMILY, table: this.table, name } } }] }))
+    if (!doc) return undefined
+    const m = doc.nftables.find((o) => 'map' in o && (o.map as { name?: string }).name === name) as { map?: Record<string, unknown> } | undefined
+    return mapElements(m?.map)
+  }
+
+  async #missingAsUndefined<T>(p: Promise<T>): Promise<T | undefined> {
+    try {
+      return await p
+    } catch (e) {
+      if (isNotFound(e)) return undefined
+      throw e
+    }
+  }
+}
