@@ -3,7 +3,7 @@
 // policy changes going unseen by verify()/sync().
 import { describe, expect, it } from 'vitest'
 import { Nft } from '../../ts/index.js'
-import { FirewallValidationError, VmFirewall, vmChainNames, type VmSpec } from '../../ts/firewall/index.js'
+import { FirewallValidationError, VmFirewall, planVm, vmChainNames, type VmSpec } from '../../ts/firewall/index.js'
 import { type Netns } from '../support/netns.js'
 import { useNetnsNft } from '../support/netns-nft.js'
 import { BASE_PRIORITY } from '../../ts/firewall/compile.js'
@@ -15,7 +15,7 @@ useNetnsNft((n, f) => {
   nft = f
 })
 
-const planner = new VmFirewall(null as unknown as Nft, { capabilities: { bridgeConntrack: false, bridgeReject: false } })
+const planner = { plan: (spec: VmSpec) => planVm(spec, { capabilities: { bridgeConntrack: false, bridgeReject: false } }) }
 const planError = (spec: unknown): unknown => {
   try {
     planner.plan(spec as VmSpec)

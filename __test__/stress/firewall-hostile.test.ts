@@ -8,15 +8,15 @@ import { isIPv4, isIPv6 } from 'node:net'
 import fc from 'fast-check'
 import { expect, it } from 'vitest'
 import { Nft, NftError } from '../../ts/index.js'
-import { FirewallValidationError, VmFirewall, type FirewallRuleInput, type VmSpec } from '../../ts/firewall/index.js'
+import { FirewallValidationError, VmFirewall, planVm, type FirewallRuleInput, type VmSpec } from '../../ts/firewall/index.js'
 import { type Netns } from '../support/netns.js'
 import { useNetnsNft } from '../support/netns-nft.js'
 import { report, size } from '../support/stress.js'
 import { tables } from '../support/stress-fw.js'
 
 const seed = Number(process.env.STRESS_SEED ?? 20261123)
-const planner = new VmFirewall(null as unknown as Nft, { capabilities: { bridgeConntrack: false, bridgeReject: false } })
-const statefulPlanner = new VmFirewall(null as unknown as Nft, { capabilities: { bridgeConntrack: true, bridgeReject: true } })
+const planner = { plan: (spec: VmSpec) => planVm(spec, { capabilities: { bridgeConntrack: false, bridgeReject: false } }) }
+const statefulPlanner = { plan: (spec: VmSpec) => planVm(spec, { capabilities: { bridgeConntrack: true, bridgeReject: true } }) }
 
 let ns: Netns
 let nft: Nft

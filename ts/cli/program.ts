@@ -2,7 +2,7 @@
 import { readFileSync, writeFileSync } from 'node:fs'
 import { Command, CommanderError, Option } from 'commander'
 import { NftError } from '../errors.js'
-import { FirewallCapabilityError, FirewallError, FirewallValidationError, RestoreValidationError, VmFirewall, type VmSpec } from '../firewall/index.js'
+import { FirewallCapabilityError, FirewallError, FirewallValidationError, RestoreValidationError, VmFirewall, planVm, type VmSpec } from '../firewall/index.js'
 import { Nft } from '../nft.js'
 import { checkSpecConflicts, findTakeovers, refuseTakeovers, takenFrom } from './conflicts.js'
 import { EXIT } from './exit-codes.js'
@@ -112,9 +112,8 @@ export function buildProgram(): Command {
     .action((file: string, _o: unknown, cmd: Command) => {
       const opts = globals(cmd)
       const capabilities = { bridgeConntrack: opts.withConntrack === true, bridgeReject: opts.withReject === true }
-      // plan() is pure: no context is opened, so it works without root or libnftables.
-      const fw = new VmFirewall(undefined as unknown as Nft, { table: opts.table, conntrack: opts.conntrack, capabilities })
-      const plans = readSpecs(file).map((spec) => fw.plan(spec))
+      // planVm is pure: no context is opened, so it works without root or libnftables.
+      const plans = readSpecs(file).map((spec) => planVm(spec, { table: opts.table, conntrack: opts.conntrack, capabilities }))
       if (opts.json) return printJson(plans.map((p) => ({ commands: p.commands, result: p.result })))
       for (const p of plans) {
         console.log(`# VM ${p.result.vmId} (${p.result.tap})`)

@@ -1,4 +1,5 @@
-export { VmFirewall, type VmFirewallOptions, type VmPlan, type ApplyOptions, type SyncOptions } from './vm-firewall.js'
+export { VmFirewall, type VmFirewallOptions, type ApplyOptions, type SyncOptions } from './vm-firewall.js'
+export { planVm, type PlanOptions, type VmPlan } from './plan.js'
 export * from './model.js'
 export { FirewallValidationError, FirewallCapabilityError, FirewallError, isNotFound } from './errors.js'
 export { normalizeVm, normalizeRule, type NormalizedRule, type NormalizedVm } from './validate.js'

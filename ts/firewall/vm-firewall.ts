@@ -1,6 +1,6 @@
 // VmFirewall: per-VM bridge firewalls applied through one libnftables context, one transaction per call.
 import type { Nft } from '../nft.js'
-import type { NftablesJson, NftCommand } from '../schema.js'
+import type { NftCommand } from '../schema.js'
 import { probeCapabilities } from './capabilities.js'
 import { FirewallError, FirewallValidationError, isNotFound } from './errors.js'
 import { compileVm, type CompiledRule, type CompiledVm } from './compile.js'
@@ -40,11 +40,13 @@ import type {
 import { GroupCommit } from './group-commit.js'
 import { FirewallKernel } from './kernel.js'
 import { KernelView, isConflict, type DispatchMaps } from './kernel-view.js'
-import { renderCommands } from './render.js'
+import { planVm, type VmPlan } from './plan.js'
 import { planSync, staleEntries, verifyTable, vmDrift } from './reconcile.js'
 import { KernelRendering } from './rendering.js'
 import { checkRestore } from './restore-guard.js'
 import { Scheduler } from './scheduler.js'
+
+export type { VmPlan }
 import { checkIfname, checkTableName, checkToken, normalizeVm, VMID_MAX } from './validate.js'
 
 export interface VmFirewallOptions {
@@ -72,14 +74,6 @@ export interface ApplyOptions {
   also?: NftCommand[]
 }
 
-export interface VmPlan {
-  /** The VM's part of the transaction applyVm would run: its chains, rules and dispatch entries. applyVm also
-   *  (re)adds the table and its shared sets (idempotent) and deletes stale dispatch entries found at apply time. */
-  commands: NftablesJson
-  /** The same as nft text, for humans. */
-  text: string
-  result: VmApplyResult
-}
 
 interface Known {
   compiled: CompiledVm
@@ -157,15 +151,14 @@ export class VmFirewall {
     })
   }
 
-  /** The JSON and text applyVm would apply, without applying. Pure: works without the native addon. */
+  /** The JSON and text applyVm would apply, without applying: `planVm` with this instance's table, mode and
+   *  capabilities (given, or probed by an earlier call; none assumed before that). Works without the addon. */
   plan(spec: VmSpec): VmPlan {
-    const vm = normalizeVm(spec)
-    const compiled = compileVm(vm, {
-      capabilities: this.#capsValue ?? { bridgeConntrack: false, bridgeReject: false },
+    return planVm(spec, {
+      table: this.table,
       conntrack: this.conntrack,
+      capabilities: this.#capsValue ?? { bridgeConntrack: false, bridgeReject: false },
     })
-    const commands = vmApplyCommands(this.table, compiled, [])
-    return { commands: { nftables: commands }, text: renderCommands(commands), result: compiled.result }
   }
 
   /** Creates or replaces everything for one VM in one transaction. With `attach: false` the chains are
