@@ -82,7 +82,7 @@ function oldLayout(vms: { vm: Vm; body: string[]; terminal: 'drop' | 'accept'; a
 // until stdin closes; prints "ready" once running, then attempts and successes.
 const PROBER = [
   'import socket,sys,select,json,time',
-  'a,p=sys.argv[1],int(sys.argv[2])',
+  'a,p,gap=sys.argv[1],int(sys.argv[2]),float(sys.argv[3])',
   'n=ok=0',
   'print("ready",flush=True)',
   'while not select.select([sys.stdin],[],[],0)[0]:',
@@ -91,7 +91,7 @@ const PROBER = [
   '    s.connect((a,p)); ok+=1',
   '  except OSError:',
   '    pass',
-  '  s.close(); time.sleep(0.02)',
+  '  s.close(); time.sleep(gap)',
   'print(json.dumps({"sent":n,"leaks":ok}),flush=True)',
 ].join('\n')
 
@@ -99,9 +99,11 @@ interface Prober {
   ready: Promise<void>
   stop: () => Promise<{ sent: number; leaks: number }>
 }
-/** A process in `from` trying `to:port` all along; stop() returns how many tries got through. */
-function prober(from: Vm, to: string, port: number): Prober {
-  const child = spawn('ip', ['netns', 'exec', from.ns.name, 'python3', '-c', PROBER, to, String(port)], { stdio: ['pipe', 'pipe', 'inherit'] })
+/** A process in `from` trying `to:port` all along (every `gap` s); stop() returns how many tries got through.
+ *  Every accepted try forks the listener's greeter, so probes of an open port go slower: under emulation (the
+ *  distro-kernel runner) a fast stream of forks starves the other probes of the test. */
+function prober(from: Vm, to: string, port: number, gap = 0.02): Prober {
+  const child = spawn('ip', ['netns', 'exec', from.ns.name, 'python3', '-c', PROBER, to, String(port), String(gap)], { stdio: ['pipe', 'pipe', 'inherit'] })
   let out = ''
   let onReady: () => void = () => undefined
   const ready = new Promise<void>((resolve) => (onReady = resolve))
@@ -135,7 +137,7 @@ describe('in-place upgrade from the old layout', () => {
     expect(await passes(() => w.tcp(B, C.ipv4, 80))).toBe(true)
     const sshToA = prober(B, A.ipv4, 22)
     const sshToC = prober(B, C.ipv4, 22)
-    const webToA = prober(B, A.ipv4, 80) // the prober itself works: allowed traffic gets through all along
+    const webToA = prober(B, A.ipv4, 80, 0.1) // the prober itself works: allowed traffic gets through all along
     await Promise.all([sshToA.ready, sshToC.ready, webToA.ready])
     try {
       // Infinization restarts on the new package: initialize() recognises the old layout and keeps it.
@@ -198,7 +200,7 @@ describe('in-place upgrade from the old layout', () => {
       expect(web80.leaks).toBeGreaterThan(web80.sent * 0.8)
       expect(a.sent).toBeGreaterThan(10)
       expect(c.sent).toBeGreaterThan(10)
-      expect(web80.sent).toBeGreaterThan(10)
+      expect(web80.sent).toBeGreaterThan(5)
       expect([a.leaks, c.leaks]).toEqual([0, 0])
     }
     await svc.removeVMChain(A.vmId)
