@@ -7,7 +7,7 @@ import { VmFirewall, type FirewallCapabilities, type FirewallRuleInput, type VmS
 import { BASE_PRIORITY, CHAIN_PREROUTING, RENDER_CHAIN } from '../../ts/firewall/compile.js'
 import { FirewallKernel } from '../../ts/firewall/kernel.js'
 import { KernelRendering, ruleKey } from '../../ts/firewall/rendering.js'
-import { buildWorld, type Vm, type World } from '../support/world.js'
+import { buildWorld, passes, vmSpec, type Vm, type World } from '../support/world.js'
 
 let w: World
 let fw: VmFirewall
@@ -26,16 +26,7 @@ afterAll(async () => {
 
 let n = 0
 const rule = (r: Partial<FirewallRuleInput>): FirewallRuleInput => ({ id: `c${++n}`, name: `rule ${n}`, ...r })
-const spec = (vm: Vm, defaultAction: 'accept' | 'drop', rules: FirewallRuleInput[] = []): VmSpec => ({
-  vmId: vm.vmId,
-  tap: vm.tap,
-  mac: vm.mac,
-  ipv4: [vm.ipv4],
-  ipv6: [vm.ipv6],
-  defaultAction,
-  rules,
-})
-const passes = async (probe: () => Promise<boolean>): Promise<boolean> => (await probe()) || (await probe())
+const spec = vmSpec
 const outOnlyWeb = (): VmSpec => spec(A, 'drop', [rule({ id: 'web', direction: 'OUT', protocol: 'tcp', dstPortStart: 80 }), rule({ id: 'ping', direction: 'OUT', protocol: 'icmp' })])
 
 /** A's connections out pass and their replies come back; nothing unsolicited comes in. What lets the replies

@@ -3,7 +3,7 @@
 // without bridge conntrack/reject (the CI host), established replies and real rejects on a distro kernel.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { VmFirewall, type FirewallCapabilities, type FirewallRuleInput, type VmSpec } from '../../ts/firewall/index.js'
-import { buildWorld, type Vm, type World } from '../support/world.js'
+import { buildWorld, passes, vmSpec, type Vm, type World } from '../support/world.js'
 
 let w: World
 let fw: VmFirewall
@@ -22,22 +22,11 @@ afterAll(async () => {
 
 let n = 0
 const rule = (r: Partial<FirewallRuleInput>): FirewallRuleInput => ({ id: `r${++n}`, name: `rule ${n}`, ...r })
-const spec = (vm: Vm, defaultAction: 'accept' | 'drop', rules: FirewallRuleInput[] = [], extra: Partial<VmSpec> = {}): VmSpec => ({
-  vmId: vm.vmId,
-  tap: vm.tap,
-  mac: vm.mac,
-  ipv4: [vm.ipv4],
-  ipv6: [vm.ipv6],
-  defaultAction,
-  rules,
-  ...extra,
-})
+const spec = vmSpec
 /** Applies the whole desired set (one sync transaction). */
 async function setup(a: VmSpec, b: VmSpec, c: VmSpec = spec(C, 'accept')) {
   return fw.sync([a, b, c])
 }
-// A positive probe may lose its first packet to neighbour discovery: one retry. Negative probes never retry.
-const passes = async (probe: () => Promise<boolean>): Promise<boolean> => (await probe()) || (await probe())
 
 describe('default actions', () => {
   it('drop blocks everything both ways (v4, v6, host path); accept lets it through', async () => {

@@ -6,6 +6,7 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import { promisify } from 'node:util'
 import { Nft } from '../../ts/index.js'
 import { eui64LinkLocal } from '../../ts/firewall/address.js'
+import type { FirewallRuleInput, VmSpec } from '../../ts/firewall/model.js'
 import { createNetns, sh, type Netns } from './netns.js'
 
 const execFileP = promisify(execFile)
@@ -103,6 +104,21 @@ const UDP_ECHO_CLIENT = [
 ].join('\n')
 
 let tokenCounter = 0
+/** A VM's spec with its identity (tap, MAC, both addresses), as a VM manager sends it. */
+export const vmSpec = (vm: Vm, defaultAction: 'accept' | 'drop', rules: FirewallRuleInput[] = [], extra: Partial<VmSpec> = {}): VmSpec => ({
+  vmId: vm.vmId,
+  tap: vm.tap,
+  mac: vm.mac,
+  ipv4: [vm.ipv4],
+  ipv6: [vm.ipv6],
+  defaultAction,
+  rules,
+  ...extra,
+})
+
+/** A positive probe may lose its first packet to neighbour discovery: one retry. Negative probes never retry. */
+export const passes = async (probe: () => Promise<boolean>): Promise<boolean> => (await probe()) || (await probe())
+
 export const token = (): string => `tok${process.pid}x${++tokenCounter}x${Math.random().toString(36).slice(2, 8)}`
 
 function linkInfo(ns: Netns, dev: string): { mac: string; linkLocal: string } {
