@@ -4,6 +4,7 @@ import type { NftCommand, NftDataType, NftExpression, NftOperator, NftStatement 
 import type { Cidr } from './address.js'
 import { eui64LinkLocal } from './address.js'
 import { FirewallCapabilityError } from './errors.js'
+import { addDropLogging, type ResolvedLogDrops } from './log-drops.js'
 import { mergeRules } from './merge.js'
 import type { AppliedRule, ConntrackMode, Degradation, FirewallCapabilities, VmApplyResult } from './model.js'
 import type { NormalizedRule, NormalizedVm } from './validate.js'
@@ -63,6 +64,8 @@ export interface CompiledVm {
 export interface CompileOptions {
   capabilities: FirewallCapabilities
   conntrack: ConntrackMode
+  /** Log rules in front of the drop paths (see log-drops.ts); undefined: none. */
+  logDrops?: ResolvedLogDrops
 }
 
 // ---- expression helpers ----
@@ -395,7 +398,7 @@ export function compileVm(vm: NormalizedVm, opts: CompileOptions): CompiledVm {
     totalRules: report.length,
     appliedRules: report.filter((r) => r.applied).length,
   }
-  return {
+  const compiled: CompiledVm = {
     vmId: vm.vmId,
     tap: vm.tap,
     chains,
@@ -403,6 +406,7 @@ export function compileVm(vm: NormalizedVm, opts: CompileOptions): CompiledVm {
     in: [...inn, ...established.in, ...user.in, final],
     result,
   }
+  return opts.logDrops ? addDropLogging(compiled, opts.logDrops) : compiled
 }
 
 // ---- commands ----
