@@ -38,6 +38,9 @@ import type {
   VmStats,
 } from './model.js'
 import { GroupCommit } from './group-commit.js'
+import { BlockedStream, type BlockedOptions } from './blocked.js'
+import { FirewallWatch, type RepairResult, type WatchOptions } from './watch.js'
+import { resolveLogDrops, type LogDropsOptions, type ResolvedLogDrops } from './log-drops.js'
 import { KernelView, isConflict, type DispatchMaps } from './kernel-view.js'
 import { mapElements } from './map-elements.js'
 import { renderCommands } from './render.js'
@@ -54,6 +57,9 @@ export interface VmFirewallOptions {
   conntrack?: ConntrackMode
   /** Capabilities to assume instead of probing (plan() on machines without the addon, tests). */
   capabilities?: FirewallCapabilities
+  /** Log blocked traffic to an nfnetlink_log group (read it with `blocked()`): true for the defaults, or
+   *  which drop paths, group and rate (see LogDropsOptions). Default off. */
+  logDrops?: boolean | LogDropsOptions
 }
 
 export interface SyncOptions {
@@ -339,6 +345,8 @@ function dispatchDrift(
 export class VmFirewall {
   readonly table: string
   readonly conntrack: ConntrackMode
+  /** The resolved `logDrops` option (undefined: off). */
+  readonly logDrops: ResolvedLogDrops | undefined
   readonly #nft: Nft
   readonly #sched = new Scheduler()
   readonly #known = new Map<string, Known>()
@@ -377,6 +385,7 @@ export class VmFirewall {
       throw new FirewallValidationError('conntrack', "must be 'auto', 'require' or 'off'")
     }
     this.conntrack = mode
+    this.logDrops = resolveLogDrops(options.logDrops)
     if (options.capabilities) {
       this.#capsValue = { ...options.capabilities }
       this.#caps = Promise.resolve(this.#capsValue)
@@ -410,6 +419,7 @@ export class VmFirewall {
     const compiled = compileVm(vm, {
       capabilities: this.#capsValue ?? { bridgeConntrack: false, bridgeReject: false },
       conntrack: this.conntrack,
+      logDrops: this.logDrops,
     })
     const commands = vmApplyCommands(this.table, compiled, [])
     return { commands: { nftables: commands }, text: renderCommands(commands), result: compiled.result }
@@ -421,7 +431,7 @@ export class VmFirewall {
     const vm = normalizeVm(spec)
     const attach = options.attach ?? true
     return this.#sched.vm(vm.vmId, async () => {
-      const compiled = compileVm(vm, { capabilities: await this.capabilities(), conntrack: this.conntrack })
+      const compiled = compileVm(vm, { capabilities: await this.capabilities(), conntrack: this.conntrack, logDrops: this.logDrops })
       await this.#apply(compiled, attach, options.also)
       return compiled.result
     })
@@ -433,7 +443,7 @@ export class VmFirewall {
     const vm = normalizeVm(spec)
     const attach = options.attach ?? true
     return this.#sched.vm(vm.vmId, async () => {
-      const compiled = compileVm(vm, { capabilities: await this.capabilities(), conntrack: this.conntrack })
+      const compiled = compileVm(vm, { capabilities: await this.capabilities(), conntrack: this.conntrack, logDrops: this.logDrops })
       const drift = await this.#vmDrift(compiled, attach)
       if (drift.status !== 'ok') await this.#apply(compiled, attach)
       else this.#known.set(vm.vmId, { compiled, attached: attach })
@@ -445,7 +455,7 @@ export class VmFirewall {
   async verifyVm(spec: VmSpec, options: ApplyOptions = {}): Promise<VmDrift> {
     const vm = normalizeVm(spec)
     return this.#sched.vm(vm.vmId, async () => {
-      const compiled = compileVm(vm, { capabilities: await this.capabilities(), conntrack: this.conntrack })
+      const compiled = compileVm(vm, { capabilities: await this.capabilities(), conntrack: this.conntrack, logDrops: this.logDrops })
       return this.#vmDrift(compiled, options.attach ?? true)
     })
   }
@@ -636,7 +646,7 @@ export class VmFirewall {
     }
     return this.#sched.exclusive(async () => {
       const caps = await this.capabilities()
-      const compiled = vms.map((vm) => compileVm(vm, { capabilities: caps, conntrack: this.conntrack }))
+      const compiled = vms.map((vm) => compileVm(vm, { capabilities: caps, conntrack: this.conntrack, logDrops: this.logDrops }))
       // Nobody committed since our last full sync: the table is what that sync wrote, no listing needed.
       const read = await this.#nft.generation()
       const known = this.#synced?.generation === read ? this.#synced.table : undefined
@@ -725,7 +735,7 @@ export class VmFirewall {
       let expected: Known[]
       if (vms) {
         const caps = await this.capabilities()
-        expected = vms.map((vm) => ({ compiled: compileVm(vm, { capabilities: caps, conntrack: this.conntrack }), attached: true }))
+        expected = vms.map((vm) => ({ compiled: compileVm(vm, { capabilities: caps, conntrack: this.conntrack, logDrops: this.logDrops }), attached: true }))
       } else {
         expected = [...this.#known.values()]
       }
@@ -755,6 +765,56 @@ export class VmFirewall {
       if (result.orphans.length || result.table.length) result.ok = false
       return result
     })
+  }
+
+  /** Puts back what this instance last applied (applyVm/sync/attach/detach) where the kernel differs from it,
+   *  in one transaction: the table, base chains and maps when they are damaged, and each known VM whose chains
+   *  or dispatch entries differ. Chains and entries of VMs this instance does not know are left alone (another
+   *  writer's, with prune 'none'). Writes nothing when everything matches. What `watch({ repair: true })` runs. */
+  async repair(): Promise<RepairResult> {
+    return this.#sched.exclusive(async () => {
+      const known = [...this.#known.values()]
+      const k = await this.#readTable()
+      await this.#learnRenderings(k, known.map((e) => e.compiled))
+      const table = !k.exists || k.problems.length > 0
+      const head = table
+        ? [
+            ...k.recreate.flatMap((name): NftCommand[] => [
+              { flush: { chain: { family: FAMILY, table: this.table, name } } },
+              { delete: { chain: { family: FAMILY, table: this.table, name } } },
+            ]),
+            ...tableCommands(this.table),
+          ]
+        : []
+      const vms: string[] = []
+      const body: NftCommand[] = []
+      for (const { compiled: c, attached } of known) {
+        const drift: VmDrift = { vmId: c.vmId, chains: c.chains, status: 'ok', missing: [], extra: [], changed: [] }
+        const outOk = diffChain(c.chains.out, c.out, k.chains.has(c.chains.out) ? k.rules.get(c.chains.out) ?? [] : undefined, drift, this.#rendering)
+        const inOk = diffChain(c.chains.in, c.in, k.chains.has(c.chains.in) ? k.rules.get(c.chains.in) ?? [] : undefined, drift, this.#rendering)
+        dispatchDrift(k.maps, c, attached, drift)
+        if (outOk && inOk && !drift.missing.length && !drift.extra.length && !drift.changed.length) continue
+        vms.push(c.vmId)
+        body.push(...vmApplyCommands(this.table, c, this.#staleFor(k.maps, c.chains, attached ? c.tap : undefined), attached))
+      }
+      if (!table && body.length === 0) return { ok: true, table: false, vms: [] }
+      this.#synced = undefined
+      const w = await this.#view.write([...(table ? head : setCommands(this.table)), ...body], { createsSets: true })
+      return { ok: false, table, vms, generation: w.after }
+    })
+  }
+
+  /** Reports, within milliseconds, every change someone else makes to this firewall's table (nf_tables
+   *  notifications read on a thread in the instance's namespace); `repair: true` puts it back with `repair()`.
+   *  Stop it with `stop()`. See watch.ts. */
+  watch(options: WatchOptions = {}): FirewallWatch {
+    return new FirewallWatch(this, this.#nft, options)
+  }
+
+  /** Packets the `logDrops` rules logged, as typed events (nfnetlink_log group read in the instance's
+   *  namespace). Stop it with `stop()`. See blocked.ts. */
+  blocked(options: BlockedOptions = {}): BlockedStream {
+    return new BlockedStream(this, this.#nft, options)
   }
 
   /** The VMs present in the kernel's table (one listing), whoever applied them. */
