@@ -185,6 +185,7 @@ fn headers(ethertype: u16, l3: &[u8], p: &mut Packet) {
     6 => "tcp".into(),
     17 => "udp".into(),
     1 => "icmp".into(),
+    2 => "igmp".into(),
     58 => "icmpv6".into(),
     n => n.to_string(),
   });

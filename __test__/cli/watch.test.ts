@@ -38,4 +38,19 @@ describe('nftables-node watch', () => {
     expect(events[1]!.result!.vms).toEqual(['w1'])
     expect(ns.exec('nft', ['list', 'chain', 'bridge', 'infinization', chain])).toContain('comment "d:')
   })
+
+  it('the demo shows the blocked probes by VM and rule, and a drift repaired live', async () => {
+    const r = await new Promise<{ code: number | null; stdout: string }>((resolve) => {
+      const child = spawn(process.execPath, [cli, '--json', 'demo'], { stdio: ['ignore', 'pipe', 'inherit'] })
+      let stdout = ''
+      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
+      child.on('exit', (code) => resolve({ code, stdout }))
+    })
+    expect(r.code).toBe(0)
+    const out = JSON.parse(r.stdout) as { blocked: { vmId?: string; rule: string; dstPort?: number }[]; drift: { type: string; vms?: string[] }[]; verified: boolean }
+    expect(out.blocked).toContainEqual(expect.objectContaining({ vmId: 'web', rule: 'web-no-telnet', dstPort: 23 }))
+    expect(out.blocked).toContainEqual(expect.objectContaining({ vmId: 'client', rule: 'builtin:ip-spoof' }))
+    expect(out.drift.map((e) => e.type)).toEqual(['drift', 'repaired', 'end'])
+    expect(out.verified).toBe(true)
+  })
 })

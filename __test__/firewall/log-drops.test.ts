@@ -2,7 +2,8 @@
 import { describe, expect, it } from 'vitest'
 import { compileVm, vmChainNames } from '../../ts/firewall/compile.js'
 import { logPrefix, parseLogPrefix, resolveLogDrops } from '../../ts/firewall/log-drops.js'
-import { FirewallValidationError, normalizeVm, type VmSpec } from '../../ts/firewall/index.js'
+import { FirewallValidationError, VmFirewall, normalizeVm, type VmSpec } from '../../ts/firewall/index.js'
+import type { Nft } from '../../ts/nft.js'
 
 const spec: VmSpec = {
   vmId: 'vm-1',
@@ -32,7 +33,7 @@ describe('logDrops', () => {
       expect(drop.comment.split(':')[2]).toBe(l.comment.split(':')[2])
       // Same matches as the drop, then limit and log, and no verdict: evaluation continues into the drop.
       expect(l.expr.slice(0, -2)).toEqual(drop.expr.slice(0, -2))
-      expect(l.expr.at(-2)).toEqual({ limit: { rate: 5, per: 'second', burst: 2 } })
+      expect(l.expr.at(-2)).toEqual({ limit: { rate: 5, burst: 2, per: 'second' } })
       expect(l.expr.at(-1)).toMatchObject({ log: { group: 7 } })
     }
     // Everything else is unchanged.
@@ -57,6 +58,12 @@ describe('logDrops', () => {
     expect(Buffer.byteLength(long)).toBeLessThanOrEqual(127)
     expect(parseLogPrefix(long)?.tag).toMatch(/^é+$/)
     expect(parseLogPrefix('something else')).toBeUndefined()
+  })
+
+  it('renders as nft text libnftables parses back (plan, kernel rendering)', () => {
+    const fw = new VmFirewall({} as Nft, { logDrops: { group: 9 }, capabilities: caps })
+    const text = fw.plan(spec).text
+    expect(text).toContain(`meta l4proto tcp tcp dport 25 limit rate 10/second burst 20 packets log prefix "nn:${vmChainNames('vm-1').out.slice(0, -2)}:o:r:smtp" group 9 comment "l:`)
   })
 
   it('refuses invalid options', () => {

@@ -160,6 +160,8 @@ describe('blocked', () => {
   it('names the VM and the rule that dropped a probe, and the default drop', async () => {
     const fw = new VmFirewall(w.nft, { logDrops: { group: 23 } })
     await fw.sync([specOf(A), specOf(B)])
+    // The log rules read back from the kernel as written: no false drift.
+    expect((await fw.verify()).ok).toBe(true)
     const stream = fw.blocked()
     try {
       const ssh = next<BlockedEvent>(stream, 'blocked', 5000, (e) => e.rule === 'no-ssh')

@@ -104,7 +104,8 @@ function logRule(chain: string, r: CompiledRule, o: ResolvedLogDrops): CompiledR
   const matches = r.expr.filter((st) => !(typeof st === 'object' && st !== null && ('counter' in st || 'drop' in st || 'reject' in st)))
   const expr: NftStatement[] = [
     ...matches,
-    { limit: { rate: o.rate, per: o.per, burst: o.burst } },
+    // Key order as libnftables lists it, so that the compiled form compares equal even unrendered (dry run).
+    { limit: { rate: o.rate, burst: o.burst, per: o.per } },
     { log: { prefix: logPrefix(chain, kind, tag), group: o.group } },
   ]
   const h = createHash('sha256').update(JSON.stringify(expr)).digest('hex').slice(0, 8)
