@@ -122,6 +122,8 @@ export interface NativeEvent {
   process?: string
   /** The batch was committed by a thread of this process. */
   own?: boolean
+  /** Changes of the batch left out (more than the thread holds per batch). */
+  omitted?: number
   prefix?: string
   ethertype?: number
   hook?: number
@@ -158,6 +160,14 @@ export interface NativeListenerOptions {
   copyRange?: number
   /** Events kept before more are counted as dropped (default 4096). */
   queueLimit?: number
+  /**
+   * nftables: report only changes of this table (with `family`), and only in batches committed by
+   * other processes. Changes are held on the thread until their batch's NFT_MSG_NEWGEN says who
+   * committed it: this process's own batches (a sync of thousands of rules) never reach the queue.
+   */
+  table?: string
+  /** nftables: the table's family (7: bridge); default any. */
+  family?: number
 }
 
 /** Options for a libnftables context. */

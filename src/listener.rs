@@ -43,6 +43,12 @@ pub struct NativeListenerOptions {
   pub copy_range: Option<u32>,
   /// Events kept before more are counted as dropped (default 4096).
   pub queue_limit: Option<u32>,
+  /// nftables: report only changes of this table (with `family`), and only in batches committed by
+  /// other processes. Changes are held on the thread until their batch's NFT_MSG_NEWGEN says who
+  /// committed it: this process's own batches (a sync of thousands of rules) never reach the queue.
+  pub table: Option<String>,
+  /// nftables: the table's family (7: bridge); default any.
+  pub family: Option<u32>,
 }
 
 /// One event. `type` is `change` (an nf_tables object notification), `generation` (NFT_MSG_NEWGEN: the
@@ -69,6 +75,8 @@ pub struct NativeEvent {
   pub process: Option<String>,
   /// The batch was committed by a thread of this process.
   pub own: Option<bool>,
+  /// Changes of the batch left out (more than the thread holds per batch).
+  pub omitted: Option<u32>,
   // packet
   pub prefix: Option<String>,
   pub ethertype: Option<u32>,
@@ -130,6 +138,28 @@ impl Shared {
       } else {
         q.dropped += 1;
       }
+    }
+    Self::wake(&mut q);
+  }
+
+  /// Queues one committed batch whole: when the queue lacks room for all its changes, the first ones that
+  /// fit go with the generation event, which counts the rest in `omitted`. Only without room for the
+  /// generation event itself is the batch dropped (and counted).
+  fn push_batch(&self, mut changes: Vec<NativeEvent>, mut generation: NativeEvent) {
+    let mut q = self.lock();
+    let room = self.limit.saturating_sub(q.events.len());
+    if room == 0 {
+      q.dropped += changes.len() as u64 + 1;
+    } else {
+      if changes.len() >= room {
+        // Table-level changes (a deleted table) first: they say the most and are at most a few.
+        changes.sort_by_key(|c| !matches!(c.change.as_deref(), Some("newtable" | "deltable")));
+        let cut = changes.len() - (room - 1);
+        changes.truncate(room - 1);
+        generation.omitted = Some(generation.omitted.unwrap_or(0).saturating_add(cut as u32));
+      }
+      q.events.extend(changes);
+      q.events.push_back(generation);
     }
     Self::wake(&mut q);
   }
@@ -233,13 +263,30 @@ impl Drop for NativeListener {
 }
 
 enum Source {
-  Nftables,
+  /// Changes of `table` (any table when None) in `family` (any when None).
+  Nftables {
+    table: Option<String>,
+    family: Option<u8>,
+  },
   Nflog,
+}
+
+/// Changes held per batch until its NEWGEN arrives; the rest are counted.
+const MAX_PENDING: usize = 1000;
+
+/// The changes of the batch being received (filtered), until its NEWGEN.
+#[derive(Default)]
+struct Batch {
+  changes: Vec<NativeEvent>,
+  omitted: u32,
 }
 
 fn start(options: NativeListenerOptions, shared: Arc<Shared>) -> std::result::Result<(), NativeError> {
   let source = match options.kind.as_str() {
-    "nftables" => Source::Nftables,
+    "nftables" => Source::Nftables {
+      table: options.table.clone(),
+      family: options.family.and_then(|f| u8::try_from(f).ok()),
+    },
     "nflog" => Source::Nflog,
     other => {
       return Err(NativeError::binding(
@@ -298,7 +345,7 @@ fn open(
   let entered = netns.map(crate::netns::enter).transpose()?;
   let socket = Socket::open(TICK, SOCKET_BUFFER).map_err(|e| io_error("cannot open a netfilter netlink socket", &e))?;
   match source {
-    Source::Nftables => socket
+    Source::Nftables { .. } => socket
       .join(monitor::NFNLGRP_NFTABLES)
       .map_err(|e| io_error("cannot subscribe to nf_tables notifications", &e))?,
     Source::Nflog => {
@@ -357,6 +404,7 @@ fn run(socket: &Socket, entered: Option<&crate::netns::Entered>, source: &Source
   let mut buffer = vec![0u8; RECV_BUFFER];
   let mut checked = Instant::now();
   let mut names: HashMap<u32, String> = HashMap::new();
+  let mut batch = Batch::default();
   while !shared.stop.load(Ordering::Relaxed) {
     if checked.elapsed() >= NETNS_CHECK {
       checked = Instant::now();
@@ -368,6 +416,8 @@ fn run(socket: &Socket, entered: Option<&crate::netns::Entered>, source: &Source
       Ok(Some(n)) => n,
       Ok(None) => continue,
       Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+        // What was held can no longer be attributed to a batch.
+        batch = Batch::default();
         shared.push([NativeEvent {
           kind: "lost".into(),
           ..NativeEvent::default()
@@ -378,7 +428,34 @@ fn run(socket: &Socket, entered: Option<&crate::netns::Entered>, source: &Source
     };
     let datagram = &buffer[..received];
     match source {
-      Source::Nftables => shared.push(monitor::decode(datagram).into_iter().map(notification_event)),
+      Source::Nftables { table, family } => {
+        for n in monitor::decode(datagram) {
+          match n {
+            Notification::Change(c) => {
+              let wanted = table.as_ref().is_none_or(|t| *t == c.table) && family.is_none_or(|f| f == c.family);
+              if !wanted {
+                continue;
+              }
+              // A table change is always held (one per table and batch): it says the most.
+              if batch.changes.len() < MAX_PENDING || matches!(c.kind, "newtable" | "deltable") {
+                batch.changes.push(notification_event(Notification::Change(c)));
+              } else {
+                batch.omitted += 1;
+              }
+            }
+            Notification::Generation(g) => {
+              let held = std::mem::take(&mut batch);
+              let mut event = notification_event(Notification::Generation(g));
+              // Our own batches, and batches that changed nothing watched, are not reported.
+              if event.own == Some(true) || (held.changes.is_empty() && held.omitted == 0) {
+                continue;
+              }
+              event.omitted = Some(held.omitted);
+              shared.push_batch(held.changes, event);
+            }
+          }
+        }
+      }
       Source::Nflog => {
         let read_at = now_ms();
         if names.len() > 1024 {

@@ -217,7 +217,8 @@ export class FirewallWatch extends EventStream<WatchEvent> {
       repairWindowMs: options.repairWindowMs ?? 10_000,
     }
     this.ended = new Promise((resolve) => this.once('end', resolve))
-    this.#native = openListener({ kind: 'nftables', netns: nft.options.netns, queueLimit: options.queueLimit })
+    // The thread keeps only this table's changes, and only of batches other processes committed.
+    this.#native = openListener({ kind: 'nftables', netns: nft.options.netns, queueLimit: options.queueLimit, table: fw.table, family: NFPROTO_BRIDGE })
     void this.#loop()
   }
 
@@ -335,7 +336,7 @@ export class FirewallWatch extends EventStream<WatchEvent> {
       base: [...base],
       tableDeleted,
       changes: out,
-      omitted: changes.length - out.length,
+      omitted: changes.length - out.length + (gen.omitted ?? 0),
       time: new Date(),
     }
   }
