@@ -542,3 +542,70 @@ fn packet_event(p: nflog::Packet, read_at: f64, names: &mut HashMap<u32, String>
     ..NativeEvent::default()
   }
 }
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  fn shared(limit: usize) -> Shared {
+    Shared {
+      queue: Mutex::new(Queue::default()),
+      stop: AtomicBool::new(false),
+      limit,
+    }
+  }
+
+  fn change(kind: &str) -> NativeEvent {
+    NativeEvent {
+      kind: "change".into(),
+      change: Some(kind.into()),
+      ..NativeEvent::default()
+    }
+  }
+
+  fn generation() -> NativeEvent {
+    NativeEvent {
+      kind: "generation".into(),
+      ..NativeEvent::default()
+    }
+  }
+
+  #[test]
+  fn a_full_queue_counts_instead_of_growing() {
+    let s = shared(3);
+    s.push((0..10).map(|_| change("newrule")));
+    let mut q = s.lock();
+    assert_eq!((q.events.len(), q.dropped), (3, 7));
+    let batch = Shared::take(&mut q);
+    assert_eq!((batch.events.len(), batch.dropped), (3, 7.0));
+    assert_eq!(q.dropped, 0);
+  }
+
+  #[test]
+  fn a_batch_is_queued_whole_with_table_changes_first_and_the_rest_counted() {
+    let s = shared(4);
+    let mut changes: Vec<_> = (0..5).map(|_| change("delrule")).collect();
+    changes.push(change("deltable"));
+    s.push_batch(changes, generation());
+    let q = s.lock();
+    let kinds: Vec<_> = q.events.iter().map(|e| e.change.clone().unwrap_or(e.kind.clone())).collect();
+    assert_eq!(kinds, ["deltable", "delrule", "delrule", "generation"]);
+    assert_eq!(q.events.back().unwrap().omitted, Some(3));
+    drop(q);
+    // No room even for the generation event: the batch is dropped and counted.
+    s.push_batch(vec![change("newrule")], generation());
+    assert_eq!(s.lock().dropped, 2);
+  }
+
+  #[test]
+  fn the_end_is_handed_over_once_after_the_last_events() {
+    let s = shared(10);
+    s.push([change("newrule")]);
+    s.end(NativeError::binding("CLOSED", "closed"));
+    let mut q = s.lock();
+    let first = Shared::take(&mut q);
+    assert_eq!(first.events.len(), 1);
+    assert_eq!(first.ended.map(|e| e.code), Some("CLOSED".into()));
+    assert!(Shared::take(&mut q).ended.is_none());
+  }
+}
