@@ -588,7 +588,11 @@ mod tests {
     changes.push(change("deltable"));
     s.push_batch(changes, generation());
     let q = s.lock();
-    let kinds: Vec<_> = q.events.iter().map(|e| e.change.clone().unwrap_or(e.kind.clone())).collect();
+    let kinds: Vec<_> = q
+      .events
+      .iter()
+      .map(|e| e.change.clone().unwrap_or(e.kind.clone()))
+      .collect();
     assert_eq!(kinds, ["deltable", "delrule", "delrule", "generation"]);
     assert_eq!(q.events.back().unwrap().omitted, Some(3));
     drop(q);
