@@ -50,6 +50,18 @@ describe('logDrops', () => {
     expect(compileVm(normalizeVm({ ...spec, defaultAction: 'accept' }), { capabilities: caps, conntrack: 'auto', logDrops: resolveLogDrops({ rules: false, builtins: false }) }).out.some((r) => r.comment.startsWith('l:'))).toBe(false)
   })
 
+  it("a rule's own log flag wins: logged without logDrops, or never", () => {
+    const withFlags = (logDrops: Parameters<typeof resolveLogDrops>[0]) =>
+      compileVm(
+        normalizeVm({ ...spec, rules: spec.rules!.map((r) => (r.id === 'smtp' ? { ...r, log: true } : r.id === 'telnet' ? { ...r, log: false } : r)) }),
+        { capabilities: caps, conntrack: 'auto', logDrops: resolveLogDrops(logDrops) },
+      )
+    const tags = (c: ReturnType<typeof withFlags>) => [...c.out, ...c.in].filter((r) => r.comment.startsWith('l:')).map((r) => r.comment.split(':')[2])
+    expect(tags(withFlags(undefined))).toEqual(['smtp'])
+    expect(tags(withFlags({ builtins: false }))).toEqual(['smtp', 'vm-1', 'vm-1'])
+    expect(() => normalizeVm({ ...spec, rules: [{ ...spec.rules![0]!, log: 'yes' as never }] })).toThrow(FirewallValidationError)
+  })
+
   it('prefixes name chain, direction, path and tag, cut to the kernel limit', () => {
     const { out, in: inn } = vmChainNames('vm-1')
     expect(parseLogPrefix(logPrefix(out, 'r', 'smtp'))).toEqual({ stem: out.slice(0, -2), direction: 'out', kind: 'r', tag: 'smtp' })

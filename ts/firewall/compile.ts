@@ -4,7 +4,7 @@ import type { NftCommand, NftDataType, NftExpression, NftOperator, NftStatement 
 import type { Cidr } from './address.js'
 import { eui64LinkLocal } from './address.js'
 import { FirewallCapabilityError } from './errors.js'
-import { addDropLogging, type ResolvedLogDrops } from './log-drops.js'
+import { addDropLogging, ruleLogChoices, type ResolvedLogDrops } from './log-drops.js'
 import { mergeRules } from './merge.js'
 import type { AppliedRule, ConntrackMode, Degradation, FirewallCapabilities, VmApplyResult } from './model.js'
 import type { NormalizedRule, NormalizedVm } from './validate.js'
@@ -406,7 +406,8 @@ export function compileVm(vm: NormalizedVm, opts: CompileOptions): CompiledVm {
     in: [...inn, ...established.in, ...user.in, final],
     result,
   }
-  return opts.logDrops ? addDropLogging(compiled, opts.logDrops) : compiled
+  const choices = ruleLogChoices(merged)
+  return opts.logDrops || choices.size > 0 ? addDropLogging(compiled, opts.logDrops, choices) : compiled
 }
 
 // ---- commands ----

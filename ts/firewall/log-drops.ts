@@ -19,7 +19,8 @@ export interface LogDropsOptions {
   burst?: number
   /** Log the default drop (default true). */
   default?: boolean
-  /** Log DROP/REJECT rules: all (true, default), none (false), or only these rule ids. */
+  /** Log DROP/REJECT rules: all (true, default), none (false), or only these rule ids. A rule's own `log`
+   *  (FirewallRuleInput) wins: `log: true` is logged even without `logDrops`, `log: false` never. */
   rules?: boolean | string[]
   /** Log the built-in anti-spoofing and DHCP-server drops (default true). */
   builtins?: boolean
@@ -89,9 +90,19 @@ export function parseLogPrefix(prefix: string): LogPrefix | undefined {
   return { stem: m[1]!, direction: m[2] === 'o' ? 'out' : 'in', kind: m[3] as LogPrefix['kind'], tag: m[4]! }
 }
 
+/** Rules that choose for themselves (`log: true/false`), by id. */
+export function ruleLogChoices(rules: readonly { id: string; log?: boolean }[]): Map<string, boolean> {
+  const m = new Map<string, boolean>()
+  for (const r of rules) if (r.log !== undefined) m.set(r.id, r.log)
+  return m
+}
+
+/** Only the rules that ask for it (`log: true`) when the firewall has no `logDrops`. */
+const RULES_THAT_ASK: ResolvedLogDrops = { ...resolveLogDrops(true)!, default: false, builtins: false, rules: false }
+
 const isDrop = (st: NftStatement | undefined): boolean => !!st && typeof st === 'object' && ('drop' in st || 'reject' in st)
 
-function logRule(chain: string, r: CompiledRule, o: ResolvedLogDrops): CompiledRule | undefined {
+function logRule(chain: string, r: CompiledRule, o: ResolvedLogDrops, choices: ReadonlyMap<string, boolean>): CompiledRule | undefined {
   const m = /^([rdb]):[0-9a-f]{8}:(.+)$/.exec(r.comment)
   if (!m) return undefined
   const kind = m[1] as 'r' | 'd' | 'b'
@@ -99,7 +110,7 @@ function logRule(chain: string, r: CompiledRule, o: ResolvedLogDrops): CompiledR
   if (!isDrop(r.expr[r.expr.length - 1])) return undefined
   if (kind === 'd' && !o.default) return undefined
   if (kind === 'b' && !o.builtins) return undefined
-  if (kind === 'r' && (o.rules === false || (o.rules !== true && !o.rules.has(tag)))) return undefined
+  if (kind === 'r' && !(choices.get(tag) ?? (o.rules === true || (o.rules !== false && o.rules.has(tag))))) return undefined
   // The drop rule's matches: everything before its counter and verdict.
   const matches = r.expr.filter((st) => !(typeof st === 'object' && st !== null && ('counter' in st || 'drop' in st || 'reject' in st)))
   const expr: NftStatement[] = [
@@ -112,11 +123,13 @@ function logRule(chain: string, r: CompiledRule, o: ResolvedLogDrops): CompiledR
   return { comment: `l:${h}:${tag}`, expr }
 }
 
-/** The compiled VM with a log rule in front of each drop path `o` selects. */
-export function addDropLogging(c: CompiledVm, o: ResolvedLogDrops): CompiledVm {
+/** The compiled VM with a log rule in front of each drop path `o` (or, without it, a rule's own `log: true`)
+ *  selects; a rule's `log` wins over `o.rules`. */
+export function addDropLogging(c: CompiledVm, logDrops: ResolvedLogDrops | undefined, choices: ReadonlyMap<string, boolean> = new Map()): CompiledVm {
+  const o = logDrops ?? RULES_THAT_ASK
   const withLogs = (chain: string, rules: CompiledRule[]): CompiledRule[] =>
     rules.flatMap((r) => {
-      const l = logRule(chain, r, o)
+      const l = logRule(chain, r, o, choices)
       return l ? [l, r] : [r]
     })
   return { ...c, out: withLogs(c.chains.out, c.out), in: withLogs(c.chains.in, c.in) }
