@@ -9,6 +9,26 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
+/** A listener thread and its queue. */
+export declare class NativeListener {
+  /**
+   * Starts the thread and waits until it has entered the namespace and opened (and for nflog bound)
+   * its socket. Never throws: a failure is kept in `startError`.
+   */
+  constructor(options: NativeListenerOptions)
+  get startError(): NativeError | null
+  /**
+   * The next events: resolves at once when some are queued, else when the first arrives or the
+   * listener ends. After the batch that carries `ended`, resolves with no events. One call at a time.
+   */
+  next(): Promise<NativeBatch>
+  /**
+   * Ends the listener: a waiting `next()` resolves with `ended: CLOSED`, the thread exits within
+   * one tick and closes its socket. Idempotent.
+   */
+  close(): void
+}
+
 /** One libnftables context on its own thread, optionally inside a network namespace. */
 export declare class NativeNft {
   /**
@@ -45,6 +65,14 @@ export declare class NativeNft {
   get closed(): boolean
 }
 
+export interface NativeBatch {
+  events: Array<NativeEvent>
+  /** Events discarded since the previous batch because the queue was full. */
+  dropped: number
+  /** Set once: why the listener ended (`CLOSED`, `NETNS`, or the errno of a socket failure). */
+  ended?: NativeError
+}
+
 /** A failed libnftables call, as handed to JavaScript. */
 export interface NativeError {
   /**
@@ -73,10 +101,73 @@ export interface NativeError {
   index?: number
 }
 
+/**
+ * One event. `type` is `change` (an nf_tables object notification), `generation` (NFT_MSG_NEWGEN: the
+ * end of a committed batch), `lost` (the kernel dropped notifications: the socket overran) or `packet`.
+ */
+export interface NativeEvent {
+  type: string
+  change?: string
+  family?: number
+  table?: string
+  chain?: string
+  name?: string
+  comment?: string
+  handle?: number
+  keys?: Array<string>
+  targets?: Array<string>
+  port?: number
+  generation?: number
+  pid?: number
+  process?: string
+  /** The batch was committed by a thread of this process. */
+  own?: boolean
+  /** Changes of the batch left out (more than the thread holds per batch). */
+  omitted?: number
+  prefix?: string
+  ethertype?: number
+  hook?: number
+  indev?: string
+  outdev?: string
+  physindev?: string
+  physoutdev?: string
+  /** Milliseconds since the epoch (the kernel's stamp when it has one, else the time it was read). */
+  time?: number
+  ipFamily?: number
+  protocol?: string
+  src?: string
+  dst?: string
+  sport?: number
+  dport?: number
+  icmpType?: number
+  icmpCode?: number
+}
+
 /** Result of `generation()`: `id` on success, `error` on failure. */
 export interface NativeGeneration {
   id?: number
   error?: NativeError
+}
+
+export interface NativeListenerOptions {
+  /** `nftables` (change notifications) or `nflog` (packets of a log group). */
+  kind: string
+  /** Network namespace, as for `NativeNft`. */
+  netns?: string
+  /** nflog: the group to bind (0..65535). */
+  group?: number
+  /** nflog: bytes of each packet copied (default 128: enough for IP and L4 headers). */
+  copyRange?: number
+  /** Events kept before more are counted as dropped (default 4096). */
+  queueLimit?: number
+  /**
+   * nftables: report only changes of this table (with `family`), and only in batches committed by
+   * other processes. Changes are held on the thread until their batch's NFT_MSG_NEWGEN says who
+   * committed it: this process's own batches (a sync of thousands of rules) never reach the queue.
+   */
+  table?: string
+  /** nftables: the table's family (7: bridge); default any. */
+  family?: number
 }
 
 /** Options for a libnftables context. */

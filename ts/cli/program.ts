@@ -7,6 +7,7 @@ import { Nft } from '../nft.js'
 import { checkSpecConflicts, findTakeovers, refuseTakeovers, takenFrom } from './conflicts.js'
 import { EXIT } from './exit-codes.js'
 import { printJson, progress, table } from './output.js'
+import { registerWatch } from './watch.js'
 
 interface GlobalOptions {
   netns?: string
@@ -148,6 +149,8 @@ export function buildProgram(): Command {
         ),
       )
     })
+
+  registerWatch(program, readSpecs)
 
   program
     .command('verify')

@@ -3,6 +3,7 @@ import type { NftExpression, NftOperator, NftStatement } from '../schema.js'
 import type { Cidr } from './address.js'
 import { eui64LinkLocal } from './address.js'
 import { FirewallCapabilityError } from './errors.js'
+import { addDropLogging, ruleLogChoices, type ResolvedLogDrops } from './log-drops.js'
 import { mergeRules } from './merge.js'
 import type { AppliedRule, ConntrackMode, Degradation, FirewallCapabilities, VmApplyResult } from './model.js'
 import type { NormalizedRule, NormalizedVm } from './validate.js'
@@ -34,6 +35,8 @@ export interface CompiledVm {
 export interface CompileOptions {
   capabilities: FirewallCapabilities
   conntrack: ConntrackMode
+  /** Log rules in front of the drop paths (see log-drops.ts); undefined: none. */
+  logDrops?: ResolvedLogDrops
 }
 
 // ---- expression helpers ----
@@ -351,7 +354,7 @@ export function compileVm(vm: NormalizedVm, opts: CompileOptions): CompiledVm {
     totalRules: report.length,
     appliedRules: report.filter((r) => r.applied).length,
   }
-  return {
+  const compiled: CompiledVm = {
     vmId: vm.vmId,
     tap: vm.tap,
     chains,
@@ -359,6 +362,8 @@ export function compileVm(vm: NormalizedVm, opts: CompileOptions): CompiledVm {
     in: [...inn, ...established.in, ...user.in, final],
     result,
   }
+  const choices = ruleLogChoices(merged)
+  return opts.logDrops || choices.size > 0 ? addDropLogging(compiled, opts.logDrops, choices) : compiled
 }
 
 // ---- commands ----

@@ -19,3 +19,29 @@ export {
 } from './compile.js'
 export { renderCommands } from './render.js'
 export { RestoreValidationError, checkRestore, type CheckedRestore } from './restore-guard.js'
+export {
+  FirewallWatch,
+  EventStream,
+  type WatchOptions,
+  type WatchEvent,
+  type WatchEvents,
+  type DriftEvent,
+  type LostEvent,
+  type RepairResult,
+  type RepairedEvent,
+  type RepairFailedEvent,
+  type RepairSuspendedEvent,
+  type WatchEndEvent,
+  type TableChange,
+  type TableObject,
+} from './watch.js'
+export {
+  BlockedStream,
+  type BlockedOptions,
+  type BlockedEvent,
+  type BlockedLostEvent,
+  type BlockedEndEvent,
+  type BlockedStreamEvent,
+  type BlockedEvents,
+} from './blocked.js'
+export { resolveLogDrops, parseLogPrefix, logPrefix, DEFAULT_LOG_GROUP, type LogDropsOptions, type LogPrefix } from './log-drops.js'

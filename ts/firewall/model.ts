@@ -38,6 +38,9 @@ export interface FirewallRuleInput {
   dstIpMask?: string | number | null
   connectionState?: ConnectionStateInput | null
   overridesDept?: boolean | null
+  /** DROP/REJECT rules: log the packets this rule blocks (rate-limited, read with `blocked()`) even when the
+   *  firewall's `logDrops` does not select it (true), or never (false). Default: as `logDrops` says. */
+  log?: boolean | null
 }
 
 /** Everything the firewall needs to know about one VM. */

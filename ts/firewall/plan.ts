@@ -3,6 +3,7 @@
 import type { NftablesJson } from '../schema.js'
 import { compileVm } from './compile.js'
 import { DEFAULT_TABLE, vmApplyCommands } from './layout.js'
+import type { ResolvedLogDrops } from './log-drops.js'
 import type { ConntrackMode, FirewallCapabilities, VmApplyResult, VmSpec } from './model.js'
 import { renderCommands } from './render.js'
 import { checkTableName, normalizeVm } from './validate.js'
@@ -24,13 +25,19 @@ export interface PlanOptions {
   conntrack?: ConntrackMode
   /** What the kernel can do (see VmFirewall.capabilities()); the plan follows it exactly. */
   capabilities: FirewallCapabilities
+  /** Log rules ahead of the drops (see VmFirewall's `logDrops`), resolved. */
+  logDrops?: ResolvedLogDrops
 }
 
 /** Validates and compiles one VM spec: the commands applyVm would send for it, and its result. Throws
  *  FirewallValidationError / FirewallCapabilityError as applyVm would. */
 export function planVm(spec: VmSpec, options: PlanOptions): VmPlan {
   const table = checkTableName(options.table ?? DEFAULT_TABLE)
-  const compiled = compileVm(normalizeVm(spec), { capabilities: options.capabilities, conntrack: options.conntrack ?? 'auto' })
+  const compiled = compileVm(normalizeVm(spec), {
+    capabilities: options.capabilities,
+    conntrack: options.conntrack ?? 'auto',
+    logDrops: options.logDrops,
+  })
   const commands = vmApplyCommands(table, compiled, [])
   return { commands: { nftables: commands }, text: renderCommands(commands), result: compiled.result }
 }

@@ -231,13 +231,7 @@ export function planSync(
   const adds: NftCommand[] = []
   const head =
     !k.exists || k.problems.length > 0
-      ? [
-          ...k.recreate.flatMap((name): NftCommand[] => [
-            { flush: { chain: { family: FAMILY, table: table, name } } },
-            { delete: { chain: { family: FAMILY, table: table, name } } },
-          ]),
-          ...tableCommands(table),
-        ]
+      ? [...recreateBaseChains(k, table), ...tableCommands(table)]
       : []
   const wanted = new Map<string, string>() // chain -> vmId
   const fromWant = new Map<string, string>() // tap -> chain
@@ -287,4 +281,40 @@ export function planSync(
   }
   const commands = [...(head.length === 0 && chainOps.length > 0 ? setCommands(table) : head), ...deletes, ...chainOps, ...adds]
   return { commands, result: res, createsSets: head.length > 0 || chainOps.length > 0 }
+}
+
+/**
+ * The one transaction that puts back what an instance last applied where the listed table differs: the table,
+ * base chains and maps when damaged, and each known VM whose chains or dispatch entries differ. Chains and
+ * entries of VMs not in `known` are left alone (another writer's). Empty when everything matches.
+ */
+export function planRepair(
+  k: KernelTable,
+  known: readonly Desired[],
+  opts: { table: string; renderings: Renderings },
+): { commands: NftCommand[]; table: boolean; vms: string[] } {
+  const { table, renderings } = opts
+  const damaged = !k.exists || k.problems.length > 0
+  const vms: string[] = []
+  const body: NftCommand[] = []
+  for (const { compiled: c, attached } of known) {
+    const drift: VmDrift = { vmId: c.vmId, chains: c.chains, status: 'ok', missing: [], extra: [], changed: [] }
+    const outOk = diffChain(c.chains.out, c.out, k.chains.has(c.chains.out) ? k.rules.get(c.chains.out) ?? [] : undefined, drift, renderings)
+    const inOk = diffChain(c.chains.in, c.in, k.chains.has(c.chains.in) ? k.rules.get(c.chains.in) ?? [] : undefined, drift, renderings)
+    dispatchDrift(k.maps, c, attached, drift)
+    if (outOk && inOk && !drift.missing.length && !drift.extra.length && !drift.changed.length) continue
+    vms.push(c.vmId)
+    body.push(...vmApplyCommands(table, c, staleEntries(k.maps, c.chains, attached ? c.tap : undefined), attached))
+  }
+  if (!damaged && body.length === 0) return { commands: [], table: false, vms: [] }
+  const head = damaged ? [...recreateBaseChains(k, table), ...tableCommands(table)] : setCommands(table)
+  return { commands: [...head, ...body], table: damaged, vms }
+}
+
+/** Deletes the base chains a listing found at another type/hook/priority (recreated by tableCommands after). */
+function recreateBaseChains(k: KernelTable, table: string): NftCommand[] {
+  return k.recreate.flatMap((name): NftCommand[] => [
+    { flush: { chain: { family: FAMILY, table, name } } },
+    { delete: { chain: { family: FAMILY, table, name } } },
+  ])
 }

@@ -53,6 +53,14 @@ function statement(st: NftStatement): string {
     const r = s.reject as { type?: string } | null
     return r?.type ? `reject with ${r.type}` : 'reject'
   }
+  if ('limit' in s) {
+    const l = s.limit as { rate: number; per: string; burst?: number }
+    return `limit rate ${l.rate}/${l.per}${l.burst !== undefined ? ` burst ${l.burst} packets` : ''}`
+  }
+  if ('log' in s) {
+    const l = (s.log ?? {}) as { prefix?: string; group?: number }
+    return ['log', ...(l.prefix !== undefined ? [`prefix ${q(l.prefix)}`] : []), ...(l.group !== undefined ? [`group ${l.group}`] : [])].join(' ')
+  }
   if ('jump' in s) return `jump ${(s.jump as { target: string }).target}`
   if ('vmap' in s) {
     const v = s.vmap as { key: unknown; data: unknown }

@@ -34,6 +34,8 @@ export interface NormalizedRule {
   /** Only when at least one state is true. */
   connectionState?: NormalizedConnState
   overridesDept: boolean
+  /** Per-rule drop logging (see FirewallRuleInput.log); undefined: as the firewall's logDrops says. */
+  log?: boolean
 }
 
 export interface NormalizedVm {
@@ -193,6 +195,9 @@ export function normalizeRule(input: FirewallRuleInput, source: 'department' | '
   const od = input.overridesDept
   if (od !== undefined && od !== null && typeof od !== 'boolean') throw new FirewallValidationError('overridesDept', 'must be a boolean', where)
   const rule: NormalizedRule = { id, name, source, action, direction, priority, protocol, overridesDept: od === true }
+  const log = input.log
+  if (log !== undefined && log !== null && typeof log !== 'boolean') throw new FirewallValidationError('log', 'must be a boolean', where)
+  if (typeof log === 'boolean') rule.log = log
   if (srcPorts) rule.srcPorts = srcPorts
   if (dstPorts) rule.dstPorts = dstPorts
   if (src) rule.src = src

@@ -39,9 +39,12 @@ import type {
 } from './model.js'
 import { GroupCommit } from './group-commit.js'
 import { FirewallKernel } from './kernel.js'
+import { BlockedStream, type BlockedOptions } from './blocked.js'
+import { FirewallWatch, type RepairResult, type WatchOptions } from './watch.js'
+import { resolveLogDrops, type LogDropsOptions, type ResolvedLogDrops } from './log-drops.js'
 import { KernelView, isConflict, type DispatchMaps } from './kernel-view.js'
 import { planVm, type VmPlan } from './plan.js'
-import { planSync, staleEntries, verifyTable, vmDrift } from './reconcile.js'
+import { planRepair, planSync, staleEntries, verifyTable, vmDrift } from './reconcile.js'
 import { KernelRendering } from './rendering.js'
 import { checkRestore } from './restore-guard.js'
 import { Scheduler } from './scheduler.js'
@@ -57,6 +60,9 @@ export interface VmFirewallOptions {
   conntrack?: ConntrackMode
   /** Capabilities to assume instead of probing (plan() on machines without the addon, tests). */
   capabilities?: FirewallCapabilities
+  /** Log blocked traffic to an nfnetlink_log group (read it with `blocked()`): true for the defaults, or
+   *  which drop paths, group and rate (see LogDropsOptions). Default off. */
+  logDrops?: boolean | LogDropsOptions
 }
 
 export interface SyncOptions {
@@ -86,6 +92,8 @@ const CONFLICT_ATTEMPTS = 4
 export class VmFirewall {
   readonly table: string
   readonly conntrack: ConntrackMode
+  /** The resolved `logDrops` option (undefined: off). */
+  readonly logDrops: ResolvedLogDrops | undefined
   readonly #kernel: FirewallKernel
   readonly #sched = new Scheduler()
   readonly #known = new Map<string, Known>()
@@ -124,6 +132,7 @@ export class VmFirewall {
       throw new FirewallValidationError('conntrack', "must be 'auto', 'require' or 'off'")
     }
     this.conntrack = mode
+    this.logDrops = resolveLogDrops(options.logDrops)
     if (options.capabilities) {
       this.#capsValue = { ...options.capabilities }
       this.#caps = Promise.resolve(this.#capsValue)
@@ -158,6 +167,7 @@ export class VmFirewall {
       table: this.table,
       conntrack: this.conntrack,
       capabilities: this.#capsValue ?? { bridgeConntrack: false, bridgeReject: false },
+      logDrops: this.logDrops,
     })
   }
 
@@ -167,7 +177,7 @@ export class VmFirewall {
     const vm = normalizeVm(spec)
     const attach = options.attach ?? true
     return this.#sched.vm(vm.vmId, async () => {
-      const compiled = compileVm(vm, { capabilities: await this.capabilities(), conntrack: this.conntrack })
+      const compiled = compileVm(vm, { capabilities: await this.capabilities(), conntrack: this.conntrack, logDrops: this.logDrops })
       await this.#apply(compiled, attach, options.also)
       return compiled.result
     })
@@ -179,7 +189,7 @@ export class VmFirewall {
     const vm = normalizeVm(spec)
     const attach = options.attach ?? true
     return this.#sched.vm(vm.vmId, async () => {
-      const compiled = compileVm(vm, { capabilities: await this.capabilities(), conntrack: this.conntrack })
+      const compiled = compileVm(vm, { capabilities: await this.capabilities(), conntrack: this.conntrack, logDrops: this.logDrops })
       const drift = await this.#vmDrift(compiled, attach)
       if (drift.status !== 'ok') await this.#apply(compiled, attach)
       else this.#known.set(vm.vmId, { compiled, attached: attach })
@@ -191,7 +201,7 @@ export class VmFirewall {
   async verifyVm(spec: VmSpec, options: ApplyOptions = {}): Promise<VmDrift> {
     const vm = normalizeVm(spec)
     return this.#sched.vm(vm.vmId, async () => {
-      const compiled = compileVm(vm, { capabilities: await this.capabilities(), conntrack: this.conntrack })
+      const compiled = compileVm(vm, { capabilities: await this.capabilities(), conntrack: this.conntrack, logDrops: this.logDrops })
       return this.#vmDrift(compiled, options.attach ?? true)
     })
   }
@@ -355,7 +365,7 @@ export class VmFirewall {
     }
     return this.#sched.exclusive(async () => {
       const caps = await this.capabilities()
-      const compiled = vms.map((vm) => compileVm(vm, { capabilities: caps, conntrack: this.conntrack }))
+      const compiled = vms.map((vm) => compileVm(vm, { capabilities: caps, conntrack: this.conntrack, logDrops: this.logDrops }))
       // Nobody committed since our last full sync: the table is what that sync wrote, no listing needed.
       const read = await this.#kernel.generation()
       const known = this.#synced?.generation === read ? this.#synced.table : undefined
@@ -384,7 +394,7 @@ export class VmFirewall {
       let expected: Known[]
       if (vms) {
         const caps = await this.capabilities()
-        expected = vms.map((vm) => ({ compiled: compileVm(vm, { capabilities: caps, conntrack: this.conntrack }), attached: true }))
+        expected = vms.map((vm) => ({ compiled: compileVm(vm, { capabilities: caps, conntrack: this.conntrack, logDrops: this.logDrops }), attached: true }))
       } else {
         expected = [...this.#known.values()]
       }
@@ -392,6 +402,36 @@ export class VmFirewall {
       await this.#learnRenderings(k, expected.map((e) => e.compiled))
       return verifyTable(k, expected, this.#rendering)
     })
+  }
+
+  /** Puts back what this instance last applied (applyVm/sync/attach/detach) where the kernel differs from it,
+   *  in one transaction: the table, base chains and maps when they are damaged, and each known VM whose chains
+   *  or dispatch entries differ. Chains and entries of VMs this instance does not know are left alone (another
+   *  writer's, with prune 'none'). Writes nothing when everything matches. What `watch({ repair: true })` runs. */
+  async repair(): Promise<RepairResult> {
+    return this.#sched.exclusive(async () => {
+      const known = [...this.#known.values()]
+      const k = await this.#readTable()
+      await this.#learnRenderings(k, known.map((e) => e.compiled))
+      const { commands, table, vms } = planRepair(k, known, { table: this.table, renderings: this.#rendering })
+      if (commands.length === 0) return { ok: true, table: false, vms: [] }
+      this.#synced = undefined
+      const w = await this.#view.write(commands, { createsSets: true })
+      return { ok: false, table, vms, generation: w.after }
+    })
+  }
+
+  /** Reports, within milliseconds, every change someone else makes to this firewall's table (nf_tables
+   *  notifications read on a thread in the instance's namespace); `repair: true` puts it back with `repair()`.
+   *  Stop it with `stop()`. See watch.ts. */
+  watch(options: WatchOptions = {}): FirewallWatch {
+    return new FirewallWatch(this, this.#kernel.nft, options)
+  }
+
+  /** Packets the `logDrops` rules logged, as typed events (nfnetlink_log group read in the instance's
+   *  namespace). Stop it with `stop()`. See blocked.ts. */
+  blocked(options: BlockedOptions = {}): BlockedStream {
+    return new BlockedStream(this, this.#kernel.nft, options)
   }
 
   /** The VMs present in the kernel's table (one listing), whoever applied them. */

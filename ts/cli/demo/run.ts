@@ -1,11 +1,12 @@
 // `nftables-node demo`: sandbox -> example policy through VmFirewall -> real probes -> matrix -> cleanup.
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import type { FirewallRuleInput, FirewallDefaultAction, VmSpec } from '../../firewall/index.js'
+import type { BlockedEvent, FirewallRuleInput, FirewallDefaultAction, VmSpec, WatchEvent } from '../../firewall/index.js'
 import { VmFirewall } from '../../firewall/index.js'
 import { Nft } from '../../nft.js'
 import { EXIT } from '../exit-codes.js'
 import { printJson, table } from '../output.js'
+import { blockedLine, driftLine } from '../watch.js'
 import { createSandbox, type Sandbox } from './sandbox.js'
 
 interface Probe {
@@ -78,7 +79,8 @@ export async function runDemo(opts: { keep: boolean; json: boolean; policyFile?:
   process.once('SIGTERM', onSignal)
   const nft = new Nft({ netns: sb.host.netns })
   try {
-    const fw = new VmFirewall(nft)
+    // logDrops: every drop path also logs (rate-limited) to an nfnetlink_log group that blocked() reads.
+    const fw = new VmFirewall(nft, { logDrops: true })
     const caps = await fw.capabilities()
     log(`kernel: bridge conntrack ${caps.bridgeConntrack ? 'yes' : 'no'}, bridge reject ${caps.bridgeReject ? 'yes' : 'no'}`)
     await fw.init()
@@ -94,6 +96,9 @@ export async function runDemo(opts: { keep: boolean; json: boolean; policyFile?:
     }))
     const results = []
     for (const spec of specs) results.push(await fw.applyVm(spec))
+    const blocked: BlockedEvent[] = []
+    const drops = fw.blocked()
+    drops.on('blocked', (e) => blocked.push(e))
     for (const vm of sb.vms) for (const port of [22, 23, 80, 8080]) sb.listen(vm.netns, port)
     sb.listen(sb.host.netns, 23)
     await new Promise((r) => setTimeout(r, 300)) // listeners up
@@ -105,7 +110,19 @@ export async function runDemo(opts: { keep: boolean; json: boolean; policyFile?:
       const got = probe(sb, p)
       return { ...p, expect, got, ok: got === expect }
     })
-    if (opts.json) printJson({ capabilities: caps, results, probes: rows })
+    await new Promise((r) => setTimeout(r, 200)) // the last probes' log records
+    await drops.stop()
+    // Drift, live: someone flushes a VM's chain with nft; watch() reports it and repairs it.
+    const watch = fw.watch({ repair: true })
+    const drift: WatchEvent[] = []
+    watch.on('event', (e) => drift.push(e))
+    const repaired = new Promise<void>((resolve) => watch.once('repaired', () => resolve()))
+    const victim = results[0]!
+    const flushed = sb.exec(sb.host.netns, 'nft', ['flush', 'chain', 'bridge', 'infinization', victim.chains.out])
+    await Promise.race([repaired, new Promise((r) => setTimeout(r, 3000))])
+    await watch.stop()
+    const verified = await fw.verify()
+    if (opts.json) printJson({ capabilities: caps, results, probes: rows, blocked, drift, verified: verified.ok })
     else {
       log('\n== probes (real packets) ==')
       log(
@@ -114,11 +131,19 @@ export async function runDemo(opts: { keep: boolean; json: boolean; policyFile?:
           rows.map((r) => [r.from, r.to, `${r.what}${r.port ? ` ${r.port}` : ''} v${r.family}`, r.expect, r.got, r.ok ? 'ok' : 'MISMATCH', r.why]),
         ),
       )
+      log('\n== blocked-traffic log (logDrops + blocked(), read from nfnetlink_log) ==')
+      for (const e of blocked.slice(0, 30)) log(blockedLine(e))
+      if (blocked.length > 30) log(`... ${blocked.length - 30} more`)
+      log(`\n== live drift: nft flush chain bridge infinization ${victim.chains.out} (VM ${victim.vmId}) ==`)
+      if (!flushed.ok) log(`(nft failed: ${flushed.output.trim()})`)
+      for (const e of drift) log(driftLine(e))
+      log(verified.ok ? 'verify after the repair: no drift' : 'verify after the repair: DRIFT REMAINS')
       const bad = rows.filter((r) => !r.ok).length
       log(bad === 0 ? `\nall ${rows.length} probes behaved as expected` : `\n${bad} of ${rows.length} probes did not behave as expected`)
       if (opts.keep) log(`\nsandbox kept: ip netns list | grep nftdemo; remove with: for n in $(ip netns list | awk '/^nftdemo/{print $1}'); do ip netns del $n; done`)
     }
-    return rows.every((r) => r.ok) ? EXIT.OK : EXIT.FAILED
+    const driftOk = verified.ok && drift.some((e) => e.type === 'drift') && drift.some((e) => e.type === 'repaired')
+    return rows.every((r) => r.ok) && driftOk ? EXIT.OK : EXIT.FAILED
   } finally {
     nft.close()
     cleanup()

@@ -1,0 +1,182 @@
+// Blocked traffic: the packets the `logDrops` log rules send to an nfnetlink_log group, read by a native
+// thread bound to that group in the firewall's namespace (NativeListener kind 'nflog'), as typed events that
+// name the VM, the rule (or 'default') and the packet's addresses and ports. Memory stays bounded under a
+// flood: the kernel rate-limits each log rule, and the native queue counts what it cannot hold ('lost').
+import { openListener, type NativeBatch, type NativeEvent, type NativeListener } from '../listener.js'
+import { NftError } from '../errors.js'
+import type { Nft } from '../nft.js'
+import { vmChainNames } from './compile.js'
+import { DEFAULT_LOG_GROUP, parseLogPrefix } from './log-drops.js'
+import type { VmFirewall } from './vm-firewall.js'
+import { EventStream, endError } from './watch.js'
+
+export interface BlockedOptions {
+  /** nfnetlink_log group (default: the firewall's `logDrops.group`, else 16). */
+  group?: number
+  /** Packets the native queue keeps before counting the rest as lost (default 4096). */
+  queueLimit?: number
+  /** Resolve chains of VMs this instance does not know by listing the table (default true; at most once a
+   *  second, only for an unknown chain). */
+  resolveUnknown?: boolean
+}
+
+export interface BlockedEvent {
+  type: 'blocked'
+  /** The VM whose chain dropped the packet (undefined when the chain belongs to no VM that could be found). */
+  vmId?: string
+  /** The VM chain (`vm_<hex>_o` / `_i`). */
+  chain: string
+  /** 'out': sent by the VM; 'in': on its way to the VM. */
+  direction: 'out' | 'in'
+  /** The rule id, 'default' for the default drop, or `builtin:<name>` (e.g. builtin:ip-spoof). */
+  rule: string
+  /** 'tcp', 'udp', 'icmp', 'icmpv6', 'arp', another IP protocol number, or undefined (not IP). */
+  protocol?: string
+  /** 4 or 6 for IP packets. */
+  family?: 4 | 6
+  src?: string
+  dst?: string
+  srcPort?: number
+  dstPort?: number
+  icmpType?: number
+  icmpCode?: number
+  /** Ethertype of the frame. */
+  ethertype: number
+  /** The bridge port the frame came in on / was leaving by. */
+  inInterface?: string
+  outInterface?: string
+  time: Date
+}
+
+export interface BlockedLostEvent {
+  type: 'lost'
+  /** Packets read but not delivered because the queue was full. */
+  count: number
+  time: Date
+}
+
+export interface BlockedEndEvent {
+  type: 'end'
+  reason: 'stopped' | 'netns' | 'error'
+  error?: NftError
+}
+
+export type BlockedStreamEvent = BlockedEvent | BlockedLostEvent | BlockedEndEvent
+
+export interface BlockedEvents {
+  blocked: [BlockedEvent]
+  lost: [BlockedLostEvent]
+  end: [BlockedEndEvent]
+  event: [BlockedStreamEvent]
+}
+
+export class BlockedStream extends EventStream<BlockedStreamEvent> {
+  readonly ended: Promise<BlockedEndEvent>
+  readonly group: number
+  readonly #fw: VmFirewall
+  readonly #native: NativeListener
+  readonly #resolveUnknown: boolean
+  /** Chain stem -> vmId for chains not known to the instance (from the table's default-rule comments). */
+  #inventory = new Map<string, string>()
+  #inventoryAt = 0
+  #stopping = false
+  #ended = false
+
+  constructor(fw: VmFirewall, nft: Nft, options: BlockedOptions) {
+    super()
+    this.#fw = fw
+    this.group = options.group ?? fw.logDrops?.group ?? DEFAULT_LOG_GROUP
+    this.#resolveUnknown = options.resolveUnknown ?? true
+    this.ended = new Promise((resolve) => this.once('end', resolve))
+    this.#native = openListener({ kind: 'nflog', netns: nft.options.netns, group: this.group, queueLimit: options.queueLimit })
+    void this.#loop()
+  }
+
+  /** Ends the stream: the native thread unbinds the group (closing its socket) and exits. */
+  async stop(): Promise<void> {
+    this.#stopping = true
+    this.#native.close()
+    await this.ended
+  }
+
+  async #loop(): Promise<void> {
+    for (;;) {
+      let batch: NativeBatch
+      try {
+        batch = await this.#native.next()
+      } catch (e) {
+        return this.#end('error', new NftError('INTERNAL', String(e)))
+      }
+      const byStem = this.#known()
+      for (const e of batch.events) {
+        if (e.type !== 'packet') continue
+        const b = await this.#event(e, byStem)
+        if (b) this.deliver(b)
+      }
+      if (batch.dropped > 0) this.deliver({ type: 'lost', count: batch.dropped, time: new Date() })
+      if (batch.ended) {
+        if (batch.ended.code === 'CLOSED' || this.#stopping) return this.#end('stopped')
+        return this.#end(batch.ended.code === 'NETNS' ? 'netns' : 'error', endError(batch.ended))
+      }
+    }
+  }
+
+  #known(): Map<string, string> {
+    const m = new Map<string, string>()
+    for (const vmId of this.#fw.knownVms()) m.set(vmChainNames(vmId).out.slice(0, -2), vmId)
+    return m
+  }
+
+  async #vmOf(stem: string, byStem: Map<string, string>): Promise<string | undefined> {
+    const known = byStem.get(stem) ?? this.#inventory.get(stem)
+    if (known || !this.#resolveUnknown || Date.now() - this.#inventoryAt < 1000) return known
+    this.#inventoryAt = Date.now()
+    try {
+      const m = new Map<string, string>()
+      for (const entry of await this.#fw.inventory()) {
+        if (entry.vmId === undefined) continue
+        for (const chain of entry.chains) m.set(chain.slice(0, -2), entry.vmId)
+      }
+      this.#inventory = m
+    } catch {
+      // The table may be gone; the event still names the chain.
+    }
+    return this.#inventory.get(stem)
+  }
+
+  async #event(e: NativeEvent, byStem: Map<string, string>): Promise<BlockedEvent | undefined> {
+    const p = parseLogPrefix(e.prefix ?? '')
+    if (!p) return undefined // another logger sharing the group
+    const vmId = p.kind === 'd' ? p.tag : await this.#vmOf(p.stem, byStem)
+    const b: BlockedEvent = {
+      type: 'blocked',
+      chain: `${p.stem}_${p.direction === 'out' ? 'o' : 'i'}`,
+      direction: p.direction,
+      rule: p.kind === 'd' ? 'default' : p.kind === 'b' ? `builtin:${p.tag}` : p.tag,
+      ethertype: e.ethertype ?? 0,
+      time: new Date(e.time ?? Date.now()),
+    }
+    if (vmId !== undefined) b.vmId = vmId
+    const opt = <K extends keyof BlockedEvent>(k: K, v: BlockedEvent[K] | null | undefined): void => {
+      if (v !== undefined && v !== null) b[k] = v
+    }
+    opt('protocol', e.protocol)
+    opt('family', e.ipFamily === 4 || e.ipFamily === 6 ? e.ipFamily : undefined)
+    opt('src', e.src)
+    opt('dst', e.dst)
+    opt('srcPort', e.sport)
+    opt('dstPort', e.dport)
+    opt('icmpType', e.icmpType)
+    opt('icmpCode', e.icmpCode)
+    opt('inInterface', e.physindev ?? e.indev)
+    opt('outInterface', e.physoutdev ?? e.outdev)
+    return b
+  }
+
+  async #end(reason: BlockedEndEvent['reason'], error?: NftError): Promise<void> {
+    if (this.#ended) return
+    this.#ended = true
+    this.#native.close()
+    this.deliver({ type: 'end', reason, ...(error ? { error } : {}) })
+  }
+}

@@ -1,0 +1,413 @@
+// Live drift: nf_tables change notifications of the firewall's namespace, read by a native thread that
+// entered it (NativeListener kind 'nftables'), grouped by committed batch (each ends with NFT_MSG_NEWGEN,
+// which names the generation and the committing task). Batches committed by a thread of this process are
+// ours and never drift; the others that touch this firewall's table become 'drift' events, and with
+// `repair: true` one debounced `repair()` (through the engine's own scheduler: never concurrently with this
+// instance's applies) puts back what the instance last applied.
+import { EventEmitter } from 'node:events'
+import { openListener, type NativeBatch, type NativeEvent, type NativeListener } from '../listener.js'
+import { NftError } from '../errors.js'
+import type { Nft } from '../nft.js'
+import { CHAIN_POSTROUTING, CHAIN_PREROUTING, MAP_FROM_VM, MAP_TO_VM, VM_CHAIN_RE, parseComment, vmChainNames } from './compile.js'
+import type { VmFirewall } from './vm-firewall.js'
+
+const NFPROTO_BRIDGE = 7
+/** Changes kept per drift event (a flushed table of 1000 VMs is thousands of notifications). */
+const MAX_CHANGES = 200
+
+export interface WatchOptions {
+  /** Repair drift with `repair()` (default false: report only). */
+  repair?: boolean
+  /** Quiet time after the last drift before a repair runs (ms, default 50): a burst of outside changes is
+   *  repaired once. */
+  debounceMs?: number
+  /** At most this many repairs per `repairWindowMs` (default 5 per 10 000 ms). More means something keeps
+   *  undoing the repairs (another instance with a different desired state, an operator's script): repairs
+   *  stop with a 'repair-suspended' event until the window has passed, rather than fight it. */
+  maxRepairs?: number
+  repairWindowMs?: number
+  /** Notifications the native queue keeps before counting the rest as lost (default 4096). */
+  queueLimit?: number
+}
+
+export type TableObject = 'table' | 'chain' | 'rule' | 'set' | 'element' | 'object' | 'flowtable'
+
+/** One object change of a drift. */
+export interface TableChange {
+  /** The notification: 'newrule', 'delrule', 'newchain', 'delchain', 'newsetelem', 'delsetelem', ... */
+  change: string
+  object: TableObject
+  /** The VM the object belongs to, when known (its chain, its default rule's comment, or a dispatch entry). */
+  vmId?: string
+  /** A base object of the layout: 'table', 'prerouting', 'postrouting', 'from_vm', 'to_vm' or a shared set. */
+  base?: string
+  chain?: string
+  /** Set / map / object name. */
+  name?: string
+  comment?: string
+  handle?: number
+  /** Element keys (a dispatch map's interface names) and the chains they jump to. */
+  keys?: string[]
+  targets?: string[]
+}
+
+export interface DriftEvent {
+  type: 'drift'
+  /** Generation id the batch committed. */
+  generation: number
+  /** Task id and name of the committing process (`nft`, another service), as the kernel reports them. */
+  pid?: number
+  process?: string
+  /** VMs touched (ids; chains of VMs this instance does not know are in `chains`). */
+  vms: string[]
+  /** VM chains touched. */
+  chains: string[]
+  /** Base objects touched. */
+  base: string[]
+  /** The table itself was deleted. */
+  tableDeleted: boolean
+  changes: TableChange[]
+  /** Changes beyond MAX_CHANGES, counted, not listed. */
+  omitted: number
+  time: Date
+}
+
+/** Notifications were lost (the socket overran): what changed is unknown; a repair, if on, checks everything. */
+export interface LostEvent {
+  type: 'lost'
+  count: number
+  time: Date
+}
+
+export interface RepairResult {
+  /** Nothing differed: no transaction was sent. */
+  ok: boolean
+  /** The table, base chains or maps were rebuilt. */
+  table: boolean
+  /** Known VMs re-applied. */
+  vms: string[]
+  /** Generation of the repair's commit. */
+  generation?: number
+}
+
+export interface RepairedEvent {
+  type: 'repaired'
+  /** The drifts' generations this repair answers. */
+  generations: number[]
+  result: RepairResult
+  durationMs: number
+}
+
+export interface RepairFailedEvent {
+  type: 'repair-failed'
+  error: unknown
+}
+
+export interface RepairSuspendedEvent {
+  type: 'repair-suspended'
+  /** Repairs resume after this time. */
+  until: Date
+  repairs: number
+}
+
+export interface WatchEndEvent {
+  type: 'end'
+  /** 'stopped': stop() was called; 'netns': the namespace was deleted or replaced; 'table-deleted': the table
+   *  was deleted (without repair; with repair it is rebuilt); 'error': the socket failed. */
+  reason: 'stopped' | 'netns' | 'table-deleted' | 'error'
+  error?: NftError
+}
+
+export type WatchEvent = DriftEvent | LostEvent | RepairedEvent | RepairFailedEvent | RepairSuspendedEvent | WatchEndEvent
+
+export interface WatchEvents {
+  drift: [DriftEvent]
+  lost: [LostEvent]
+  repaired: [RepairedEvent]
+  'repair-failed': [RepairFailedEvent]
+  'repair-suspended': [RepairSuspendedEvent]
+  end: [WatchEndEvent]
+  event: [WatchEvent]
+}
+
+/** The native listener's end as a typed error. */
+export function endError(e: NonNullable<NativeBatch['ended']>): NftError {
+  return new NftError(e.code, `${e.code}: ${e.message}`, { errno: e.errno ?? undefined, detail: e.detail })
+}
+
+/**
+ * A base class for the two event streams: EventEmitter (typed events, plus 'event' for each) and async
+ * iterator (for await ... of: every event until 'end', which is the last value). Events are kept for the
+ * iterator only while one is iterating (start it before awaiting anything else), and at most `limit` of them
+ * between two reads: past that the oldest are dropped, so a slow reader costs bounded memory.
+ */
+export class EventStream<E extends { type: string }> extends EventEmitter {
+  #buffer: E[] = []
+  #wake?: () => void
+  #done = false
+  #iterators = 0
+  readonly #limit: number
+
+  constructor(limit = 10_000) {
+    super()
+    this.#limit = limit
+  }
+
+  protected deliver(e: E): void {
+    if (this.#done) return
+    if (this.#iterators > 0 || e.type === 'end') this.#buffer.push(e)
+    if (this.#buffer.length > this.#limit) this.#buffer.shift()
+    if (e.type === 'end') this.#done = true
+    this.#wake?.()
+    this.emit(e.type, e)
+    this.emit('event', e)
+  }
+
+  [Symbol.asyncIterator](): AsyncGenerator<E, void, undefined> {
+    this.#iterators++
+    return this.#iterate()
+  }
+
+  async *#iterate(): AsyncGenerator<E, void, undefined> {
+    try {
+      yield* this.#events()
+    } finally {
+      this.#iterators--
+    }
+  }
+
+  async *#events(): AsyncGenerator<E, void, undefined> {
+    for (;;) {
+      const e = this.#buffer.shift()
+      if (e) {
+        yield e
+        if (e.type === 'end') return
+        continue
+      }
+      if (this.#done) return
+      await new Promise<void>((resolve) => (this.#wake = resolve))
+      this.#wake = undefined
+    }
+  }
+}
+
+export class FirewallWatch extends EventStream<WatchEvent> {
+  /** Resolves with the end event. */
+  readonly ended: Promise<WatchEndEvent>
+  readonly #fw: VmFirewall
+  readonly #native: NativeListener
+  readonly #options: Required<Omit<WatchOptions, 'queueLimit'>>
+  #pending: NativeEvent[] = []
+  #stopping = false
+  #timer?: NodeJS.Timeout
+  #generations: number[] = []
+  #repairing?: Promise<void>
+  #again = false
+  #repairs: number[] = []
+  #suspendedUntil = 0
+  #ended = false
+
+  constructor(fw: VmFirewall, nft: Nft, options: WatchOptions) {
+    super()
+    this.#fw = fw
+    this.#options = {
+      repair: options.repair ?? false,
+      debounceMs: options.debounceMs ?? 50,
+      maxRepairs: options.maxRepairs ?? 5,
+      repairWindowMs: options.repairWindowMs ?? 10_000,
+    }
+    this.ended = new Promise((resolve) => this.once('end', resolve))
+    // The thread keeps only this table's changes, and only of batches other processes committed.
+    this.#native = openListener({ kind: 'nftables', netns: nft.options.netns, queueLimit: options.queueLimit, table: fw.table, family: NFPROTO_BRIDGE })
+    void this.#loop()
+  }
+
+  /** Ends the watch: the native thread exits and closes its socket; a repair in flight completes first. */
+  async stop(): Promise<void> {
+    this.#stopping = true
+    this.#native.close()
+    await this.ended
+  }
+
+  async #loop(): Promise<void> {
+    for (;;) {
+      let batch: NativeBatch
+      try {
+        batch = await this.#native.next()
+      } catch (e) {
+        return this.#end('error', e instanceof NftError ? e : new NftError('INTERNAL', String(e)))
+      }
+      for (const e of batch.events) this.#onNative(e)
+      if (batch.dropped > 0) this.#lost(batch.dropped)
+      if (batch.ended) {
+        if (batch.ended.code === 'CLOSED' || this.#stopping) return this.#end('stopped')
+        return this.#end(batch.ended.code === 'NETNS' ? 'netns' : 'error', endError(batch.ended))
+      }
+      if (this.#ended) return
+    }
+  }
+
+  #onNative(e: NativeEvent): void {
+    if (e.type === 'change') {
+      if (e.family === NFPROTO_BRIDGE && e.table === this.#fw.table) this.#pending.push(e)
+      return
+    }
+    if (e.type === 'lost') return this.#lost(1)
+    if (e.type !== 'generation') return
+    const changes = this.#pending
+    this.#pending = []
+    if (e.own || changes.length === 0) return
+    const drift = this.#describe(changes, e)
+    this.deliver(drift)
+    if (drift.tableDeleted && !this.#options.repair) {
+      this.#native.close()
+      this.#end('table-deleted')
+      return
+    }
+    this.#schedule(drift.generation)
+  }
+
+  #lost(count: number): void {
+    // Changes queued before the loss cannot be attributed to a batch any more.
+    this.#pending = []
+    this.deliver({ type: 'lost', count, time: new Date() })
+    this.#schedule(undefined)
+  }
+
+  #describe(changes: NativeEvent[], gen: NativeEvent): DriftEvent {
+    const byStem = new Map<string, string>()
+    for (const vmId of this.#fw.knownVms()) {
+      const c = vmChainNames(vmId)
+      byStem.set(c.out.slice(0, -2), vmId)
+    }
+    const vms = new Set<string>()
+    const chains = new Set<string>()
+    const base = new Set<string>()
+    let tableDeleted = false
+    const out: TableChange[] = []
+    const vmOf = (chain: string | undefined, comment?: string): string | undefined => {
+      if (!chain || !VM_CHAIN_RE.test(chain)) return undefined
+      chains.add(chain)
+      const known = byStem.get(chain.slice(0, -2))
+      if (known) return known
+      const p = parseComment(comment)
+      return p?.kind === 'd' ? p.tag : undefined
+    }
+    for (const n of changes) {
+      const object = objectOf(n.change ?? '')
+      const c: TableChange = { change: n.change ?? 'unknown', object }
+      if (n.chain) c.chain = n.chain
+      if (n.name) c.name = n.name
+      if (n.comment) c.comment = n.comment
+      if (n.handle !== undefined && n.handle !== null) c.handle = n.handle
+      if (n.keys) c.keys = n.keys
+      if (n.targets) c.targets = n.targets
+      if (object === 'table') {
+        c.base = 'table'
+        if (n.change === 'deltable') tableDeleted = true
+      } else if (n.chain === CHAIN_PREROUTING || n.chain === CHAIN_POSTROUTING) {
+        c.base = n.chain
+      } else if (n.chain) {
+        c.vmId = vmOf(n.chain, n.comment ?? undefined)
+      } else if (n.name && object !== 'element') {
+        c.base = n.name
+      }
+      if (object === 'element') {
+        if (n.name === MAP_FROM_VM || n.name === MAP_TO_VM) {
+          const ids = (n.targets ?? []).map((t) => vmOf(t)).filter((v): v is string => v !== undefined)
+          if (ids.length > 0) c.vmId = ids[0]
+          for (const id of ids) vms.add(id)
+          if (ids.length === 0) base.add(n.name)
+        } else if (n.name) {
+          c.base = n.name
+        }
+      }
+      if (c.vmId) vms.add(c.vmId)
+      if (c.base) base.add(c.base)
+      if (out.length < MAX_CHANGES) out.push(c)
+    }
+    return {
+      type: 'drift',
+      generation: gen.generation ?? 0,
+      ...(gen.pid !== undefined && gen.pid !== null ? { pid: gen.pid } : {}),
+      ...(gen.process ? { process: gen.process } : {}),
+      vms: [...vms],
+      chains: [...chains],
+      base: [...base],
+      tableDeleted,
+      changes: out,
+      omitted: changes.length - out.length + (gen.omitted ?? 0),
+      time: new Date(),
+    }
+  }
+
+  #schedule(generation: number | undefined): void {
+    if (!this.#options.repair || this.#stopping) return
+    if (generation !== undefined) this.#generations.push(generation)
+    clearTimeout(this.#timer)
+    this.#timer = setTimeout(() => this.#runRepair(), this.#options.debounceMs)
+  }
+
+  #runRepair(): void {
+    this.#timer = undefined
+    if (this.#repairing) {
+      this.#again = true
+      return
+    }
+    const now = Date.now()
+    if (now < this.#suspendedUntil) return
+    this.#repairs = this.#repairs.filter((t) => now - t < this.#options.repairWindowMs)
+    if (this.#repairs.length >= this.#options.maxRepairs) {
+      this.#suspendedUntil = this.#repairs[0]! + this.#options.repairWindowMs
+      this.deliver({ type: 'repair-suspended', until: new Date(this.#suspendedUntil), repairs: this.#repairs.length })
+      // One more look once the window has passed: whatever is still wrong then is repaired.
+      this.#timer = setTimeout(() => this.#runRepair(), this.#suspendedUntil - now)
+      return
+    }
+    const generations = this.#generations
+    this.#generations = []
+    const started = performance.now()
+    this.#repairing = this.#fw
+      .repair()
+      .then(
+        (result) => {
+          if (!result.ok) this.#repairs.push(Date.now())
+          this.deliver({ type: 'repaired', generations, result, durationMs: performance.now() - started })
+        },
+        (error: unknown) => this.deliver({ type: 'repair-failed', error }),
+      )
+      .finally(() => {
+        this.#repairing = undefined
+        if (this.#again && !this.#stopping) {
+          this.#again = false
+          this.#runRepair()
+        }
+      })
+  }
+
+  async #end(reason: WatchEndEvent['reason'], error?: NftError): Promise<void> {
+    if (this.#ended) return
+    this.#ended = true
+    clearTimeout(this.#timer)
+    this.#native.close()
+    await this.#repairing
+    this.deliver({ type: 'end', reason, ...(error ? { error } : {}) })
+  }
+}
+
+function objectOf(change: string): TableObject {
+  const o = change.replace(/^(new|del)/, '')
+  switch (o) {
+    case 'table':
+    case 'chain':
+    case 'rule':
+    case 'set':
+    case 'flowtable':
+      return o
+    case 'setelem':
+      return 'element'
+    default:
+      return 'object'
+  }
+}
+
