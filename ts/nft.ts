@@ -1,5 +1,5 @@
 // The public `Nft` class: libnftables through one persistent context per instance.
-import type { NativeGeneration, NativeNft, NativeResponse } from '../index.js'
+import type { NativeGeneration, NativeNft, NativeResponse } from '../binding.js'
 import { NftError } from './errors.js'
 import { loadNative } from './native.js'
 import { NFT_FAMILIES, type NftFamily, type NftablesJson } from './schema.js'
