@@ -1,30 +1,17 @@
 // The public `Nft` class: libnftables through one persistent context per instance.
-import type { NativeGeneration, NativeNft, NativeResponse } from '../binding.js'
+import type { NativeGeneration, NativeNft, NativeOptions, NativeResponse } from '../binding.js'
 import { NftError } from './errors.js'
 import { loadNative } from './native.js'
 import { NFT_FAMILIES, type NftFamily, type NftablesJson } from './schema.js'
 
-export interface NftOptions {
-  /** Network namespace: a bare name made by `ip netns add` (under /var/run/netns), or an absolute
-   *  path such as /proc/PID/ns/net (relative paths are refused; `/proc/1/ns/net` is the host's
-   *  namespace, named on purpose). Every command of this instance runs there; the calling process
-   *  and its other threads stay put. A call fails with `NETNS` once the path no longer names the
-   *  namespace the instance entered (deleted, or replaced by a new one of the same name). */
-  netns?: string
+/**
+ * Options of `new Nft(options)`. Those the native context takes are declared once, with their docs, on
+ * the Rust side (`NativeOptions` in src/nft.rs, generated into binding.d.ts) and passed through as they
+ * are; only the options the TypeScript layer handles itself are declared here.
+ */
+export interface NftOptions extends NativeOptions {
   /** Validate every command against the kernel but never commit (like `nft --check`). */
   dryRun?: boolean
-  /** Include rule handles in output (`nft -a`). */
-  handles?: boolean
-  /** Print what was added, with handles (`nft -e`). */
-  echo?: boolean
-  /** Omit counter and quota values (`nft -s`). */
-  stateless?: boolean
-  /** Omit set contents (`nft -t`). */
-  terse?: boolean
-  /** Numeric protocols, ports and priorities (`nft -n`). */
-  numeric?: boolean
-  /** Load libnftables from this path (default `libnftables.so.1`, or `$NFTABLES_NODE_LIBNFTABLES`). */
-  libraryPath?: string
 }
 
 export type JsonInput = NftablesJson | string
@@ -46,15 +33,10 @@ export class Nft {
     }
     const { NativeNft } = loadNative()
     this.options = Object.freeze({ ...options })
-    this.#native = new NativeNft({
-      netns: options.netns,
-      libraryPath: options.libraryPath,
-      handles: options.handles,
-      echo: options.echo,
-      stateless: options.stateless,
-      terse: options.terse,
-      numeric: options.numeric,
-    })
+    // Everything but the TypeScript-only options goes to the native side, which reads the fields of
+    // `NativeOptions` and ignores any other key.
+    const { dryRun: _dryRun, ...native } = options
+    this.#native = new NativeNft(native)
     const startError = this.#native.startError
     if (startError) throw NftError.fromNative(startError)
   }
