@@ -9,6 +9,17 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
+/**
+ * An input handed over in pieces, so that no single call converts megabytes on the JavaScript
+ * thread: `push` appends a piece (converted to UTF-8 at once), `NativeNft.runInput` takes the whole
+ * text and leaves the input empty. A piece must not end between the two halves of a surrogate pair.
+ */
+export declare class NativeInput {
+  constructor()
+  /** Appends the next piece of the input. */
+  push(piece: string): void
+}
+
 /** One libnftables context on its own thread, optionally inside a network namespace. */
 export declare class NativeNft {
   /**
@@ -23,6 +34,8 @@ export declare class NativeNft {
    * `dryRun` validates against the kernel without committing. The promise always resolves.
    */
   run(input: string, json: boolean, dryRun: boolean): Promise<NativeResponse>
+  /** Same as `run`, with the input built by `NativeInput.push` (taken from it, in constant time). */
+  runInput(input: NativeInput, json: boolean, dryRun: boolean): Promise<NativeResponse>
   /** Same as `run`, waiting on the calling thread. */
   runSync(input: string, json: boolean, dryRun: boolean): NativeResponse
   /**

@@ -87,6 +87,29 @@ impl From<Outcome> for NativeGeneration {
   }
 }
 
+/// An input handed over in pieces, so that no single call converts megabytes on the JavaScript
+/// thread: `push` appends a piece (converted to UTF-8 at once), `NativeNft.runInput` takes the whole
+/// text and leaves the input empty. A piece must not end between the two halves of a surrogate pair.
+#[napi]
+#[derive(Default)]
+pub struct NativeInput {
+  text: String,
+}
+
+#[napi]
+impl NativeInput {
+  #[napi(constructor)]
+  pub fn new() -> Self {
+    Self::default()
+  }
+
+  /// Appends the next piece of the input.
+  #[napi]
+  pub fn push(&mut self, piece: String) {
+    self.text.push_str(&piece);
+  }
+}
+
 /// One libnftables context on its own thread, optionally inside a network namespace.
 #[napi]
 pub struct NativeNft {
@@ -143,6 +166,18 @@ impl NativeNft {
       })),
     );
     Ok(promise)
+  }
+
+  /// Same as `run`, with the input built by `NativeInput.push` (taken from it, in constant time).
+  #[napi(ts_return_type = "Promise<NativeResponse>")]
+  pub fn run_input<'env>(
+    &self,
+    env: &'env Env,
+    input: &mut NativeInput,
+    json: bool,
+    dry_run: bool,
+  ) -> Result<Object<'env>> {
+    self.run(env, std::mem::take(&mut input.text), json, dry_run)
   }
 
   /// Same as `run`, waiting on the calling thread.
