@@ -16,7 +16,7 @@ const dist = join(root, 'dist')
 const require = createRequire(join(dist, 'index.js'))
 
 const cjs = require('./index.js')
-const loaded = Object.keys(require.cache).filter((f) => f.endsWith('.node') || f === join(root, 'index.js'))
+const loaded = Object.keys(require.cache).filter((f) => f.endsWith('.node') || f === join(root, 'binding.js'))
 if (loaded.length) {
   console.error(`build-esm: importing dist/index.js loaded the native addon (${loaded.join(', ')}); keep it lazy`)
   process.exit(1)

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Fails when the committed index.d.ts / index.js are stale: regenerates both from the Rust code
+// Fails when the committed binding.d.ts / binding.js are stale: regenerates both from the Rust code
 // (and its `///` doc comments) with the same `napi build` flags as `npm run build:native`, into a
 // temporary directory, and compares. Shares cargo's target dir, so after a build it takes seconds.
 //
@@ -19,14 +19,14 @@ let failed = false
 try {
   const build = spawnSync(
     process.execPath,
-    [napi, 'build', '--platform', '--release', '--output-dir', out, '--js', 'index.js', '--dts', 'index.d.ts'],
+    [napi, 'build', '--platform', '--release', '--output-dir', out, '--js', 'binding.js', '--dts', 'binding.d.ts'],
     { cwd: root, stdio: ['ignore', 'inherit', 'inherit'] },
   )
   if (build.status !== 0) {
     console.error(`check:dts: napi build failed (exit ${build.status ?? build.signal})`)
     process.exit(1)
   }
-  for (const file of ['index.d.ts', 'index.js']) {
+  for (const file of ['binding.d.ts', 'binding.js']) {
     const fresh = readFileSync(join(out, file), 'utf8')
     let committed
     try {
@@ -45,7 +45,7 @@ try {
   rmSync(out, { recursive: true, force: true })
 }
 if (failed) {
-  console.error('check:dts: run `npm run build:native` and commit index.d.ts and index.js.')
+  console.error('check:dts: run `npm run build:native` and commit binding.d.ts and binding.js.')
   process.exit(1)
 }
-console.log('check:dts: index.d.ts and index.js match the Rust sources')
+console.log('check:dts: binding.d.ts and binding.js match the Rust sources')

@@ -77,9 +77,13 @@ const [packed] = JSON.parse(
   }),
 )
 const files = packed.files.map((f) => f.path)
-const required = ['package.json', 'index.js', 'index.d.ts', 'dist/index.js', 'dist/index.d.ts', 'dist/index.mjs', 'dist/index.d.mts']
+const required = ['package.json', 'binding.js', 'binding.d.ts', 'dist/index.js', 'dist/index.d.ts', 'dist/index.mjs', 'dist/index.d.mts']
 const absent = required.filter((f) => !files.includes(f))
 if (absent.length) fail(`the packed main package lacks ${absent.join(', ')}`)
+// The generated napi-rs loader is binding.js; a root index.js/index.d.ts would be a stale one from before
+// the rename, shadowing nothing but confusing anyone who opens the package.
+const stale = ['index.js', 'index.d.ts'].filter((f) => files.includes(f))
+if (stale.length) fail(`the packed main package has a stale root ${stale.join(', ')} (the generated loader is binding.js)`)
 const binaries = files.filter((f) => f.endsWith('.node'))
 if (binaries.length) fail(`the main package must not ship binaries: ${binaries.join(', ')}`)
 const tests = files.filter((f) => /(^|\/)(__test__|tests|bench|src|npm)\//.test(f))

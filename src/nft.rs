@@ -11,26 +11,30 @@ use crate::error::NativeError;
 use crate::library::output_flags;
 use crate::worker::{closed_error, Input, Outcome, Request, Responder, Worker, WorkerOptions};
 
-/// Options for a libnftables context.
+/// Options for a libnftables context: the one declaration of every option `new Nft(options)` passes
+/// to the native side (the TypeScript `NftOptions` extends this type with its own `dryRun`), so adding
+/// an option is a field here plus its use in `NativeNft::new`. The `///` docs are the public ones.
 #[napi(object)]
 #[derive(Default)]
 pub struct NativeOptions {
-  /// Network namespace: a bare name under /var/run/netns (as made by `ip netns add`) or an absolute
-  /// path such as /proc/PID/ns/net; relative paths are refused. Omit it for the process's own
-  /// namespace; `/proc/1/ns/net` names the host's on purpose. Every call first checks that the
-  /// path still names the namespace the instance entered (`NETNS` if it was deleted or replaced).
+  /// Network namespace: a bare name made by `ip netns add` (under /var/run/netns), or an absolute
+  /// path such as /proc/PID/ns/net (relative paths are refused; `/proc/1/ns/net` is the host's
+  /// namespace, named on purpose). Omit it for the process's own namespace. Every command of this
+  /// instance runs there; the calling process and its other threads stay put. A call fails with
+  /// `NETNS` once the path no longer names the namespace the instance entered (deleted, or
+  /// replaced by a new one of the same name).
   pub netns: Option<String>,
-  /// Path of libnftables to load instead of `libnftables.so.1` (also `$NFTABLES_NODE_LIBNFTABLES`).
+  /// Load libnftables from this path (default `$NFTABLES_NODE_LIBNFTABLES`, else `libnftables.so.1`).
   pub library_path: Option<String>,
-  /// Show rule handles in listings (`nft -a`).
+  /// Include rule handles in output (`nft -a`).
   pub handles: Option<bool>,
-  /// Print what was added (`nft -e`).
+  /// Print what was added, with handles (`nft -e`).
   pub echo: Option<bool>,
   /// Omit counter and quota values (`nft -s`).
   pub stateless: Option<bool>,
-  /// Omit set contents in listings (`nft -t`).
+  /// Omit set contents (`nft -t`).
   pub terse: Option<bool>,
-  /// Print numbers instead of names for protocols, ports, priorities (`nft -n`).
+  /// Numeric protocols, ports and priorities (`nft -n`).
   pub numeric: Option<bool>,
 }
 
@@ -80,6 +84,29 @@ impl From<Outcome> for NativeGeneration {
         error: Some(error),
       },
     }
+  }
+}
+
+/// An input handed over in pieces, so that no single call converts megabytes on the JavaScript
+/// thread: `push` appends a piece (converted to UTF-8 at once), `NativeNft.runInput` takes the whole
+/// text and leaves the input empty. A piece must not end between the two halves of a surrogate pair.
+#[napi]
+#[derive(Default)]
+pub struct NativeInput {
+  text: String,
+}
+
+#[napi]
+impl NativeInput {
+  #[napi(constructor)]
+  pub fn new() -> Self {
+    Self::default()
+  }
+
+  /// Appends the next piece of the input.
+  #[napi]
+  pub fn push(&mut self, piece: String) {
+    self.text.push_str(&piece);
   }
 }
 
@@ -139,6 +166,18 @@ impl NativeNft {
       })),
     );
     Ok(promise)
+  }
+
+  /// Same as `run`, with the input built by `NativeInput.push` (taken from it, in constant time).
+  #[napi(ts_return_type = "Promise<NativeResponse>")]
+  pub fn run_input<'env>(
+    &self,
+    env: &'env Env,
+    input: &mut NativeInput,
+    json: bool,
+    dry_run: bool,
+  ) -> Result<Object<'env>> {
+    self.run(env, std::mem::take(&mut input.text), json, dry_run)
   }
 
   /// Same as `run`, waiting on the calling thread.

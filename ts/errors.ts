@@ -1,5 +1,5 @@
 // The one error class the binding throws. Callers branch on `code`, never on message text.
-import type { NativeError } from '../index.js'
+import type { NativeError } from '../binding.js'
 
 /** Stable error codes. Errno names come from the kernel/libnftables; the rest are the binding's own. */
 export type NftErrorCode =

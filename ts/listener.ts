@@ -1,11 +1,11 @@
 // A native netlink listener (NativeListener): nf_tables change notifications or an nfnetlink_log group,
 // read by a thread in a network namespace. Loads the addon on first use, like `Nft`, so modules that import
 // this one still import fine without it.
-import type { NativeListener, NativeListenerOptions } from '../index.js'
+import type { NativeListener, NativeListenerOptions } from '../binding.js'
 import { NftError } from './errors.js'
 import { loadNative } from './native.js'
 
-export type { NativeBatch, NativeEvent, NativeListener } from '../index.js'
+export type { NativeBatch, NativeEvent, NativeListener } from '../binding.js'
 
 /** Starts a listener; throws its start error (NETNS, EPERM, ...) as an NftError. */
 export function openListener(options: NativeListenerOptions): NativeListener {

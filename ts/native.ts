@@ -1,6 +1,6 @@
 // Loads the compiled addon on first use, so the pure TypeScript parts (validation, rule
 // compilation, `plan`) import fine on machines without the native part: nothing here runs at import
-// time, and `require('../index.js')` (the napi-rs loader, which picks the `.node` file) only runs
+// time, and `require('../binding.js')` (the napi-rs loader, which picks the `.node` file) only runs
 // when the first `Nft` is created.
 //
 // Which binary is loaded:
@@ -8,13 +8,13 @@
 //      `nftables-node.*.node` file (relative paths are taken from the current directory). The first
 //      is this package's own; the second is napi-rs' generic one, which every napi-rs addon in the
 //      process obeys (bundlers and test runners often load some), so prefer the first;
-//   2. `nftables-node.<platform>.node` next to `index.js` (a local `npm run build:native`);
+//   2. `nftables-node.<platform>.node` next to `binding.js` (a local `npm run build:native`);
 //   3. the platform package `@infinibay/nftables-node-linux-<arch>-<gnu|musl>`, an optional
 //      dependency that npm installs only on the matching os/cpu/libc.
 // When none of them loads, `loadNative` throws an `NftError` that says what is missing and how to
 // fix it (code `UNSUPPORTED_PLATFORM` or `NATIVE_BINDING_UNAVAILABLE`).
 import { isAbsolute, resolve } from 'node:path'
-import type * as Binding from '../index.js'
+import type * as Binding from '../binding.js'
 import { NftError } from './errors.js'
 
 let binding: typeof Binding | undefined
@@ -52,10 +52,10 @@ export function loadNative(): typeof Binding {
   }
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    binding = require('../index.js') as typeof Binding
+    binding = require('../binding.js') as typeof Binding
   } catch (cause) {
     if (!override && !PREBUILT_ARCHES.includes(arch)) {
-      // Another CPU: only a locally built addon (next to index.js, or the override) could have loaded.
+      // Another CPU: only a locally built addon (next to binding.js, or the override) could have loaded.
       const error = new NftError(
         'UNSUPPORTED_PLATFORM',
         `UNSUPPORTED_PLATFORM: ${PACKAGE} has no prebuilt native addon for linux/${arch} (prebuilt: linux x64 and ` +

@@ -1,35 +1,38 @@
 // The public `Nft` class: libnftables through one persistent context per instance.
-import type { NativeGeneration, NativeNft, NativeResponse } from '../index.js'
+import type { NativeGeneration, NativeInput, NativeNft, NativeOptions, NativeResponse } from '../binding.js'
 import { NftError } from './errors.js'
+import { JsonWriter } from './json-writer.js'
 import { loadNative } from './native.js'
 import { NFT_FAMILIES, type NftFamily, type NftablesJson } from './schema.js'
 
-export interface NftOptions {
-  /** Network namespace: a bare name made by `ip netns add` (under /var/run/netns), or an absolute
-   *  path such as /proc/PID/ns/net (relative paths are refused; `/proc/1/ns/net` is the host's
-   *  namespace, named on purpose). Every command of this instance runs there; the calling process
-   *  and its other threads stay put. A call fails with `NETNS` once the path no longer names the
-   *  namespace the instance entered (deleted, or replaced by a new one of the same name). */
-  netns?: string
+/**
+ * Options of `new Nft(options)`. Those the native context takes are declared once, with their docs, on
+ * the Rust side (`NativeOptions` in src/nft.rs, generated into binding.d.ts) and passed through as they
+ * are; only the options the TypeScript layer handles itself are declared here.
+ */
+export interface NftOptions extends NativeOptions {
   /** Validate every command against the kernel but never commit (like `nft --check`). */
   dryRun?: boolean
-  /** Include rule handles in output (`nft -a`). */
-  handles?: boolean
-  /** Print what was added, with handles (`nft -e`). */
-  echo?: boolean
-  /** Omit counter and quota values (`nft -s`). */
-  stateless?: boolean
-  /** Omit set contents (`nft -t`). */
-  terse?: boolean
-  /** Numeric protocols, ports and priorities (`nft -n`). */
-  numeric?: boolean
-  /** Load libnftables from this path (default `libnftables.so.1`, or `$NFTABLES_NODE_LIBNFTABLES`). */
-  libraryPath?: string
 }
 
 export type JsonInput = NftablesJson | string
 
 const disposeSymbol: typeof Symbol.dispose = Symbol.dispose ?? Symbol.for('nodejs.dispose')
+
+/** Longest stretch of work an async call does on the calling thread before yielding to the event loop. */
+const SLICE_MS = 2
+/** Text inputs longer than this (UTF-16 code units) are converted to UTF-8 in pieces, not in one go. */
+export const TEXT_IN_ONE_GO = 1024 * 1024
+/** Size of those pieces: a few hundred microseconds of conversion each. */
+export const TEXT_PIECE = 256 * 1024
+
+/** A call waiting for the calls before it to be handed to the native side, in call order. */
+interface Queued {
+  /** Prepares more of its input until `performance.now()` reaches `deadline`; true once it can be sent. */
+  advance(deadline: number): boolean
+  /** Sends it (or settles its promise with what went wrong preparing its input). Never throws. */
+  send(): void
+}
 
 /**
  * libnftables for Node. Each instance owns one libnftables context on its own thread: async calls
@@ -39,6 +42,15 @@ const disposeSymbol: typeof Symbol.dispose = Symbol.dispose ?? Symbol.for('nodej
 export class Nft {
   readonly options: Readonly<NftOptions>
   readonly #native: NativeNft
+  /**
+   * Calls not yet handed to the native side because a call before them is still preparing a large
+   * input (serialising a document, converting text) a slice per event-loop turn. While it is not
+   * empty every async call joins it, so calls reach the instance's thread in call order; a sync call
+   * first finishes and sends everything in it.
+   */
+  readonly #queue: Queued[] = []
+  #pumping = false
+  #closing = false
 
   constructor(options: NftOptions = {}) {
     if (options.netns !== undefined && (typeof options.netns !== 'string' || options.netns === '')) {
@@ -46,41 +58,50 @@ export class Nft {
     }
     const { NativeNft } = loadNative()
     this.options = Object.freeze({ ...options })
-    this.#native = new NativeNft({
-      netns: options.netns,
-      libraryPath: options.libraryPath,
-      handles: options.handles,
-      echo: options.echo,
-      stateless: options.stateless,
-      terse: options.terse,
-      numeric: options.numeric,
-    })
+    // Everything but the TypeScript-only options goes to the native side, which reads the fields of
+    // `NativeOptions` and ignores any other key.
+    const { dryRun: _dryRun, ...native } = options
+    this.#native = new NativeNft(native)
     const startError = this.#native.startError
     if (startError) throw NftError.fromNative(startError)
   }
 
   /** Whether `close()` has been called. */
   get closed(): boolean {
-    return this.#native.closed
+    return this.#closing || this.#native.closed
   }
 
-  /** Runs nft text syntax (one or more commands, one transaction) and returns libnftables' output. */
+  /**
+   * Runs nft text syntax (one or more commands, one transaction) and returns libnftables' output.
+   * Text over a million characters is handed to the instance's thread in pieces, one per event-loop
+   * turn, so converting it never holds the loop for long.
+   */
   async run(commands: string): Promise<string> {
-    return this.#text(commands, await this.#native.run(text(commands), false, this.#dryRun(false)))
+    const input = text(commands)
+    return this.#text(input, await this.#sendText(input, false, this.#dryRun(false)))
   }
 
   runSync(commands: string): string {
-    return this.#text(commands, this.#native.runSync(text(commands), false, this.#dryRun(false)))
+    const input = text(commands)
+    this.#drain()
+    return this.#text(input, this.#native.runSync(input, false, this.#dryRun(false)))
   }
 
-  /** Runs a libnftables JSON document (object or string) as one transaction; returns the parsed output. */
+  /**
+   * Runs a libnftables JSON document (object or string) as one transaction; returns the parsed output.
+   * An object is serialised here, a few milliseconds per event-loop turn: a small document (hundreds
+   * of commands) within this call, a large one over the next turns, so a megabyte document never
+   * holds the event loop for the whole JSON.stringify. Until the promise settles, do not modify a
+   * large document (it is read while it is written); later calls still run after this one.
+   */
   async runJson(doc: JsonInput): Promise<NftablesJson> {
-    const input = jsonText(doc)
-    return this.#json(input, await this.#native.run(input, true, this.#dryRun(false)))
+    return this.#runJson(doc, this.#dryRun(false))
   }
 
+  /** Same as `runJson`, blocking: the document is serialised in one go (one JSON.stringify). */
   runJsonSync(doc: JsonInput): NftablesJson {
     const input = jsonText(doc)
+    this.#drain()
     return this.#json(input, this.#native.runSync(input, true, this.#dryRun(false)))
   }
 
@@ -98,11 +119,13 @@ export class Nft {
    */
   async runEcho(commands: string): Promise<NftablesJson> {
     const input = text(commands)
-    return this.#echo(input, await this.#native.runEcho(input, this.#dryRun(false)))
+    const dryRun = this.#dryRun(false)
+    return this.#echo(input, await this.#send(() => this.#native.runEcho(input, dryRun)))
   }
 
   runEchoSync(commands: string): NftablesJson {
     const input = text(commands)
+    this.#drain()
     return this.#echo(input, this.#native.runEchoSync(input, this.#dryRun(false)))
   }
 
@@ -115,30 +138,34 @@ export class Nft {
    * with the errno's code (`EPERM` without CAP_NET_ADMIN), or `CLOSED` after `close()`.
    */
   async generation(): Promise<number> {
-    return generationOf(await this.#native.generation())
+    return generationOf(await this.#send(() => this.#native.generation()))
   }
 
   generationSync(): number {
+    this.#drain()
     return generationOf(this.#native.generationSync())
   }
 
   /** Validates nft text against the kernel without changing anything; throws `NftError` if invalid. */
   async check(commands: string): Promise<void> {
-    this.#text(commands, await this.#native.run(text(commands), false, true))
+    const input = text(commands)
+    this.#text(input, await this.#sendText(input, false, true))
   }
 
   checkSync(commands: string): void {
-    this.#text(commands, this.#native.runSync(text(commands), false, true))
+    const input = text(commands)
+    this.#drain()
+    this.#text(input, this.#native.runSync(input, false, true))
   }
 
-  /** Validates a JSON document against the kernel without changing anything. */
+  /** Validates a JSON document against the kernel without changing anything (serialised as by `runJson`). */
   async checkJson(doc: JsonInput): Promise<void> {
-    const input = jsonText(doc)
-    this.#json(input, await this.#native.run(input, true, true))
+    await this.#runJson(doc, true)
   }
 
   checkJsonSync(doc: JsonInput): void {
     const input = jsonText(doc)
+    this.#drain()
     this.#json(input, this.#native.runSync(input, true, true))
   }
 
@@ -171,7 +198,9 @@ export class Nft {
 
   /** Releases the context once queued calls finish. Later calls fail with `CLOSED`. Idempotent. */
   close(): void {
-    this.#native.close()
+    this.#closing = true
+    if (this.#queue.length === 0) this.#native.close()
+    else this.#queue.push({ advance: () => true, send: () => this.#native.close() })
   }
 
   [disposeSymbol](): void {
@@ -183,8 +212,138 @@ export class Nft {
   #list(what: Record<string, unknown>, sync: true): NftablesJson
   #list(what: Record<string, unknown>, sync?: true): Promise<NftablesJson> | NftablesJson {
     const input = JSON.stringify({ nftables: [{ list: what }] })
-    if (sync) return this.#json(input, this.#native.runSync(input, true, false))
-    return this.#native.run(input, true, false).then((r) => this.#json(input, r))
+    if (sync) {
+      this.#drain()
+      return this.#json(input, this.#native.runSync(input, true, false))
+    }
+    return this.#send(() => this.#native.run(input, true, false)).then((r) => this.#json(input, r))
+  }
+
+  async #runJson(doc: JsonInput, dryRun: boolean): Promise<NftablesJson> {
+    if (typeof doc === 'string') return this.#json(doc, await this.#sendText(doc, true, dryRun))
+    checkDocument(doc)
+    // The first slice now: a small document is written whole here, as one JSON.stringify would.
+    const writer = new JsonWriter(doc)
+    const deadline = performance.now() + SLICE_MS
+    const first: string[] = []
+    let done = false
+    for (;;) {
+      const piece = writer.next()
+      if (piece === undefined) {
+        done = true
+        break
+      }
+      first.push(piece)
+      if (performance.now() >= deadline) break
+    }
+    if (done) {
+      const input = first.join('')
+      return this.#json(input, await this.#send(() => this.#native.run(input, true, dryRun)))
+    }
+    // A large document: the rest is written a slice per event-loop turn. The commands are kept to
+    // name the failing one in an error (the text is never whole on this thread).
+    const commands = doc.nftables.slice()
+    const response = await this.#sendPieces(() => writer.next(), first, true, dryRun)
+    if (response.error) throw NftError.fromNative(response.error, { commands })
+    return parseJsonOutput(response)
+  }
+
+  /** Sends text (nft syntax or JSON) as it is, or in pieces when it is long. */
+  #sendText(input: string, json: boolean, dryRun: boolean): Promise<NativeResponse> {
+    if (input.length <= TEXT_IN_ONE_GO) return this.#send(() => this.#native.run(input, json, dryRun))
+    let at = 0
+    const next = (): string | undefined => {
+      if (at >= input.length) return undefined
+      let end = Math.min(at + TEXT_PIECE, input.length)
+      // Never between the halves of a surrogate pair: each piece is converted to UTF-8 on its own.
+      const last = input.charCodeAt(end - 1)
+      if (end < input.length && last >= 0xd800 && last <= 0xdbff) end--
+      const piece = input.slice(at, end)
+      at = end
+      return piece
+    }
+    return this.#sendPieces(next, [], json, dryRun)
+  }
+
+  /** A call whose input is produced by `next()` and handed over piece by piece, in call order. */
+  #sendPieces(next: () => string | undefined, first: readonly string[], json: boolean, dryRun: boolean): Promise<NativeResponse> {
+    return new Promise<NativeResponse>((resolve, reject) => {
+      let input: NativeInput | undefined
+      let failure: { error: unknown } | undefined
+      this.#queue.push({
+        advance: (deadline) => {
+          if (failure) return true
+          try {
+            if (!input) {
+              input = new (loadNative().NativeInput)()
+              for (const piece of first) input.push(piece)
+            }
+            for (;;) {
+              const piece = next()
+              if (piece === undefined) return true
+              input.push(piece)
+              if (performance.now() >= deadline) return false
+            }
+          } catch (error) {
+            failure = { error }
+            return true
+          }
+        },
+        send: () => {
+          if (failure) return reject(failure.error)
+          try {
+            this.#native.runInput(input!, json, dryRun).then(resolve, reject)
+          } catch (error) {
+            reject(error)
+          }
+        },
+      })
+      void this.#pump()
+    })
+  }
+
+  /** Sends a call whose input is ready: now, or behind the calls still preparing theirs. */
+  #send<T>(send: () => Promise<T>): Promise<T> {
+    if (this.#queue.length === 0) return send()
+    return new Promise<T>((resolve, reject) => {
+      this.#queue.push({
+        advance: () => true,
+        send: () => {
+          try {
+            send().then(resolve, reject)
+          } catch (error) {
+            reject(error)
+          }
+        },
+      })
+    })
+  }
+
+  /**
+   * Prepares and sends queued calls in order, at most SLICE_MS of work per event-loop turn, starting
+   * on the next turn (the call that queued the first one has had its slice).
+   */
+  async #pump(): Promise<void> {
+    if (this.#pumping) return
+    this.#pumping = true
+    try {
+      while (this.#queue.length > 0) {
+        await new Promise<void>((resolve) => setImmediate(resolve))
+        const deadline = performance.now() + SLICE_MS
+        while (this.#queue.length > 0 && this.#queue[0]!.advance(deadline)) this.#queue.shift()!.send()
+      }
+    } finally {
+      this.#pumping = false
+    }
+  }
+
+  /** Before a sync call: finishes and sends every queued call, so the sync one runs after them. */
+  #drain(): void {
+    while (this.#queue.length > 0) {
+      const queued = this.#queue.shift()!
+      queued.advance(Infinity)
+      queued.send()
+    }
   }
 
   #dryRun(explicit: boolean): boolean {
@@ -207,9 +366,13 @@ export class Nft {
 
   #json(input: string, response: NativeResponse): NftablesJson {
     if (response.error) throw NftError.fromNative(response.error, { commands: commandsOf(input) })
-    const output = response.output?.trim()
-    return output ? (JSON.parse(output) as NftablesJson) : { nftables: [] }
+    return parseJsonOutput(response)
   }
+}
+
+function parseJsonOutput(response: NativeResponse): NftablesJson {
+  const output = response.output?.trim()
+  return output ? (JSON.parse(output) as NftablesJson) : { nftables: [] }
 }
 
 function generationOf(response: NativeGeneration): number {
@@ -225,10 +388,14 @@ function text(commands: unknown): string {
 
 function jsonText(doc: unknown): string {
   if (typeof doc === 'string') return doc
+  checkDocument(doc)
+  return JSON.stringify(doc)
+}
+
+function checkDocument(doc: unknown): asserts doc is NftablesJson {
   if (doc === null || typeof doc !== 'object' || !Array.isArray((doc as NftablesJson).nftables)) {
     throw new NftError('EINVAL', 'EINVAL: a libnftables JSON document is an object with an `nftables` array')
   }
-  return JSON.stringify(doc)
 }
 
 /** The commands of a JSON input, to name the failing one in an error (only parsed on failure). */

@@ -54,6 +54,7 @@ function results(): BenchResults {
         { name: 'idle control (no call)', ms: 1000, lagMaxMs: 1.2, lagWorstMs: 2, lagP99Ms: 1.1, lagMeanMs: 1 },
         { name: 'async run (text)', ms: 1000, lagMaxMs: 3, lagWorstMs: 4, lagP99Ms: 1.1, lagMeanMs: 1 },
         { name: 'async runJson (object)', ms: 3000, lagMaxMs: 80, lagWorstMs: 90, lagP99Ms: 1.1, lagMeanMs: 1 },
+        { name: 'async runJson (object), own work only (closed instance)', ms: 150, lagMaxMs: 6, lagWorstMs: 9, lagP99Ms: 5, lagMeanMs: 1 },
       ],
       maxRssBeforeMb: 100,
       maxRssAfterMb: 200,
@@ -87,7 +88,11 @@ describe('evaluateTargets', () => {
     expect(find('Bulk load 50000: Nft.runJson')[0]!.status).toBe('missed')
     expect(find('Data plane')[0]!.status).toBe('met')
     expect(find('async run (text)')[0]!.status).toBe('met')
-    expect(find('async runJson')[0]!.status).toBe('missed')
+    expect(find('async runJson (object)')[0]!.status).toBe('missed')
+    // The closed-instance row isolates the call's own work: met, and it tells the other row's cause.
+    expect(find('own work only')[0]!.status).toBe('met')
+    expect(find('async runJson (object)')[0]!.why).toContain("not the call's own work")
+    expect(find('async runJson (object)')[0]!.why).toContain('6.00 ms')
   })
 })
 

@@ -118,7 +118,7 @@ describe('clear errors where the addon cannot load', () => {
     beforeAll(() => {
       // The package as npm would install it with `--omit=optional`: no platform package, no local .node.
       dir = mkdtempSync(join(tmpdir(), 'nftables-node-lazy-'))
-      for (const f of ['dist', 'index.js', 'index.d.ts', 'package.json']) cpSync(join(root, f), join(dir, f), { recursive: true })
+      for (const f of ['dist', 'binding.js', 'binding.d.ts', 'package.json']) cpSync(join(root, f), join(dir, f), { recursive: true })
     })
     afterAll(() => rmSync(dir, { recursive: true, force: true }))
 

@@ -1,5 +1,6 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { Nft, NftError, type NftablesJson, type NftObject, type NftStatement } from '../../ts/index.js'
+import { afterEach, beforeEach, describe, expect, expectTypeOf, it } from 'vitest'
+import type { NativeOptions } from '../../binding.js'
+import { Nft, NftError, type NftablesJson, type NftObject, type NftOptions, type NftStatement } from '../../ts/index.js'
 import { createNetns, type Netns } from '../support/netns.js'
 
 let ns: Netns
@@ -58,6 +59,31 @@ describe('text commands', () => {
     } finally {
       echo.close()
     }
+  })
+
+  it('passes the other output options through to libnftables (-s, -t, -n) and types them from NativeOptions', async () => {
+    // NftOptions declares only its TypeScript-only options; the rest is the generated NativeOptions.
+    expectTypeOf<keyof NftOptions>().toEqualTypeOf<keyof NativeOptions | 'dryRun'>()
+    await nft.run(
+      'add table bridge o\nadd set bridge o s { type ipv4_addr; elements = { 10.0.0.1 } }\n' +
+        'add chain bridge o c\nadd rule bridge o c ip protocol tcp tcp dport 22 counter accept',
+    )
+    const listing = async (options: NftOptions) => {
+      const other = new Nft({ netns: ns.name, ...options })
+      try {
+        return await other.run('list table bridge o')
+      } finally {
+        other.close()
+      }
+    }
+    const plain = await listing({})
+    expect(plain).toMatch(/counter packets 0 bytes 0/)
+    expect(plain).toContain('10.0.0.1')
+    expect(plain).toContain('dport 22')
+    expect(await listing({ stateless: true })).not.toMatch(/packets/)
+    expect(await listing({ terse: true })).not.toContain('10.0.0.1')
+    expect(await listing({ numeric: true })).toMatch(/ip protocol 6\b/)
+    expect(plain).toMatch(/ip protocol tcp\b/)
   })
 
   it('has sync variants', () => {

@@ -1,6 +1,9 @@
 // Runs in a fresh Node process (so peak RSS is this library's, not the benchmark's): bulk loads through
 // the async API while perf_hooks.monitorEventLoopDelay samples the event loop; an idle period of the same
 // length is the control (what the machine alone does to the loop); one runSync load shows the contrast.
+// The closed-instance variant is runJson's own work on this thread alone: it serialises the document
+// and hands it to the native side, which answers CLOSED at once (no libnftables thread competing for
+// the CPU), so it tells the call's share of the lag from the machine's.
 // Prints one JSON object on stdout. Usage: lag.ts NETNS VMS RULES ROUNDS
 import { readFileSync } from 'node:fs'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
@@ -55,12 +58,24 @@ async function main(): Promise<void> {
     return { ms, max: h.max / 1e6, p99: h.percentile(99) / 1e6, mean: h.mean / 1e6 }
   }
 
-  const series: Record<string, One[]> = { 'idle control (no call)': [], 'async run (text)': [], 'async runJson (object)': [] }
+  const OWN = 'async runJson (object), own work only (closed instance)'
+  const series: Record<string, One[]> = { 'idle control (no call)': [], 'async run (text)': [], 'async runJson (object)': [], [OWN]: [] }
   // Text first, then JSON, so the peak RSS of each can be read (VmHWM only grows).
   for (let r = 0; r < rounds; r++) series['async run (text)']!.push(await measure(() => nft.run(text), true))
   const maxRssAfterTextMb = rss()
   for (let r = 0; r < rounds; r++) series['async runJson (object)']!.push(await measure(() => nft.runJson(doc as never), true))
   const maxRssAfterJsonMb = rss()
+  const closed = new Nft({ netns })
+  closed.close()
+  const ownWork = () => closed.runJson(doc as never).then(
+    () => {
+      throw new Error('a closed instance ran a call')
+    },
+    (e: unknown) => {
+      if ((e as { code?: string }).code !== 'CLOSED') throw e
+    },
+  )
+  for (let r = 0; r < rounds; r++) series[OWN]!.push(await measure(ownWork, false))
   const typical = median(series['async run (text)']!.map((x) => x.ms))
   for (let r = 0; r < rounds; r++) series['idle control (no call)']!.push(await measure(() => sleep(typical), false))
   const sync = await measure(() => nft.runSync(text), true)

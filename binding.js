@@ -835,5 +835,6 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
+module.exports.NativeInput = nativeBinding.NativeInput
 module.exports.NativeListener = nativeBinding.NativeListener
 module.exports.NativeNft = nativeBinding.NativeNft

@@ -9,6 +9,17 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
+/**
+ * An input handed over in pieces, so that no single call converts megabytes on the JavaScript
+ * thread: `push` appends a piece (converted to UTF-8 at once), `NativeNft.runInput` takes the whole
+ * text and leaves the input empty. A piece must not end between the two halves of a surrogate pair.
+ */
+export declare class NativeInput {
+  constructor()
+  /** Appends the next piece of the input. */
+  push(piece: string): void
+}
+
 /** A listener thread and its queue. */
 export declare class NativeListener {
   /**
@@ -43,6 +54,8 @@ export declare class NativeNft {
    * `dryRun` validates against the kernel without committing. The promise always resolves.
    */
   run(input: string, json: boolean, dryRun: boolean): Promise<NativeResponse>
+  /** Same as `run`, with the input built by `NativeInput.push` (taken from it, in constant time). */
+  runInput(input: NativeInput, json: boolean, dryRun: boolean): Promise<NativeResponse>
   /** Same as `run`, waiting on the calling thread. */
   runSync(input: string, json: boolean, dryRun: boolean): NativeResponse
   /**
@@ -170,26 +183,32 @@ export interface NativeListenerOptions {
   family?: number
 }
 
-/** Options for a libnftables context. */
+/**
+ * Options for a libnftables context: the one declaration of every option `new Nft(options)` passes
+ * to the native side (the TypeScript `NftOptions` extends this type with its own `dryRun`), so adding
+ * an option is a field here plus its use in `NativeNft::new`. The `///` docs are the public ones.
+ */
 export interface NativeOptions {
   /**
-   * Network namespace: a bare name under /var/run/netns (as made by `ip netns add`) or an absolute
-   * path such as /proc/PID/ns/net; relative paths are refused. Omit it for the process's own
-   * namespace; `/proc/1/ns/net` names the host's on purpose. Every call first checks that the
-   * path still names the namespace the instance entered (`NETNS` if it was deleted or replaced).
+   * Network namespace: a bare name made by `ip netns add` (under /var/run/netns), or an absolute
+   * path such as /proc/PID/ns/net (relative paths are refused; `/proc/1/ns/net` is the host's
+   * namespace, named on purpose). Omit it for the process's own namespace. Every command of this
+   * instance runs there; the calling process and its other threads stay put. A call fails with
+   * `NETNS` once the path no longer names the namespace the instance entered (deleted, or
+   * replaced by a new one of the same name).
    */
   netns?: string
-  /** Path of libnftables to load instead of `libnftables.so.1` (also `$NFTABLES_NODE_LIBNFTABLES`). */
+  /** Load libnftables from this path (default `$NFTABLES_NODE_LIBNFTABLES`, else `libnftables.so.1`). */
   libraryPath?: string
-  /** Show rule handles in listings (`nft -a`). */
+  /** Include rule handles in output (`nft -a`). */
   handles?: boolean
-  /** Print what was added (`nft -e`). */
+  /** Print what was added, with handles (`nft -e`). */
   echo?: boolean
   /** Omit counter and quota values (`nft -s`). */
   stateless?: boolean
-  /** Omit set contents in listings (`nft -t`). */
+  /** Omit set contents (`nft -t`). */
   terse?: boolean
-  /** Print numbers instead of names for protocols, ports, priorities (`nft -n`). */
+  /** Numeric protocols, ports and priorities (`nft -n`). */
   numeric?: boolean
 }
 
