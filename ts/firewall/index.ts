@@ -1,4 +1,13 @@
-export { VmFirewall, type VmFirewallOptions, type VmPlan, type ApplyOptions, type SyncOptions } from './vm-firewall.js'
+export {
+  VmFirewall,
+  type VmFirewallOptions,
+  type VmPlan,
+  type ApplyOptions,
+  type SyncOptions,
+  type VmState,
+  type ApplyDecision,
+  type IfChangedOptions,
+} from './vm-firewall.js'
 export * from './model.js'
 export { FirewallValidationError, FirewallCapabilityError, FirewallError, isNotFound } from './errors.js'
 export { normalizeVm, normalizeRule, type NormalizedRule, type NormalizedVm } from './validate.js'

@@ -544,6 +544,7 @@ export class VmFirewall {
   async #apply(compiled: CompiledVm, attach: boolean | { keep: string | undefined }, also: NftCommand[] = [], create: string[] = []): Promise<void> {
     this.#forget(compiled.vmId) // issue 14: what verify found of it no longer holds
     this.#checkOwnTable(also)
+    await this.#view.current() // issue 14: the epoch our write starts from (the group re-checks it: ~20 µs)
     const epoch = this.#view.epoch
     if (typeof attach === 'object') {
       // attach 'keep': chains and rules only; whatever dispatches to them (from `keep`, or nothing) stays.
