@@ -47,7 +47,7 @@ describe('in process', () => {
       expect(s.firewall).toBe(main.firewall)
       expect(s.nft).toBe(main.nft)
     }
-    expect(contextOf(ns.name, 'infinization')?.sharedEngine?.fw).toBe(main.firewall)
+    expect(contextOf(ns.name, 'infinization')?.sharedEngine?.reader).toBe(main.firewall)
     // A bare instance applies statelessly on this kernel instead of throwing CONNTRACK_UNAVAILABLE.
     const res = await after[0]!.applyRules('vm-1', 'vnet-1', [], [{ id: 'ssh', name: 'ssh', protocol: 'tcp', dstPortStart: 22, direction: 'IN' }])
     expect(res.applied).toBe(true)

@@ -25,11 +25,6 @@ export const NFTABLES_MAIN_FILE = `${NFTABLES_PERSISTENCE_DIR}/infinization.nft`
 /** A base chain name as the facade reports it: `vm_` + 24 hex. */
 export const BASE_CHAIN_RE = /^vm_[0-9a-f]{24}$/
 
-/** The engine's two real chains behind a base name. */
-export function realChains(base: string): { out: string; in: string } {
-  return { out: `${base}_o`, in: `${base}_i` }
-}
-
 /** Infinization's TAP naming (`vnet-` + first 10 hex of sha256(vmId)): the label of a VM built while
  *  detached (ensureVMChain, flushVMRules on a stopped VM); nothing is dispatched from it. */
 export function generateTapName(vmId: string): string {

@@ -1,8 +1,9 @@
 // One configuration and one engine per process, namespace and table, as Infinization had (its mode, probe
 // and lock were static): Infinization passes its options to one `new NftablesService({...})`, while
 // VMLifecycle, HealthMonitor and EventHandler build bare `new NftablesService()` instances that must
-// behave the same. Every facade on a (namespace, table) joins one `Context`: the options, the per-VM
-// lock, and (for facades without their own `nft`) one Nft + VmFirewall, so one scheduler per table.
+// behave the same. Every facade on a (namespace, table) joins one `Context`: the options and (for facades
+// without their own `nft`) one Nft + VmFirewall, so one scheduler per table: the engine's scheduler is the
+// only lock (the facade decides in the VM's turn, through ApplyOptions.prepare, never under a lock of its own).
 //
 // Options are fixed by the first facade that passes them; facades that leave an option out use the
 // table's value, whenever they are created (before or after); a facade that passes a *different* value
@@ -10,7 +11,6 @@
 import { Nft } from '../nft.js'
 import { VmFirewall } from '../firewall/vm-firewall.js'
 import { CONNTRACK_MODE_ENV, NFTABLES_MAIN_FILE } from './constants.js'
-import { KeyedMutex } from './keyed-mutex.js'
 import { NftablesError, NftablesErrorCode } from './errors.js'
 import type { BridgeConntrackMode, NftablesServiceConfig, VmIdentity } from './types.js'
 
@@ -24,22 +24,45 @@ export interface SharedOptions {
 }
 type Key = keyof SharedOptions
 
+/** What `NftablesService.firewall` exposes of the engine: its reads only (every write goes through the
+ *  facade, so through one scheduler and the facade's translation and persistence). */
+export type FirewallReader = Readonly<
+  Pick<VmFirewall, 'table' | 'conntrack' | 'capabilities' | 'plan' | 'verify' | 'verifyVm' | 'inventory' | 'stats' | 'exportRuleset' | 'knownVms' | 'hasVm' | 'chainNames'>
+>
+
 export interface Engine {
   nft: Nft
   fw: VmFirewall
+  /** The engine's reads, bound and frozen (one per engine, so facades sharing an engine share it). */
+  reader: FirewallReader
+}
+
+function readerOf(fw: VmFirewall): FirewallReader {
+  return Object.freeze({
+    table: fw.table,
+    conntrack: fw.conntrack,
+    capabilities: () => fw.capabilities(),
+    plan: (spec) => fw.plan(spec),
+    verify: (desired) => fw.verify(desired),
+    verifyVm: (spec, options) => fw.verifyVm(spec, options && { attach: options.attach, checkTable: options.checkTable }),
+    inventory: () => fw.inventory(),
+    stats: (vmId) => fw.stats(vmId),
+    exportRuleset: () => fw.exportRuleset(),
+    knownVms: () => fw.knownVms(),
+    hasVm: (vmId) => fw.hasVm(vmId),
+    chainNames: () => fw.chainNames(),
+  } satisfies FirewallReader)
 }
 
 export class Context {
   readonly key: string
   readonly netns: string | undefined
   readonly table: string
-  /** Serializes the facade's read-decide-write sequences per VM base chain. */
-  readonly lock = new KeyedMutex()
   /** Values some facade passed explicitly (the others are defaults). */
   readonly #explicit = new Map<Key, SharedOptions[Key]>()
   readonly #defaults: SharedOptions
   #shared: Engine | undefined
-  readonly #byNft = new WeakMap<Nft, VmFirewall>()
+  readonly #byNft = new WeakMap<Nft, Engine>()
   refs = 0
 
   constructor(key: string, netns: string | undefined, table: string) {
@@ -82,18 +105,20 @@ export class Context {
   /** The engine for a facade: its own `nft`'s (one VmFirewall per Nft and table), else the shared one. */
   engine(nft: Nft | undefined): Engine {
     if (nft) {
-      let fw = this.#byNft.get(nft)
-      if (!fw) {
-        fw = new VmFirewall(nft, { table: this.table, conntrack: 'auto' })
-        this.#byNft.set(nft, fw)
+      let e = this.#byNft.get(nft)
+      if (!e) {
+        const fw = new VmFirewall(nft, { table: this.table, conntrack: 'auto' })
+        e = { nft, fw, reader: readerOf(fw) }
+        this.#byNft.set(nft, e)
       }
-      return { nft, fw }
+      return e
     }
     if (!this.#shared || this.#shared.nft.closed) {
       const shared = new Nft(this.netns !== undefined ? { netns: this.netns } : {})
       // Always 'auto': the facade enforces bridgeConntrackMode 'fail' itself, so the mode stays a
       // property of the table's configuration, not of the engine.
-      this.#shared = { nft: shared, fw: new VmFirewall(shared, { table: this.table, conntrack: 'auto' }) }
+      const fw = new VmFirewall(shared, { table: this.table, conntrack: 'auto' })
+      this.#shared = { nft: shared, fw, reader: readerOf(fw) }
     }
     return this.#shared
   }

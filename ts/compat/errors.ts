@@ -2,6 +2,7 @@
 // engine needs. Callers branch on `code` (and `context.nftCode` for the binding's errno name), never on
 // the message text.
 import { NftError } from '../errors.js'
+import { FirewallCapabilityError, FirewallError, FirewallValidationError, isNotFound } from '../firewall/errors.js'
 import { CONNTRACK_MODE_ENV } from './constants.js'
 
 /** Infinization's `NftablesErrorCode` values, plus the codes the new engine adds (marked "new"). */
@@ -85,36 +86,26 @@ function codeForField(field: string): NftablesErrorCode {
   return NftablesErrorCode.RULE_INVALID
 }
 
-interface Named {
-  name?: unknown
-  code?: unknown
-  field?: unknown
-  ruleId?: unknown
-  message?: unknown
-}
-
 /** The code a per-rule validation failure gets in `FirewallApplyResult.failures`. */
 export function validationCode(e: unknown): NftablesErrorCode {
-  const n = e as Named
-  return n && n.name === 'FirewallValidationError' && typeof n.field === 'string' ? codeForField(n.field) : NftablesErrorCode.RULE_INVALID
+  return e instanceof FirewallValidationError ? codeForField(e.field) : NftablesErrorCode.RULE_INVALID
 }
 
 /**
- * Wraps anything the engine or the binding throws. `notFound` is the code an ENOENT maps to for this
- * call (a missing table or chain); everything keeps the original error as `cause`.
+ * Wraps anything the engine or the binding throws, by class (`instanceof`) and `code`, never by name or
+ * message. `notFound` is the code a not-found (the engine's isNotFound) maps to for this call (a missing
+ * table or chain); everything keeps the original error as `cause`.
  */
 export function toNftablesError(e: unknown, command: string, args: string[] = [], notFound?: NftablesErrorCode): NftablesError {
   if (e instanceof NftablesError) return e
-  const n = (e ?? {}) as Named
-  const message = typeof n.message === 'string' ? n.message : String(e)
-  if (n.name === 'FirewallCapabilityError' || n.code === 'CONNTRACK_UNAVAILABLE') return conntrackUnavailable(command, e)
-  if (n.name === 'FirewallValidationError') {
-    const field = typeof n.field === 'string' ? n.field : 'spec'
-    const context: NftablesErrorContext = { command, args, field }
-    if (typeof n.ruleId === 'string') context.ruleId = n.ruleId
-    return new NftablesError(codeForField(field), message, context, { cause: e })
+  const message = e instanceof Error ? e.message : String(e)
+  if (e instanceof FirewallCapabilityError) return conntrackUnavailable(command, e)
+  if (e instanceof FirewallValidationError) {
+    const context: NftablesErrorContext = { command, args, field: e.field }
+    if (e.ruleId !== undefined) context.ruleId = e.ruleId
+    return new NftablesError(codeForField(e.field), message, context, { cause: e })
   }
-  if (n.name === 'FirewallError' && n.code === 'VM_NOT_FOUND') {
+  if (e instanceof FirewallError && e.code === 'VM_NOT_FOUND') {
     return new NftablesError(NftablesErrorCode.CHAIN_NOT_FOUND, message, { command, args }, { cause: e })
   }
   if (e instanceof NftError) {
@@ -122,7 +113,7 @@ export function toNftablesError(e: unknown, command: string, args: string[] = []
     const code: NftablesErrorCode =
       nftCode === 'EPERM'
         ? NftablesErrorCode.PERMISSION_DENIED
-        : nftCode === 'ENOENT' && notFound
+        : isNotFound(e) && notFound
           ? notFound
           : nftCode === 'LIBNFTABLES_UNAVAILABLE'
             ? NftablesErrorCode.LIBNFTABLES_UNAVAILABLE

@@ -9,7 +9,7 @@ import type { NftCommand, NftablesJson } from '../schema.js'
 import { FAMILY, chainDeleteCommands } from '../firewall/compile.js'
 import type { FirewallDefaultAction } from '../firewall/model.js'
 import { BASE_CHAIN_RE } from './constants.js'
-import { isEnoent } from './kernel-state.js'
+import { isNotFound } from '../firewall/errors.js'
 
 export const LEGACY_FORWARD_CHAIN = 'forward'
 export const LEGACY_DHCP_COMMENTS = ['infinization-dhcp-client-to-server', 'infinization-dhcp-server-to-client'] as const
@@ -77,7 +77,7 @@ export async function readLegacy(nft: Nft, table: string, opts: { vmChain?: stri
   try {
     doc = await nft.listChain(FAMILY, table, LEGACY_FORWARD_CHAIN)
   } catch (e) {
-    if (!isEnoent(e)) throw e
+    if (!isNotFound(e)) throw e
   }
   if (!doc && opts.vmChain !== undefined && !(await listable(nft, table, opts.vmChain))) return layout
   if (opts.chainNames) layout.chains = (await opts.chainNames()).filter((n) => BASE_CHAIN_RE.test(n))
@@ -100,7 +100,7 @@ async function listable(nft: Nft, table: string, chain: string): Promise<boolean
     await nft.listChain(FAMILY, table, chain)
     return true
   } catch (e) {
-    if (isEnoent(e)) return false
+    if (isNotFound(e)) return false
     throw e
   }
 }
@@ -156,7 +156,7 @@ export async function legacyDefault(nft: Nft, table: string, chain: string): Pro
   try {
     doc = await nft.listChain(FAMILY, table, chain)
   } catch (e) {
-    if (isEnoent(e)) return undefined
+    if (isNotFound(e)) return undefined
     throw e
   }
   const rules = doc.nftables.filter((o) => 'rule' in o).map((o) => o.rule as ListedRule)

@@ -1,16 +1,19 @@
 // `NftablesService`: Infinization's firewall API (method names, arguments, result shapes) implemented
-// on the VmFirewall engine. The facade translates arguments and results and reads the kernel (small
-// listings) to decide; every write is one VmFirewall call, i.e. one kernel transaction.
+// on the VmFirewall engine. The facade only translates: arguments into VmSpecs and engine options, the
+// engine's results and errors (by class and code) into Infinization's, and persists. Decisions that depend on
+// the kernel (is the VM new, running, stopped, still on the old layout?) are taken by `prepare` callbacks in
+// the VM's turn of the engine's scheduler, from the engine's view of the table: on the hot path nothing is
+// listed and every write is one VmFirewall call, i.e. one kernel transaction.
 import type { Nft } from '../nft.js'
-import type { VmFirewall } from '../firewall/vm-firewall.js'
+import type { NftCommand } from '../schema.js'
+import type { ApplyDecision, VmFirewall, VmState } from '../firewall/vm-firewall.js'
+import { FirewallError } from '../firewall/errors.js'
 import { VM_CHAIN_RE, generateVMChainName } from '../firewall/compile.js'
 import type { FirewallCapabilities, FirewallDefaultAction, VmApplyResult, VmSpec } from '../firewall/model.js'
 import { VMID_MAX, checkIfname, checkTableName, checkToken } from '../firewall/validate.js'
 import { BASE_CHAIN_RE, INFINIZATION_TABLE_NAME, NFTABLES_MAIN_FILE, generateTapName } from './constants.js'
-import { explicitOptions, joinContext, leaveContext, type Context, type Engine } from './engine.js'
+import { explicitOptions, joinContext, leaveContext, type Context, type Engine, type FirewallReader } from './engine.js'
 import { NftablesError, NftablesErrorCode, conntrackUnavailable, toNftablesError } from './errors.js'
-import { baseProblems, chainPresent, listChainNames, readVm, type VmKernelState } from './kernel-state.js'
-import type { NftCommand } from '../schema.js'
 import { writeRulesetFile, type PersistResult } from './persistence.js'
 import {
   hasLegacy,
@@ -32,18 +35,20 @@ type SpecWithoutTap = Omit<VmSpec, 'tap'>
 /** Calls that compile a VM's chains (refused in bridgeConntrackMode 'fail' without bridge conntrack). */
 const COMPILING = new Set(['createVMChain', 'applyRules', 'applyRulesIfChanged', 'flushVMRules', 'ensureVMChain', 'attachJumpRules'])
 
-/** A VM's kernel state in both layouts: the new chains and dispatch, and its part of the old layout. */
-interface VmState extends VmKernelState {
-  layout: LegacyLayout
-  legacy: LegacyVm
+/** A VM as the facade decides on it, in the VM's turn: the engine's state plus its part of the old layout. */
+interface Turn {
+  /** The VM exists in either layout. */
+  known: boolean
+  /** The interface it is filtered from now, in either layout (undefined: detached or new). */
+  filtered: string | undefined
+  /** The interface its new-layout chains are dispatched from now. */
+  dispatched: string | undefined
+  legacy?: { layout: LegacyLayout; vm: LegacyVm }
+  /** Commands deleting its part of the old layout (run with the write that takes over its filtering). */
+  legacyRemoval: NftCommand[]
 }
 
-/** The interface a VM's traffic is dispatched from now through the new layout (undefined: not dispatched). */
-const dispatchedTap = (st: VmKernelState): string | undefined => st.dispatch.from[0] ?? st.dispatch.to[0]
-/** The interface the VM is filtered from now, in either layout (undefined: detached). */
-const filteredTap = (st: VmState): string | undefined => dispatchedTap(st) ?? st.legacy.taps[0]
-/** Nothing of the VM exists in either layout. */
-const unknownVm = (st: VmState): boolean => !st.outExists && !st.inExists && !isLegacyVm(st.legacy)
+const CLOSED: ScreenedRules = { departmentRules: [], rules: [], failures: [], refused: [] }
 
 function checkDefaultAction(a: unknown): FirewallDefaultAction {
   if (a !== 'accept' && a !== 'drop') {
@@ -97,12 +102,14 @@ export class NftablesService {
     return this.#context().get('persistencePath')
   }
 
-  /** The engine underneath (verify(), stats(), sync() …). */
-  get firewall(): VmFirewall {
-    return this.#eng().fw
+  /** The engine's reads (verify(), verifyVm(), stats(), inventory(), exportRuleset() …), read-only: every
+   *  write goes through the facade's methods, so through the engine's one scheduler. */
+  get firewall(): FirewallReader {
+    return this.#eng().reader
   }
 
-  /** The libnftables context underneath. */
+  /** The libnftables context underneath (for reads; a write through it is another writer to the engine,
+   *  which sees it through the ruleset generation and re-reads). */
   get nft(): Nft {
     return this.#eng().nft
   }
@@ -117,12 +124,11 @@ export class NftablesService {
   async initialize(): Promise<void> {
     await this.#guard('initialize', [], async () => {
       await this.#requireConntrack('initialize')
-      const { nft, fw } = this.#eng()
+      const fw = this.#fw()
       await fw.init()
       // The old layout (Infinization's CLI service, same table) keeps filtering its VMs until each moves
       // with its first apply; a `forward` chain with no old VM left is removed now.
-      const leftover = legacyLeftoverCommands(this.table, await this.#legacyLayout())
-      if (leftover.length > 0) await nft.runJson({ nftables: leftover })
+      await fw.commit(async () => legacyLeftoverCommands(this.table, await this.#legacyLayout()))
     })
     await this.#persist()
   }
@@ -132,7 +138,7 @@ export class NftablesService {
    * its default action (drop) until applyRules: never an empty, fail-open chain. Returns the base chain name.
    */
   async createVMChain(vmId: string, tapDeviceName: string): Promise<string> {
-    const base = await this.#vm('createVMChain', vmId, [tapDeviceName], (st) => this.#ensureAttached(vmId, tapDeviceName, st))
+    const base = await this.#vm('createVMChain', vmId, [tapDeviceName], () => this.#ensureAttached(vmId, tapDeviceName))
     await this.#persist()
     return base
   }
@@ -155,10 +161,10 @@ export class NftablesService {
   ): Promise<FirewallApplyResult> {
     let result!: FirewallApplyResult
     let wrote = true
-    await this.#vm('applyRules', vmId, [tapDeviceName], async (st) => {
+    await this.#vm('applyRules', vmId, [tapDeviceName], async () => {
       checkIfname(tapDeviceName, 'tap', { vmId })
       const action = checkDefaultAction(defaultAction)
-      const r = await this.#applyOrRefuse(vmId, tapDeviceName, screenRules(departmentRules, vmRules), action, st)
+      const r = await this.#applyOrRefuse(vmId, tapDeviceName, screenRules(departmentRules, vmRules), action)
       result = r.result
       wrote = r.wrote
     })
@@ -167,11 +173,13 @@ export class NftablesService {
   }
 
   /**
-   * applyRules, unless the kernel already holds exactly this policy for the VM (VmFirewall.verifyVm:
-   * both chains compared rule by rule with what the engine would write, dispatch as it is now). A chain
-   * deleted or edited behind the service's back, or a broken base chain, counts as changed. Rules that
-   * fail validation always count as changed, as Infinization never cached a partial apply; an apply
-   * refused as a whole (`result.applied: false`) reports `changed: false` unless it closed a new VM.
+   * applyRules, unless the kernel already holds exactly this policy for the VM (VmFirewall.applyVmIfChanged:
+   * both chains compared rule by rule with what the engine would write, the dispatch applyRules would leave,
+   * and the base chains; nothing listed while the ruleset generation has not moved since the VM was last
+   * found so). A chain deleted or edited behind the service's back, or a broken base chain, counts as
+   * changed (the generation moved). Rules that fail validation always count as changed, as Infinization
+   * never cached a partial apply; an apply refused as a whole (`result.applied: false`) reports
+   * `changed: false` unless it closed a new VM.
    */
   async applyRulesIfChanged(
     vmId: string,
@@ -181,23 +189,29 @@ export class NftablesService {
     defaultAction: FirewallDefaultAction = 'drop',
   ): Promise<{ changed: boolean; result?: FirewallApplyResult }> {
     let out!: { changed: boolean; result?: FirewallApplyResult }
-    await this.#vm('applyRulesIfChanged', vmId, [tapDeviceName], async (st) => {
+    await this.#vm('applyRulesIfChanged', vmId, [tapDeviceName], async () => {
       checkIfname(tapDeviceName, 'tap', { vmId })
       const action = checkDefaultAction(defaultAction)
       const screened = screenRules(departmentRules, vmRules)
-      const { nft, fw } = this.#eng()
-      if (screened.failures.length === 0 && !isLegacyVm(st.legacy)) {
-        const current = dispatchedTap(st)
-        const drift = await fw.verifyVm({ ...(await this.#spec(vmId, action, screened)), tap: current ?? tapDeviceName }, { attach: current !== undefined })
-        const problems = await baseProblems(nft, this.table)
-        if (problems.length === 0 && drift.status === 'ok') {
-          out = { changed: false }
-          return
-        }
-        if (problems.length > 0) await fw.init()
+      if (screened.failures.length > 0) {
+        const r = await this.#applyOrRefuse(vmId, tapDeviceName, screened, action)
+        out = { changed: r.wrote, result: r.result }
+        return
       }
-      const r = await this.#applyOrRefuse(vmId, tapDeviceName, screened, action, st)
-      out = { changed: r.wrote, result: r.result }
+      let attached = true
+      const r = await this.#fw().applyVmIfChanged(
+        { ...(await this.#spec(vmId, action, screened)), tap: tapDeviceName },
+        {
+          checkTable: true,
+          prepare: async (st) => {
+            const t = await this.#turn(st)
+            attached = !t.known || t.filtered !== undefined
+            // A VM still on the old layout always moves (its old chain must go, even if the new one matches).
+            return { attach: attached, also: t.legacyRemoval, force: t.legacy !== undefined }
+          },
+        },
+      )
+      out = r.changed ? { changed: true, result: toApplyResult(r.result, screened, generateVMChainName(vmId), tapDeviceName, attached) } : { changed: false }
     })
     if (out.changed) await this.#persist()
     return out
@@ -205,18 +219,17 @@ export class NftablesService {
 
   /** Deletes the VM's chains and dispatch entries in one transaction. Idempotent. */
   async removeVMChain(vmId: string): Promise<void> {
-    await this.#vm('removeVMChain', vmId, [], async (st) => {
-      await this.#eng().fw.removeVm(vmId)
-      await this.#removeLegacy(st)
+    await this.#vm('removeVMChain', vmId, [], async () => {
+      await this.#fw().removeVm(vmId)
+      await this.#removeLegacy(generateVMChainName(vmId), vmId)
     })
     await this.#persist()
   }
 
   /**
-   * removeVMChain by base chain name (`vm_` + 24 hex; the engine's `_o`/`_i` names are accepted too).
-   * The VM id is read from the kernel (comment of the default rule); if it cannot be read (chains emptied
-   * behind our back), both chains and their dispatch entries are deleted by name. One transaction either
-   * way; idempotent. A VM still on the old layout loses its old chain and jumps too (a second transaction).
+   * removeVMChain by base chain name (`vm_` + 24 hex; the engine's `_o`/`_i` names are accepted too):
+   * both chains and their dispatch entries are deleted by name, in one transaction; idempotent. A VM still
+   * on the old layout loses its old chain and jumps too (a second transaction).
    */
   async removeVMChainByName(chainName: string): Promise<void> {
     const base = typeof chainName === 'string' && VM_CHAIN_RE.test(chainName) ? chainName.slice(0, -2) : chainName
@@ -227,17 +240,10 @@ export class NftablesService {
         field: 'chainName',
       })
     }
-    await this.#guard('removeVMChainByName', [chainName], () =>
-      this.#context().lock.run(base, async () => {
-        const { fw } = this.#eng()
-        const st = await this.#readState(base)
-        if (st.outExists || st.inExists || st.dispatch.from.length > 0 || st.dispatch.to.length > 0) {
-          if (st.vmId !== undefined && generateVMChainName(st.vmId) === base) await fw.removeVm(st.vmId)
-          else await fw.removeVmByChain(base)
-        }
-        await this.#removeLegacy(st)
-      }),
-    )
+    await this.#guard('removeVMChainByName', [chainName], async () => {
+      await this.#fw().removeVmByChain(base)
+      await this.#removeLegacy(base)
+    })
     await this.#persist()
   }
 
@@ -247,11 +253,13 @@ export class NftablesService {
    * A VM on the old layout moves to the new one (its old default action, its TAP) in one transaction.
    */
   async flushVMRules(vmId: string): Promise<void> {
-    await this.#vm('flushVMRules', vmId, [], async (st) => {
-      if (unknownVm(st)) return
-      const action = st.defaultAction ?? (st.legacy.exists ? await legacyDefault(this.#eng().nft, this.table, st.legacy.chain) : undefined) ?? 'drop'
-      await this.#applyKeepingDispatch(vmId, await this.#spec(vmId, action), st)
-    })
+    await this.#vm('flushVMRules', vmId, [], () =>
+      this.#rewrite(vmId, async (st, t) => {
+        if (!t.known) return { skip: true }
+        const legacyAction = t.legacy?.vm.exists ? await legacyDefault(this.#eng().nft, this.table, t.legacy.vm.chain) : undefined
+        return this.#keeping(vmId, t, (await st.defaultAction()) ?? legacyAction ?? 'drop')
+      }),
+    )
     await this.#persist()
   }
 
@@ -259,7 +267,7 @@ export class NftablesService {
    *  on (the old layout's `forward` chain is listed while it exists). [] without the table. */
   async listChains(): Promise<string[]> {
     return this.#guard('listChains', [], async () => {
-      const names = await listChainNames(this.#eng().nft, this.table)
+      const names = await this.#fw().chainNames()
       return [...new Set(names.map((n) => (VM_CHAIN_RE.test(n) ? n.slice(0, -2) : n)))]
     })
   }
@@ -269,10 +277,9 @@ export class NftablesService {
   async chainExists(chainName: string): Promise<boolean> {
     if (typeof chainName !== 'string' || chainName.length === 0 || chainName.length > 255 || chainName.includes('\0')) return false
     return this.#guard('chainExists', [chainName], async () => {
-      const nft = this.#eng().nft
-      if (!BASE_CHAIN_RE.test(chainName)) return chainPresent(nft, this.table, chainName)
-      if ((await chainPresent(nft, this.table, `${chainName}_o`)) && (await chainPresent(nft, this.table, `${chainName}_i`))) return true
-      return chainPresent(nft, this.table, chainName)
+      const names = new Set(await this.#fw().chainNames())
+      if (BASE_CHAIN_RE.test(chainName) && names.has(`${chainName}_o`) && names.has(`${chainName}_i`)) return true
+      return names.has(chainName)
     })
   }
 
@@ -282,32 +289,36 @@ export class NftablesService {
    * old layout keeps it (its old chain goes on filtering) until its first apply.
    */
   async ensureVMChain(vmId: string): Promise<string> {
-    const base = await this.#vm('ensureVMChain', vmId, [], async (st) => {
-      if (st.outExists && st.inExists) return
-      const spec = await this.#spec(vmId, st.defaultAction ?? 'drop')
-      if (isLegacyVm(st.legacy) && dispatchedTap(st) === undefined) {
-        await this.#eng().fw.applyVm({ ...spec, tap: generateTapName(vmId) }, { attach: false })
-        return
-      }
-      await this.#applyKeepingDispatch(vmId, spec, st)
-    })
+    const base = await this.#vm('ensureVMChain', vmId, [], () =>
+      this.#rewrite(vmId, async (st, t) => {
+        if (st.outExists && st.inExists) return { skip: true }
+        const action = (await st.defaultAction()) ?? 'drop'
+        // Still filtered by its old chain alone: the new chains are written beside it, undispatched.
+        if (t.legacy && t.dispatched === undefined) return { spec: { ...(await this.#spec(vmId, action)), tap: generateTapName(vmId) }, attach: false, create: true }
+        return { ...(await this.#keeping(vmId, t, action)), create: true }
+      }),
+    )
     await this.#persist()
     return base
   }
 
   /** Dispatches `tapDeviceName` to the VM's chains (VM start). Exactly one entry per direction and TAP. */
   async attachJumpRules(vmId: string, tapDeviceName: string): Promise<void> {
-    await this.#vm('attachJumpRules', vmId, [tapDeviceName], (st) => this.#ensureAttached(vmId, tapDeviceName, st))
+    await this.#vm('attachJumpRules', vmId, [tapDeviceName], () => this.#ensureAttached(vmId, tapDeviceName))
     await this.#persist()
   }
 
   /** Stops dispatching the VM's traffic (VM stop); chains and rules are kept. Idempotent. On the old
    *  layout, its jumps are deleted and its chain kept (as Infinization did). */
   async detachJumpRules(vmId: string): Promise<void> {
-    await this.#vm('detachJumpRules', vmId, [], async (st) => {
-      await this.#eng().fw.detachVm(vmId)
-      const cmds = legacyDetachCommands(this.table, st.legacy)
-      if (cmds.length > 0) await this.#eng().nft.runJson({ nftables: cmds })
+    await this.#vm('detachJumpRules', vmId, [], async () => {
+      const fw = this.#fw()
+      await fw.detachVm(vmId)
+      const base = generateVMChainName(vmId)
+      await fw.commit(async (st) => {
+        const legacy = await this.#legacyOf(base, st!)
+        return legacy ? legacyDetachCommands(this.table, legacy.vm) : []
+      }, { vmId })
     })
     await this.#persist()
   }
@@ -348,7 +359,7 @@ export class NftablesService {
    */
   async verify(): Promise<ServiceVerifyResult> {
     return this.#guard('verify', [], async () => {
-      const problems = await baseProblems(this.#eng().nft, this.table)
+      const problems = await this.#fw().tableProblems()
       const migration = await this.migrationStatus()
       for (const vm of migration.legacyVms) {
         problems.push(
@@ -362,17 +373,17 @@ export class NftablesService {
 
   /** Kernel features (probed once). */
   async capabilities(): Promise<FirewallCapabilities> {
-    return this.#guard('capabilities', [], () => this.#eng().fw.capabilities())
+    return this.#guard('capabilities', [], () => this.#fw().capabilities())
   }
 
   /** An idempotent nft script recreating the table (for `nft -f` at boot or restoreRuleset()). */
   async exportRuleset(): Promise<string> {
-    return this.#guard('exportRuleset', [], () => this.#eng().fw.exportRuleset(), NftablesErrorCode.TABLE_NOT_FOUND)
+    return this.#guard('exportRuleset', [], () => this.#fw().exportRuleset(), NftablesErrorCode.TABLE_NOT_FOUND)
   }
 
   /** Applies an exportRuleset() script in one transaction. */
   async restoreRuleset(text: string): Promise<void> {
-    await this.#guard('restoreRuleset', [], () => this.#eng().fw.restoreRuleset(text))
+    await this.#guard('restoreRuleset', [], () => this.#fw().restoreRuleset(text))
     await this.#persist()
   }
 
@@ -409,10 +420,14 @@ export class NftablesService {
     }
   }
 
+  #fw(): VmFirewall {
+    return this.#eng().fw
+  }
+
   /** bridgeConntrackMode 'fail' on a kernel without bridge conntrack: refuse before writing anything. */
   async #requireConntrack(command: string): Promise<void> {
     if (this.bridgeConntrackMode !== 'fail') return
-    if (!(await this.#eng().fw.capabilities()).bridgeConntrack) throw conntrackUnavailable(command)
+    if (!(await this.#fw().capabilities()).bridgeConntrack) throw conntrackUnavailable(command)
   }
 
   async #guard<T>(command: string, args: string[], fn: () => Promise<T>, notFound?: NftablesErrorCode): Promise<T> {
@@ -423,17 +438,16 @@ export class NftablesService {
     }
   }
 
-  /** Validates vmId, takes the VM's lock, reads its kernel state, runs `fn`; returns the base chain name. */
-  async #vm(command: string, vmId: string, args: string[], fn: (st: VmState) => Promise<void>): Promise<string> {
+  /** Validates vmId, checks the conntrack mode, runs `fn` (translating its errors); returns the base chain name. */
+  async #vm(command: string, vmId: string, args: string[], fn: () => Promise<void>): Promise<string> {
     return this.#guard(
       command,
       [String(vmId), ...args],
       async () => {
         checkToken(vmId, 'vmId', VMID_MAX, {})
-        const base = generateVMChainName(vmId)
         if (COMPILING.has(command)) await this.#requireConntrack(command)
-        await this.#context().lock.run(base, async () => fn(await this.#readState(base)))
-        return base
+        await fn()
+        return generateVMChainName(vmId)
       },
       NftablesErrorCode.CHAIN_NOT_FOUND,
     )
@@ -453,82 +467,137 @@ export class NftablesService {
     }
   }
 
+  /** The VM in its turn: the engine's state (no listing while the view is current) and, only when its old
+   *  chain exists, its part of the old layout (listed: the upgrade path). */
+  async #turn(st: VmState): Promise<Turn> {
+    const legacy = await this.#legacyOf(st.chains.out.slice(0, -2), st)
+    const dispatched = st.dispatch.from[0] ?? st.dispatch.to[0]
+    return {
+      known: st.outExists || st.inExists || legacy !== undefined,
+      filtered: dispatched ?? legacy?.vm.taps[0],
+      dispatched,
+      ...(legacy ? { legacy } : {}),
+      legacyRemoval: legacy ? legacyRemovalCommands(this.table, legacy.layout, legacy.vm) : [],
+    }
+  }
+
+  /** The VM's part of the old layout, when its old chain (`vm_` + 24 hex, no suffix) exists. */
+  async #legacyOf(base: string, st: VmState): Promise<Turn['legacy']> {
+    if (!st.hasChain(base)) return undefined
+    const layout = await this.#legacyLayout(base)
+    const vm = legacyVm(layout, base)
+    return isLegacyVm(vm) ? { layout, vm } : undefined
+  }
+
   /**
    * #apply, unless a refused rule's absence would widen access (wideningRefusals): then the VM keeps its
    * previous chains untouched (no write), or, having none, gets only its closed default (drop) and the
    * usual dispatch, and the result says `applied: false`.
    */
-  async #applyOrRefuse(
+  async #applyOrRefuse(vmId: string, tap: string, screened: ScreenedRules, defaultAction: FirewallDefaultAction): Promise<{ result: FirewallApplyResult; wrote: boolean }> {
+    const widening = wideningRefusals(screened, defaultAction)
+    if (widening.length === 0) return { result: await this.#apply(vmId, tap, screened, defaultAction), wrote: true }
+    let known = false
+    let attached = true
+    await this.#apply(vmId, tap, CLOSED, 'drop', (t) => {
+      known = t.known
+      attached = t.filtered !== undefined
+      // A new VM is closed, never over a policy another writer put in place meanwhile (create, re-decided).
+      return known ? { skip: true } : { attach: true, create: true }
+    })
+    const base = generateVMChainName(vmId)
+    if (known) return { result: notAppliedResult(screened, widening, base, attached, 'previous'), wrote: false }
+    return { result: notAppliedResult(screened, widening, base, true, 'closed'), wrote: true }
+  }
+
+  /**
+   * One applyVm. New VM (Infinization created and attached it here too) or a running one, in either layout:
+   * dispatched (moved to `tap` if it pointed elsewhere). A stopped (detached) VM stays detached. One
+   * transaction, which also deletes the VM's part of the old layout: the new chains take over atomically.
+   */
+  async #apply(
     vmId: string,
     tap: string,
     screened: ScreenedRules,
     defaultAction: FirewallDefaultAction,
-    st: VmState,
-  ): Promise<{ result: FirewallApplyResult; wrote: boolean }> {
-    const widening = wideningRefusals(screened, defaultAction)
-    if (widening.length === 0) return { result: await this.#apply(vmId, tap, screened, defaultAction, st), wrote: true }
-    const base = generateVMChainName(vmId)
-    if (!unknownVm(st)) return { result: notAppliedResult(screened, widening, base, filteredTap(st) !== undefined, 'previous'), wrote: false }
-    const closed: ScreenedRules = { departmentRules: [], rules: [], failures: [], refused: [] }
-    await this.#apply(vmId, tap, closed, 'drop', st)
-    return { result: notAppliedResult(screened, widening, base, true, 'closed'), wrote: true }
-  }
-
-  async #apply(vmId: string, tap: string, screened: ScreenedRules, defaultAction: FirewallDefaultAction, st: VmState): Promise<FirewallApplyResult> {
-    const spec = await this.#spec(vmId, defaultAction, screened)
-    // New VM (Infinization created and attached it here too) or a running one, in either layout: dispatch
-    // (moved to `tap` if it pointed elsewhere). A stopped (detached) VM stays detached. One transaction,
-    // which also deletes the VM's part of the old layout: the new chains take over atomically.
-    const attached = unknownVm(st) || filteredTap(st) !== undefined
-    const details: VmApplyResult = await this.#eng().fw.applyVm({ ...spec, tap }, { attach: attached, also: this.#legacyRemoval(st) })
+    override?: (t: Turn) => ApplyDecision | undefined,
+  ): Promise<FirewallApplyResult> {
+    let attached = true
+    const details: VmApplyResult = await this.#fw().applyVm(
+      { ...(await this.#spec(vmId, defaultAction, screened)), tap },
+      {
+        prepare: async (st) => {
+          const t = await this.#turn(st)
+          const o = override?.(t)
+          if (o) return o
+          attached = !t.known || t.filtered !== undefined
+          return { attach: attached, also: t.legacyRemoval }
+        },
+      },
+    )
     return toApplyResult(details, screened, generateVMChainName(vmId), tap, attached)
   }
 
-  /** Rewrites a VM's chains without changing whether (and from which TAP) it is dispatched. */
-  async #applyKeepingDispatch(vmId: string, spec: SpecWithoutTap, st: VmState): Promise<void> {
-    const current = filteredTap(st)
-    const also = this.#legacyRemoval(st)
-    if (current !== undefined) await this.#eng().fw.applyVm({ ...spec, tap: current }, { also })
-    else await this.#eng().fw.applyVm({ ...spec, tap: generateTapName(vmId) }, { attach: false, also })
+  /** One applyVm whose spec and dispatch `decide` chooses in the VM's turn. */
+  async #rewrite(vmId: string, decide: (st: VmState, t: Turn) => Promise<ApplyDecision>): Promise<void> {
+    await this.#fw().applyVm(
+      { ...(await this.#spec(vmId, 'drop')), tap: generateTapName(vmId) },
+      { prepare: async (st) => decide(st, await this.#turn(st)) },
+    )
   }
 
-  async #ensureAttached(vmId: string, tap: string, st: VmState): Promise<void> {
+  /** Rewrites a VM's chains (default `action`, no rules) without changing whether, and from which TAP, it
+   *  is filtered; a VM on the old layout moves to the new one with it. */
+  async #keeping(vmId: string, t: Turn, action: FirewallDefaultAction): Promise<ApplyDecision> {
+    const spec = await this.#spec(vmId, action)
+    if (!t.legacy) return { spec: { ...spec, tap: generateTapName(vmId) }, attach: 'keep' }
+    if (t.filtered !== undefined) return { spec: { ...spec, tap: t.filtered }, attach: true, also: t.legacyRemoval }
+    return { spec: { ...spec, tap: generateTapName(vmId) }, attach: false, also: t.legacyRemoval }
+  }
+
+  async #ensureAttached(vmId: string, tap: string, retried = false): Promise<void> {
     checkIfname(tap, 'tap', { vmId })
-    const { fw } = this.#eng()
-    if (isLegacyVm(st.legacy)) {
-      // Still filtered by its old chain from this very TAP (both directions): left as it is, so its previous
-      // policy stays in force until its first apply moves it. Otherwise it moves now, closed (default drop).
-      const both = (['iifname', 'oifname'] as const).every((k) => st.legacy.jumps.some((j) => j.key === k && j.tap === tap))
-      if (both && st.legacy.exists && dispatchedTap(st) === undefined) return
-      const spec = await this.#spec(vmId, st.defaultAction ?? 'drop')
-      await fw.applyVm({ ...spec, tap }, { also: this.#legacyRemoval(st) })
-      return
+    let existing = false
+    await this.#rewrite(vmId, async (st, t) => {
+      const action = async () => (await st.defaultAction()) ?? 'drop'
+      if (t.legacy) {
+        // Still filtered by its old chain from this very TAP (both directions): left as it is, so its previous
+        // policy stays in force until its first apply moves it. Otherwise it moves now, closed (default drop).
+        const both = (['iifname', 'oifname'] as const).every((k) => t.legacy!.vm.jumps.some((j) => j.key === k && j.tap === tap))
+        if (both && t.legacy.vm.exists && t.dispatched === undefined) return { skip: true }
+        return { spec: { ...(await this.#spec(vmId, await action())), tap }, attach: true, also: t.legacyRemoval }
+      }
+      if (st.outExists && st.inExists) {
+        existing = true
+        return { skip: true }
+      }
+      // Created closed: `create` fails if another writer made the VM meanwhile, and this turn is decided again.
+      return { spec: { ...(await this.#spec(vmId, await action())), tap }, attach: true, create: true }
+    })
+    if (!existing) return
+    try {
+      await this.#fw().attachVm(vmId, tap) // nothing to write when already so
+    } catch (e) {
+      // Its chains vanished since its turn: create it closed, as for a new VM.
+      if (retried || !(e instanceof FirewallError && e.code === 'VM_NOT_FOUND')) throw e
+      await this.#ensureAttached(vmId, tap, true)
     }
-    if (st.outExists && st.inExists) await fw.attachVm(vmId, tap)
-    else await fw.applyVm({ ...(await this.#spec(vmId, st.defaultAction ?? 'drop')), tap })
   }
 
-  /** The old layout in the table, all of it. */
+  /** The old layout in the table, all of it (chain names from the engine's view). */
   async #legacyLayout(vmChain?: string): Promise<LegacyLayout> {
-    const nft = this.#eng().nft
-    return readLegacy(nft, this.table, { ...(vmChain !== undefined ? { vmChain } : {}), chainNames: () => listChainNames(nft, this.table) })
+    return readLegacy(this.#eng().nft, this.table, { ...(vmChain !== undefined ? { vmChain } : {}), chainNames: () => this.#fw().chainNames() })
   }
 
-  /** One VM in both layouts. Without `forward` and without the VM's old chain: two small listings more. */
-  async #readState(base: string): Promise<VmState> {
-    const st = await readVm(this.#eng().nft, this.table, base)
-    const layout = await this.#legacyLayout(base)
-    return { ...st, layout, legacy: legacyVm(layout, base) }
-  }
-
-  #legacyRemoval(st: VmState): NftCommand[] {
-    return isLegacyVm(st.legacy) ? legacyRemovalCommands(this.table, st.layout, st.legacy) : []
-  }
-
-  /** Deletes the VM's part of the old layout on its own (the VM is being removed). */
-  async #removeLegacy(st: VmState): Promise<void> {
-    const cmds = this.#legacyRemoval(st)
-    if (cmds.length > 0) await this.#eng().nft.runJson({ nftables: cmds })
+  /** Deletes a VM's part of the old layout on its own (the VM is being removed), in its turn. */
+  async #removeLegacy(base: string, vmId?: string): Promise<void> {
+    const fw = this.#fw()
+    const build = async (st: VmState | undefined): Promise<NftCommand[]> => {
+      const names = new Set(st ? [] : await fw.chainNames())
+      const legacy = await this.#legacyOf(base, st ?? ({ hasChain: (n: string) => names.has(n) } as VmState))
+      return legacy ? legacyRemovalCommands(this.table, legacy.layout, legacy.vm) : []
+    }
+    await fw.commit(build, vmId !== undefined ? { vmId } : {})
   }
 
   async #persist(): Promise<void> {

@@ -1,4 +1,12 @@
-export { VmFirewall, type VmFirewallOptions, type ApplyOptions, type SyncOptions } from './vm-firewall.js'
+export {
+  VmFirewall,
+  type VmFirewallOptions,
+  type ApplyOptions,
+  type SyncOptions,
+  type VmState,
+  type ApplyDecision,
+  type IfChangedOptions,
+} from './vm-firewall.js'
 export { planVm, type PlanOptions, type VmPlan } from './plan.js'
 export * from './model.js'
 export { FirewallValidationError, FirewallCapabilityError, FirewallError, isNotFound } from './errors.js'

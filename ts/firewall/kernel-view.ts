@@ -7,7 +7,8 @@
 // the commit was ours alone and the view, updated with what we wrote, is exact at the new id.
 import type { NftablesJson, NftCommand } from '../schema.js'
 import type { FirewallKernel } from './kernel.js'
-import { MAP_FROM_VM, MAP_TO_VM, type DispatchMaps } from './layout.js'
+import { isNotFound } from './errors.js'
+import { FAMILY, MAP_FROM_VM, MAP_TO_VM, type DispatchMaps } from './layout.js'
 
 export type { DispatchMaps }
 
@@ -25,6 +26,8 @@ interface Snapshot {
   maps: DispatchMaps | undefined
   /** The table and its shared sets were written by us in this lineage of generations. */
   setsKnown: boolean
+  /** Names of the table's chains at this generation; undefined until someone asks (read lazily). */
+  chains?: Set<string>
 }
 
 /** Kernel errors that mean "someone else changed what we read": re-read and retry. */
@@ -35,6 +38,13 @@ export function isConflict(e: unknown): boolean {
 
 export class KernelView {
   #snap?: Snapshot
+  #epoch = 0
+
+  /** Issue 14: changes whenever the view is re-read from the kernel or dropped, never on our own writes that
+   *  keep it exact: an unchanged epoch means nobody else committed since (what the engine found then holds). */
+  get epoch(): number {
+    return this.#epoch
+  }
 
   constructor(readonly kernel: FirewallKernel) {}
 
@@ -46,6 +56,7 @@ export class KernelView {
   /** Forgets everything (after an outside change was seen, or a failed batch). */
   invalidate(): void {
     this.#snap = undefined
+    this.#epoch++
   }
 
   /**
@@ -73,22 +84,32 @@ export class KernelView {
     // send changes something, so a +1 is ours; a dry run commits nothing and teaches nothing.)
     if (!this.kernel.dryRun && before && before.generation === g0 && g1 - g0 <= 1) {
       const maps = applyElements(before.maps, commands)
-      this.#snap = { generation: g1, maps, setsKnown: before.setsKnown || effect.createsSets === true }
+      const chains = before.chains && applyChains(before.chains, commands)
+      this.#snap = { generation: g1, maps, setsKnown: before.setsKnown || effect.createsSets === true, ...(chains ? { chains } : {}) }
     } else {
       this.#snap = undefined // the next call re-reads
+      this.#epoch++
     }
     return { output: out, before: g0, after: g1 }
+  }
+
+  /** Issue 14: one batch of ours that changed nothing the view holds (the rendering probe: a scratch chain added
+   *  and deleted) moved the generation from `from` to `to`: the view stays exact, in the same epoch. */
+  advance(from: number, to: number): void {
+    if (this.#snap && this.#snap.generation === from && to === from + 1 && !this.kernel.dryRun) this.#snap.generation = to
   }
 
   /** Takes the maps as known at `generation` (a caller that read and rewrote the whole table). */
   adopt(generation: number, maps: DispatchMaps, setsKnown: boolean): void {
     if (!this.kernel.dryRun) this.#snap = { generation, maps, setsKnown }
+    this.#epoch++
   }
 
   /** The maps and what is known of the table, at the current generation (re-read if anyone committed). */
   async current(): Promise<{ readonly maps: DispatchMaps | undefined; readonly setsKnown: boolean }> {
     const generation = await this.kernel.generation()
     if (this.#snap && this.#snap.generation === generation) return this.#snap
+    this.#epoch++
     const maps = await this.#readMaps()
     // Read the id again: a commit between the two reads makes this snapshot valid for no id; keep the older id
     // so that the next call re-reads.
@@ -98,6 +119,27 @@ export class KernelView {
     return snap
   }
 
+  // ---- chain names (issue 14: hasVm and the compat facade decide from the view, without listings) ----
+
+  /** Names of the table's chains at the current generation: one `list chains` (names only, no rules) the
+   *  first time after someone else committed, nothing while the view is current. Empty without the table. */
+  async chainNames(): Promise<ReadonlySet<string>> {
+    const snap = (await this.current()) as Snapshot
+    if (snap.chains) return snap.chains
+    const names = new Set<string>()
+    try {
+      const doc = await this.kernel.nft.runJson({ nftables: [{ list: { chains: { family: FAMILY } } }] })
+      for (const o of doc.nftables) {
+        if ('chain' in o && o.chain.table === this.kernel.table && typeof o.chain.name === 'string') names.add(o.chain.name)
+      }
+    } catch (e) {
+      if (!isNotFound(e)) throw e
+    }
+    // Kept only if nothing was committed meanwhile (the snapshot is still the current one).
+    if (this.#snap === snap && snap.generation !== -1 && (await this.kernel.generation()) === snap.generation) snap.chains = names
+    return names
+  }
+
   async #readMaps(): Promise<DispatchMaps | undefined> {
     // One list per call: libnftables 1.0.6 fails the second `list map` of a JSON batch with ENOENT.
     const from = await this.kernel.map(MAP_FROM_VM)
@@ -105,6 +147,20 @@ export class KernelView {
     return from && to ? { [MAP_FROM_VM]: from, [MAP_TO_VM]: to } : undefined
   }
 
+}
+
+/** The table's chain names after a batch of ours (adds and deletes of chains; a deleted table has none). */
+function applyChains(chains: Set<string>, commands: NftCommand[]): Set<string> {
+  const next = new Set(chains)
+  for (const cmd of commands) {
+    const [verb, body] = Object.entries(cmd)[0] as [string, Record<string, Record<string, unknown>>]
+    if ('table' in body && verb === 'delete') next.clear()
+    const c = body.chain
+    if (!c || typeof c.name !== 'string') continue
+    if (verb === 'add' || verb === 'create') next.add(c.name)
+    else if (verb === 'delete' || verb === 'destroy') next.delete(c.name)
+  }
+  return next
 }
 
 /** The dispatch maps after a batch of ours: its element adds and deletes, and maps it created. */

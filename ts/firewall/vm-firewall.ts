@@ -1,6 +1,6 @@
 // VmFirewall: per-VM bridge firewalls applied through one libnftables context, one transaction per call.
 import type { Nft } from '../nft.js'
-import type { NftCommand } from '../schema.js'
+import type { NftablesJson, NftCommand } from '../schema.js'
 import { probeCapabilities } from './capabilities.js'
 import { FirewallError, FirewallValidationError, isNotFound } from './errors.js'
 import { compileVm, type CompiledRule, type CompiledVm } from './compile.js'
@@ -23,11 +23,13 @@ import {
   tableOf,
   vmApplyCommands,
   vmChainNames,
+  type Elements,
   type KernelTable,
 } from './layout.js'
 import type {
   ConntrackMode,
   FirewallCapabilities,
+  FirewallDefaultAction,
   RuleCounters,
   SyncResult,
   VerifyResult,
@@ -44,13 +46,13 @@ import { FirewallWatch, type RepairResult, type WatchOptions } from './watch.js'
 import { resolveLogDrops, type LogDropsOptions, type ResolvedLogDrops } from './log-drops.js'
 import { KernelView, isConflict, type DispatchMaps } from './kernel-view.js'
 import { planVm, type VmPlan } from './plan.js'
-import { planRepair, planSync, staleEntries, verifyTable, vmDrift } from './reconcile.js'
+import { dispatchDrift, planRepair, planSync, staleEntries, verifyTable, vmDrift } from './reconcile.js'
 import { KernelRendering } from './rendering.js'
 import { checkRestore } from './restore-guard.js'
 import { Scheduler } from './scheduler.js'
 
 export type { VmPlan }
-import { checkIfname, checkTableName, checkToken, normalizeVm, VMID_MAX } from './validate.js'
+import { checkIfname, checkTableName, checkToken, normalizeVm, VMID_MAX, type NormalizedVm } from './validate.js'
 
 export interface VmFirewallOptions {
   /** Bridge-family table owned by the firewall. Default 'infinization'. */
@@ -73,11 +75,86 @@ export interface SyncOptions {
 }
 
 export interface ApplyOptions {
-  /** Dispatch the VM's tap to its chains (default true). False: chains only, as for a stopped VM. */
-  attach?: boolean
+  /** Dispatch the VM's tap to its chains (default true). False: chains only, as for a stopped VM.
+   *  'keep' (issue 14): the VM's dispatch entries are left exactly as they are, from whichever interface
+   *  (a VM that has none gets none); `spec.tap` is then only its label. Decided in the VM's turn. */
+  attach?: boolean | 'keep'
   /** Commands appended to the same transaction (applyVm only; the compat facade removes a VM's chain of
    *  the old Infinization layout with it). */
   also?: NftCommand[]
+  /** Issue 14: called in the VM's turn (after earlier calls for it, before anything is compiled against the
+   *  kernel) with the VM as the engine's view has it; what it returns overrides `attach`, adds `also`
+   *  commands, replaces the spec (same vmId) or skips the write. See {@link ApplyDecision}. */
+  prepare?: (state: VmState) => ApplyDecision | void | Promise<ApplyDecision | void>
+}
+
+// ---- issue 14 additions (types) ----
+
+/** One VM as the engine's view has it (see VmFirewall.vmState and ApplyOptions.prepare). */
+export interface VmState {
+  vmId: string
+  chains: { out: string; in: string }
+  /** The dispatch maps (so the table) exist. */
+  tableExists: boolean
+  outExists: boolean
+  inExists: boolean
+  /** Interfaces whose dispatch entry points at the VM's chains, per direction. */
+  dispatch: { from: string[]; to: string[] }
+  /** Whether a chain of this name (any chain of the table) exists. */
+  hasChain(name: string): boolean
+  /** The verdict of the VM's default rule as the kernel has it (one chain listing, on first call only). */
+  defaultAction(): Promise<FirewallDefaultAction | undefined>
+}
+
+/** What ApplyOptions.prepare may decide, in the VM's turn. */
+export interface ApplyDecision {
+  /** Overrides ApplyOptions.attach. */
+  attach?: boolean | 'keep'
+  /** Appended to ApplyOptions.also (same transaction; this table only). */
+  also?: NftCommand[]
+  /** Applied instead of the given spec (same vmId). */
+  spec?: VmSpec
+  /** Write nothing (applyVm returns the compiled result; applyVmIfChanged reports `changed: false`). */
+  skip?: boolean
+  /** applyVmIfChanged: write even when the kernel already matches (e.g. `also` must run). */
+  force?: boolean
+  /** The VM's chains that `state` showed missing are created with `create`, not `add`: if another writer
+   *  created them since (the batch fails with EEXIST), `prepare` runs again on a fresh view (bounded). For a
+   *  write meant only for a VM that does not exist yet (a closed default), never over someone's policy. */
+  create?: boolean
+}
+
+export interface IfChangedOptions extends ApplyOptions {
+  /** Also count a missing or changed base chain or dispatch rule as drift (two chain listings more when the
+   *  generation moved); the apply then repairs the table in the same transaction. */
+  checkTable?: boolean
+}
+
+interface Decided {
+  compiled: CompiledVm
+  /** true/false, or 'keep' resolved: the interface dispatching to the VM now (undefined: none). */
+  attach: boolean | { keep: string | undefined }
+  /** Whether the VM is dispatched after the apply. */
+  attached: boolean
+  also: NftCommand[]
+  skip: boolean
+  force: boolean
+  /** Chains to create with `create` (ApplyDecision.create). */
+  create: string[]
+}
+
+/** `add chain` of the given chains turned into `create chain` (fails with EEXIST when the chain exists). */
+function creating(commands: NftCommand[], chains: string[]): NftCommand[] {
+  if (chains.length === 0) return commands
+  return commands.map((c) => {
+    const ch = 'add' in c ? (c.add as { chain?: { name?: string } }).chain : undefined
+    return ch && typeof ch.name === 'string' && chains.includes(ch.name) ? ({ create: { chain: ch } } as NftCommand) : c
+  })
+}
+
+function checkAttach(a: unknown): boolean | 'keep' | undefined {
+  if (a !== undefined && a !== true && a !== false && a !== 'keep') throw new FirewallValidationError('attach', "must be true, false or 'keep'")
+  return a as boolean | 'keep' | undefined
 }
 
 
@@ -95,6 +172,8 @@ export class VmFirewall {
   /** The resolved `logDrops` option (undefined: off). */
   readonly logDrops: ResolvedLogDrops | undefined
   readonly #kernel: FirewallKernel
+  /** The engine additions below still list through the `Nft` directly (to move into kernel.ts). */
+  readonly #nft: Nft
   readonly #sched = new Scheduler()
   readonly #known = new Map<string, Known>()
   readonly #rendering: KernelRendering
@@ -108,6 +187,7 @@ export class VmFirewall {
   constructor(nft: Nft, options: VmFirewallOptions = {}) {
     this.table = checkTableName(options.table ?? DEFAULT_TABLE)
     this.#kernel = new FirewallKernel(nft, this.table)
+    this.#nft = nft
     this.#rendering = new KernelRendering(this.#kernel)
     this.#view = new KernelView(this.#kernel)
     this.#group = new GroupCommit(
@@ -175,50 +255,80 @@ export class VmFirewall {
    *  written but no traffic is dispatched to them (a stopped VM). */
   async applyVm(spec: VmSpec, options: ApplyOptions = {}): Promise<VmApplyResult> {
     const vm = normalizeVm(spec)
-    const attach = options.attach ?? true
+    checkAttach(options.attach)
     return this.#sched.vm(vm.vmId, async () => {
-      const compiled = compileVm(vm, { capabilities: await this.capabilities(), conntrack: this.conntrack, logDrops: this.logDrops })
-      await this.#apply(compiled, attach, options.also)
-      return compiled.result
+      for (let attempt = 1; ; attempt++) {
+        const d = await this.#decide(vm, options)
+        if (d.skip) return d.compiled.result
+        try {
+          await this.#apply(d.compiled, d.attach, d.also, d.create)
+          return d.compiled.result
+        } catch (e) {
+          // ApplyDecision.create lost a race with another writer: decide again on a fresh view (issue 14).
+          if (d.create.length === 0 || attempt >= CONFLICT_ATTEMPTS || !isConflict(e)) throw e
+        }
+      }
     })
   }
 
   /** Like applyVm, but first compares with the kernel (the VM's two chains and its dispatch entries) and
    *  writes nothing when they already match. */
-  async applyVmIfChanged(spec: VmSpec, options: ApplyOptions = {}): Promise<{ changed: boolean; result: VmApplyResult; drift: VmDrift }> {
+  async applyVmIfChanged(spec: VmSpec, options: IfChangedOptions = {}): Promise<{ changed: boolean; result: VmApplyResult; drift: VmDrift }> {
     const vm = normalizeVm(spec)
-    const attach = options.attach ?? true
+    checkAttach(options.attach)
     return this.#sched.vm(vm.vmId, async () => {
-      const compiled = compileVm(vm, { capabilities: await this.capabilities(), conntrack: this.conntrack, logDrops: this.logDrops })
-      const drift = await this.#vmDrift(compiled, attach)
-      if (drift.status !== 'ok') await this.#apply(compiled, attach)
-      else this.#known.set(vm.vmId, { compiled, attached: attach })
-      return { changed: drift.status !== 'ok', result: compiled.result, drift }
+      const d = await this.#decide(vm, options)
+      const { drift, tableBroken } = await this.#driftOrKnown(d, options.checkTable === true)
+      if (d.skip) return { changed: false, result: d.compiled.result, drift }
+      const changed = drift.status !== 'ok' || d.force
+      if (changed) {
+        // A broken base chain or dispatch rule is repaired in the same transaction (as init() would).
+        const repairs = tableBroken ? [...(await this.#baseChainRepairs()), ...tableCommands(this.table)] : []
+        const epoch = this.#view.epoch
+        await this.#apply(d.compiled, d.attach, [...d.also, ...repairs])
+        if (tableBroken && this.#view.epoch === epoch) this.#tableOkEpoch = epoch
+      } else this.#known.set(vm.vmId, { compiled: d.compiled, attached: d.attached })
+      return { changed, result: d.compiled.result, drift }
     })
   }
 
   /** Drift of one VM against the kernel (its two chains and the dispatch maps; no full table listing). */
-  async verifyVm(spec: VmSpec, options: ApplyOptions = {}): Promise<VmDrift> {
+  async verifyVm(spec: VmSpec, options: IfChangedOptions = {}): Promise<VmDrift> {
     const vm = normalizeVm(spec)
+    checkAttach(options.attach)
     return this.#sched.vm(vm.vmId, async () => {
-      const compiled = compileVm(vm, { capabilities: await this.capabilities(), conntrack: this.conntrack, logDrops: this.logDrops })
-      return this.#vmDrift(compiled, options.attach ?? true)
+      return (await this.#driftOrKnown(await this.#decide(vm, options), options.checkTable === true)).drift
     })
   }
 
-  async #apply(compiled: CompiledVm, attach: boolean, also: NftCommand[] = []): Promise<void> {
+  async #apply(compiled: CompiledVm, attach: boolean | { keep: string | undefined }, also: NftCommand[] = [], create: string[] = []): Promise<void> {
+    this.#forget(compiled.vmId) // issue 14: what verify found of it no longer holds
     this.#checkOwnTable(also)
+    await this.#view.current() // issue 14: the epoch our write starts from (the group re-checks it: ~20 µs)
+    const epoch = this.#view.epoch
+    if (typeof attach === 'object') {
+      // attach 'keep': chains and rules only; whatever dispatches to them (from `keep`, or nothing) stays.
+      await this.#group.submit({
+        keys: [`(chains)${compiled.chains.out}`, ...(also.length > 0 ? ['(also)'] : [])],
+        build: () => creating([...vmApplyCommands(this.table, compiled, [], false), ...also], create),
+      })
+      this.#wrote(compiled, epoch)
+      const tap = attach.keep ?? compiled.tap
+      this.#known.set(compiled.vmId, { compiled: { ...compiled, tap, result: { ...compiled.result, tap } }, attached: attach.keep !== undefined })
+      return
+    }
     // Grouped with other VMs' applies that arrive while a transaction is in flight (one commit for all); two
     // applies that touch the same tap never share a group.
     await this.#group.submit({
       keys: [compiled.tap, ...(also.length > 0 ? ['(also)'] : [])],
       build: ({ maps }) => {
         const stale = maps ? staleEntries(maps, compiled.chains, attach ? compiled.tap : undefined) : []
-        return [...vmApplyCommands(this.table, compiled, stale, attach), ...also]
+        return creating([...vmApplyCommands(this.table, compiled, stale, attach), ...also], create)
       },
     })
     if (attach) this.#noteTakeover(compiled.vmId, compiled.tap)
     this.#known.set(compiled.vmId, { compiled, attached: attach })
+    this.#wrote(compiled, epoch)
   }
 
   /** `also` commands may only touch this firewall's own table. */
@@ -251,18 +361,19 @@ export class VmFirewall {
     }
   }
 
-  async #vmDrift(c: CompiledVm, attached: boolean): Promise<VmDrift> {
+  async #vmDrift(c: CompiledVm, attached: boolean, dispatch = true): Promise<VmDrift> {
     const outRules = (await this.#kernel.chain(c.chains.out))?.rules
     const inRules = (await this.#kernel.chain(c.chains.in))?.rules
     await this.#rendering.learn([...(outRules ? c.out : []), ...(inRules ? c.in : [])].map((r) => r.expr))
     const maps = (await this.#view.maps()) ?? { [MAP_FROM_VM]: new Map<string, string>(), [MAP_TO_VM]: new Map<string, string>() }
-    return vmDrift(c, outRules, inRules, maps, attached, this.#rendering)
+    return vmDrift(c, outRules, inRules, dispatch ? maps : undefined, attached, this.#rendering)
   }
 
   /** Deletes a VM's chains and dispatch entries. Idempotent. */
   async removeVm(vmId: string): Promise<void> {
     checkToken(vmId, 'vmId', VMID_MAX, {})
     return this.#sched.vm(vmId, async () => {
+      this.#forget(vmId) // issue 14: what verify found of it no longer holds
       await this.#removeChains(vmChainNames(vmId))
       this.#known.delete(vmId)
     })
@@ -288,17 +399,19 @@ export class VmFirewall {
     if (!m) throw new FirewallValidationError('name', 'must be a VM chain name (vm_ + 24 hex digits, optional _o/_i)')
     const chains = { out: `${m[1]}_o`, in: `${m[1]}_i` }
     return this.#sched.exclusive(async () => {
+      this.#forget() // issue 14: what verify found of it no longer holds
       await this.#removeChains(chains)
       for (const [id, known] of this.#known) if (known.compiled.chains.out === chains.out) this.#known.delete(id)
     })
   }
 
-  /** Whether the VM's chains exist in the kernel (two cheap chain listings). */
+  /** Whether the VM's chains (either) exist in the kernel: from the engine's view, so no listing while nobody
+   *  else committed since its last look (else one `list chains`, names only). */
   async hasVm(vmId: string): Promise<boolean> {
     checkToken(vmId, 'vmId', VMID_MAX, {})
     const chains = vmChainNames(vmId)
-    for (const chain of [chains.out, chains.in]) if (await this.#kernel.chain(chain)) return true
-    return false
+    const names = await this.#view.chainNames()
+    return names.has(chains.out) || names.has(chains.in)
   }
 
   /** Stops dispatching the VM's traffic to its chains (VM stopped); rules are kept. Idempotent. */
@@ -364,6 +477,7 @@ export class VmFirewall {
       taps.add(vm.tap)
     }
     return this.#sched.exclusive(async () => {
+      this.#forget() // issue 14: what verify found of it no longer holds
       const caps = await this.capabilities()
       const compiled = vms.map((vm) => compileVm(vm, { capabilities: caps, conntrack: this.conntrack, logDrops: this.logDrops }))
       // Nobody committed since our last full sync: the table is what that sync wrote, no listing needed.
@@ -489,6 +603,7 @@ export class VmFirewall {
   async restoreRuleset(text: string): Promise<void> {
     const { script } = checkRestore(text, this.table, FAMILY)
     return this.#sched.exclusive(async () => {
+      this.#forget() // issue 14: what verify found of it no longer holds
       this.#view.invalidate()
       await this.#kernel.runText(script)
       this.#known.clear()
@@ -499,6 +614,212 @@ export class VmFirewall {
   knownVms(): string[] {
     return [...this.#known.keys()]
   }
+
+
+  // ==== Engine additions for callers that decide per VM (the compat facade; issue 14) ====================
+  // Additive: ApplyOptions.attach 'keep' and .prepare, IfChangedOptions.checkTable, vmState(), chainNames(),
+  // commit(), tableProblems(). Decisions run in the VM's turn of the scheduler (the one lock) and read
+  // the engine's view (validated by the ruleset generation), so the hot path lists nothing.
+
+  /** The VM as the engine's view has it now: no listing while nobody else committed since its last look
+   *  (else the dispatch maps and the chain names are read once). A snapshot: in the VM's turn, use `prepare`. */
+  async vmState(vmId: string): Promise<VmState> {
+    checkToken(vmId, 'vmId', VMID_MAX, {})
+    return this.#stateOf(vmId)
+  }
+
+  /** Names of the table's chains, in the kernel's order, from the engine's view ([] without the table). */
+  async chainNames(): Promise<string[]> {
+    return [...(await this.#view.chainNames())]
+  }
+
+  /** Runs the commands `build` returns (this table only) as one transaction, keeping the engine's view exact;
+   *  nothing when it returns []. With `vmId`: in that VM's turn, `build` getting the VM's state; without: alone,
+   *  like init() and sync(). For a caller's own objects next to the VMs (the compat facade's old-layout chains
+   *  and jumps); VMs' own chains and dispatch go through applyVm/removeVm/attachVm/detachVm. */
+  async commit(build: (state: VmState | undefined) => NftCommand[] | Promise<NftCommand[]>, options: { vmId?: string } = {}): Promise<void> {
+    const { vmId } = options
+    if (vmId !== undefined) checkToken(vmId, 'vmId', VMID_MAX, {})
+    const run = async () => {
+      const commands = await build(vmId !== undefined ? await this.#stateOf(vmId) : undefined)
+      if (commands.length === 0) return
+      this.#checkOwnTable(commands)
+      await this.#view.write(commands)
+    }
+    return vmId !== undefined ? this.#sched.vm(vmId, run) : this.#sched.exclusive(run)
+  }
+
+  /** Problems of the base chains and their dispatch rules (two chain listings; [] when healthy). */
+  async tableProblems(): Promise<string[]> {
+    const problems: string[] = []
+    for (const [name, hook, key, map] of [
+      [CHAIN_PREROUTING, 'prerouting', 'iifname', MAP_FROM_VM],
+      [CHAIN_POSTROUTING, 'postrouting', 'oifname', MAP_TO_VM],
+    ] as const) {
+      let doc: NftablesJson
+      try {
+        doc = await this.#nft.listChain(FAMILY, this.table, name)
+      } catch (e) {
+        if (!isNotFound(e)) throw e
+        problems.push(`base chain ${name} missing`)
+        continue
+      }
+      const c = doc.nftables.find((o) => 'chain' in o)?.chain as { type?: string; hook?: string; prio?: number; policy?: string } | undefined
+      if (!c?.hook) problems.push(`base chain ${name} is a regular chain`)
+      else if (c.hook !== hook || c.type !== 'filter' || c.prio !== BASE_PRIORITY) {
+        problems.push(`base chain ${name} changed (type ${String(c.type)} hook ${String(c.hook)} priority ${String(c.prio)})`)
+      }
+      if (c?.hook && c.policy !== 'accept') problems.push(`base chain ${name} policy ${String(c.policy)} (expected accept)`)
+      const rules = doc.nftables.filter((o) => 'rule' in o).map((o) => (o as { rule: { expr?: unknown[] } }).rule.expr ?? [])
+      const want = JSON.stringify([{ vmap: { key: { meta: { key } }, data: `@${map}` } }])
+      if (rules.length !== 1 || JSON.stringify(rules[0]) !== want) problems.push(`dispatch rule in ${name} missing or changed`)
+    }
+    return problems
+  }
+
+  /** VMs whose chains were found exactly as compiled (`key`) in a view epoch: while nobody else commits (the
+   *  epoch stands) and no write of ours to the VM follows (#forget), applyVmIfChanged/verifyVm need not list
+   *  them again (their dispatch is always checked, against the view). */
+  readonly #verified = new Map<string, { epoch: number; key: string; defaultAction: FirewallDefaultAction }>()
+  /** The view epoch in which the base chains and dispatch rules were found intact (our writes never break them). */
+  #tableOkEpoch = -1
+
+  /** Our write of `c` committed and nobody else's since `epoch` (still the view's): its chains are as compiled. */
+  #wrote(c: CompiledVm, epoch: number): void {
+    if (this.#view.epoch === epoch && !this.#nft.options.dryRun) this.#verified.set(c.vmId, { epoch, key: JSON.stringify([c.out, c.in]), defaultAction: c.result.defaultAction })
+  }
+
+  /** Drops what was verified of one VM (of all, without a vmId): a write of ours may change it. */
+  #forget(vmId?: string): void {
+    if (vmId === undefined) this.#verified.clear()
+    else this.#verified.delete(vmId)
+  }
+
+  async #stateOf(vmId: string): Promise<VmState> {
+    const chains = vmChainNames(vmId)
+    const maps = await this.#view.maps()
+    const names = await this.#view.chainNames()
+    const keysTo = (m: Elements | undefined, chain: string) => [...(m ?? [])].filter(([, t]) => t === chain).map(([k]) => k)
+    let action: Promise<FirewallDefaultAction | undefined> | undefined
+    return {
+      vmId,
+      chains,
+      tableExists: maps !== undefined,
+      outExists: names.has(chains.out),
+      inExists: names.has(chains.in),
+      dispatch: { from: keysTo(maps?.[MAP_FROM_VM], chains.out), to: keysTo(maps?.[MAP_TO_VM], chains.in) },
+      hasChain: (name) => names.has(name),
+      // Known without listing while the VM's chains are as we found or wrote them (nobody else committed since).
+      defaultAction: () => {
+        const memo = this.#verified.get(vmId)
+        return (action ??= memo && memo.epoch === this.#view.epoch ? Promise.resolve(memo.defaultAction) : this.#defaultActionOf(chains, names))
+      },
+    }
+  }
+
+  /** The verdict of the VM's default rule (its last rule, tagged `d:`), read from its first existing chain. */
+  async #defaultActionOf(chains: { out: string; in: string }, names: ReadonlySet<string>): Promise<FirewallDefaultAction | undefined> {
+    for (const chain of [chains.out, chains.in]) {
+      if (!names.has(chain)) continue
+      let doc: NftablesJson
+      try {
+        doc = await this.#nft.listChain(FAMILY, this.table, chain)
+      } catch (e) {
+        if (isNotFound(e)) continue
+        throw e
+      }
+      const last = doc.nftables.filter((o) => 'rule' in o).at(-1) as { rule: { comment?: string; expr?: unknown[] } } | undefined
+      if (parseComment(last?.rule.comment)?.kind !== 'd') continue
+      const verdict = last!.rule.expr?.at(-1) as Record<string, unknown> | undefined
+      if (verdict && 'accept' in verdict) return 'accept'
+      if (verdict && 'drop' in verdict) return 'drop'
+    }
+    return undefined
+  }
+
+  /** What an apply does, decided in the VM's turn: `prepare`'s answer over the options, 'keep' resolved. */
+  async #decide(vm: NormalizedVm, options: ApplyOptions): Promise<Decided> {
+    let attach: boolean | 'keep' = options.attach ?? true
+    let also = options.also ?? []
+    let spec = vm
+    let skip = false
+    let force = false
+    let create: string[] = []
+    let state: VmState | undefined
+    if (options.prepare) {
+      state = await this.#stateOf(vm.vmId)
+      const d = (await options.prepare(state)) ?? {}
+      if (d.attach !== undefined) attach = checkAttach(d.attach) ?? attach
+      if (d.also) also = [...also, ...d.also]
+      if (d.spec) {
+        spec = normalizeVm(d.spec)
+        if (spec.vmId !== vm.vmId) throw new FirewallValidationError('vmId', 'prepare() may not change the VM', { vmId: vm.vmId })
+      }
+      skip = d.skip === true
+      force = d.force === true
+      if (d.create) create = [state.chains.out, state.chains.in].filter((ch) => !state!.hasChain(ch))
+    }
+    let compiled = compileVm(spec, { capabilities: await this.capabilities(), conntrack: this.conntrack })
+    if (attach !== 'keep') return { compiled, attach, attached: attach, also, skip, force, create }
+    state ??= await this.#stateOf(vm.vmId)
+    const keep = state.dispatch.from[0] ?? state.dispatch.to[0]
+    if (keep !== undefined) compiled = { ...compiled, tap: keep, result: { ...compiled.result, tap: keep } }
+    return { compiled, attach: { keep }, attached: keep !== undefined, also, skip, force, create }
+  }
+
+  /** The VM's drift (and, with checkTable, the base chains'), or none without listing when the generation has
+   *  not moved since the same VM was found exactly so. */
+  async #driftOrKnown(d: Decided, checkTable: boolean): Promise<{ drift: VmDrift; tableBroken: boolean }> {
+    const c = d.compiled
+    const keep = typeof d.attach === 'object'
+    const key = JSON.stringify([c.out, c.in])
+    const fresh = (): VmDrift => ({ vmId: c.vmId, chains: c.chains, status: 'ok', missing: [], extra: [], changed: [] })
+    await this.#view.current()
+    let epoch = this.#view.epoch
+    const memo = this.#verified.get(c.vmId)
+    let drift: VmDrift
+    if (memo && memo.epoch === epoch) {
+      // Nobody else committed since its chains were found (or written) exactly so: no listing. A different
+      // policy is drift for sure; the dispatch is checked against the view (exact).
+      drift = fresh()
+      if (memo.key !== key) drift.changed.push(`rule:${c.chains.out}`, `rule:${c.chains.in}`)
+      if (!keep) dispatchDrift((await this.#view.maps()) ?? { [MAP_FROM_VM]: new Map(), [MAP_TO_VM]: new Map() }, c, d.attached, drift)
+      if (drift.missing.length || drift.extra.length || drift.changed.length) drift.status = 'changed'
+      if (checkTable && this.#tableOkEpoch !== epoch) {
+        const table = await this.tableProblems()
+        drift.changed.push(...table.map((p) => `table:${p}`))
+        if (table.length > 0) drift.status = 'changed'
+        else if ((await this.#view.current(), this.#view.epoch === epoch)) this.#tableOkEpoch = epoch
+        return { drift, tableBroken: table.length > 0 }
+      }
+      return { drift, tableBroken: false }
+    }
+    this.#verified.delete(c.vmId)
+    // The kernel's rendering of these rules first: learning commits (once per rule shape: a scratch chain added
+    // and deleted), which must not look like someone else's commit to the view.
+    const exprs = [...c.out, ...c.in].map((r) => r.expr)
+    const unknown = exprs.some((e) => this.#rendering.lookup(e) === undefined)
+    const g0 = unknown ? await this.#nft.generation() : 0
+    await this.#rendering.learn(exprs)
+    if (unknown && exprs.every((e) => this.#rendering.lookup(e) !== undefined)) this.#view.advance(g0, await this.#nft.generation())
+    await this.#view.current()
+    epoch = this.#view.epoch
+    drift = await this.#vmDrift(c, d.attached, !keep)
+    const chainsOk = drift.status !== 'missing' && [...drift.missing, ...drift.extra, ...drift.changed].every((x) => x.startsWith('dispatch:'))
+    const table = !checkTable || this.#tableOkEpoch === epoch ? [] : await this.tableProblems()
+    if (table.length > 0) {
+      drift.changed.push(...table.map((p) => `table:${p}`))
+      if (drift.status === 'ok') drift.status = 'changed'
+    }
+    // Kept only if nobody committed while we listed (the view, made current again, is in the same epoch).
+    await this.#view.current()
+    if (this.#view.epoch === epoch && !this.#nft.options.dryRun) {
+      if (checkTable && table.length === 0) this.#tableOkEpoch = epoch
+      if (chainsOk) this.#verified.set(c.vmId, { epoch, key, defaultAction: c.result.defaultAction })
+    }
+    return { drift, tableBroken: table.length > 0 }
+  }
+  // ==== end of engine additions (issue 14) ===================================================================
 
   // ---- internals ----
 

@@ -1,0 +1,144 @@
+// libnftables calls per facade operation (every Nft method that reaches libnftables; `generation()`, a
+// netlink GETGEN of ~20 µs, is not one). The facade translates only: the engine decides and reads, and on
+// the hot path (nobody else committed since the engine's last look) it reads nothing.
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
+import { Nft } from '../../ts/index.js'
+import { NftablesService, generateVMChainName, type FirewallRuleInput } from '../../ts/compat/index.js'
+import { createNetns, type Netns } from '../support/netns.js'
+
+const CALLS = ['run', 'runJson', 'runEcho', 'check', 'checkJson', 'listRuleset', 'listTable', 'listChain'] as const
+
+let ns: Netns
+let nft: Nft
+let svc: NftablesService
+let calls: string[]
+
+beforeEach(() => {
+  ns = createNetns('ccnt')
+  nft = new Nft({ netns: ns.name })
+  svc = new NftablesService({ nft, bridgeConntrackMode: 'degrade' })
+  calls = []
+  let depth = 0
+  for (const m of CALLS) {
+    const orig = (nft[m] as (...a: unknown[]) => Promise<unknown>).bind(nft)
+    vi.spyOn(nft, m).mockImplementation((async (...args: unknown[]) => {
+      if (depth === 0) calls.push(m === 'runJson' ? `runJson:${Object.keys((args[0] as { nftables: object[] }).nftables[0] ?? {})[0]}` : m)
+      depth++
+      try {
+        return await orig(...args)
+      } finally {
+        depth--
+      }
+    }) as never)
+  }
+})
+afterEach(() => {
+  vi.restoreAllMocks()
+  svc.close()
+  nft.close()
+  ns.delete()
+})
+
+const ssh = (port = 22): FirewallRuleInput => ({ id: 'ssh', name: 'ssh in', direction: 'IN', protocol: 'tcp', dstPortStart: port, action: 'ACCEPT', priority: 100 })
+const cli = (args: string[], input?: string): string => ns.exec('nft', args, input === undefined ? {} : { input })
+
+/** Calls made by `fn`. */
+async function count(fn: () => Promise<unknown>): Promise<string[]> {
+  calls = []
+  await fn()
+  return calls
+}
+
+describe('libnftables calls per facade operation', () => {
+  it('applyRules on a loaded table: one call (the write) when nobody else committed', async () => {
+    await svc.initialize()
+    for (let i = 0; i < 5; i++) await svc.applyRules(`vm-${i}`, `vnet-${i}`, [], [ssh()])
+    // Steady state: a new VM, a changed policy, a repeated one: one transaction each, nothing listed.
+    expect(await count(() => svc.applyRules('vm-new', 'vnet-new', [], [ssh()]))).toEqual(['runJson:add'])
+    expect(await count(() => svc.applyRules('vm-1', 'vnet-1', [], [ssh(2222)]))).toEqual(['runJson:add'])
+    expect(await count(() => svc.applyRules('vm-1', 'vnet-1', [], [ssh(2222)]))).toEqual(['runJson:add'])
+    // Someone else committed: the engine re-reads its view once (the two maps and the chain names), then writes.
+    cli(['add', 'table', 'bridge', 'other'])
+    const after = await count(() => svc.applyRules('vm-2', 'vnet-2', [], [ssh(2222)]))
+    expect(after.filter((c) => !c.startsWith('runJson:list'))).toEqual(['runJson:add'])
+    expect(after.length).toBeLessThanOrEqual(4)
+    expect(await count(() => svc.applyRules('vm-3', 'vnet-3', [], [ssh(2222)]))).toEqual(['runJson:add'])
+  })
+
+  it('applyRulesIfChanged with nothing changed: no call while nobody else commits; reads only once someone did', async () => {
+    const reads = (c: string[]) => c.every((x) => x === 'listChain' || x === 'runEcho' || x.startsWith('runJson:list'))
+    const unchanged = () => svc.applyRulesIfChanged('vm-1', 'vnet-1', [], [ssh()])
+    await svc.initialize()
+    await svc.applyRules('vm-1', 'vnet-1', [], [ssh()])
+    await svc.applyRules('vm-2', 'vnet-2', [], [ssh()])
+    // First check: the VM's two chains, the base chains (and, once per rule shape, the kernel's rendering).
+    const first = await count(async () => expect(await unchanged()).toEqual({ changed: false }))
+    expect(reads(first) && first.length <= 8).toBe(true)
+    const second = await count(async () => expect(await unchanged()).toEqual({ changed: false }))
+    expect(second.length <= 1 && reads(second)).toBe(true) // the chain names, if the view was re-read
+    expect(await count(async () => expect(await unchanged()).toEqual({ changed: false }))).toEqual([])
+    // Our own writes to other VMs do not make it list again (the engine knows they did not touch vm-1).
+    await svc.applyRules('vm-2', 'vnet-2', [], [ssh(2222)])
+    await svc.detachJumpRules('vm-2')
+    expect(await count(async () => expect(await unchanged()).toEqual({ changed: false }))).toEqual([])
+    // Another writer commits elsewhere: the view is re-read (two maps), the chains listed again (VM, base).
+    cli(['add', 'table', 'bridge', 'other'])
+    const moved = await count(async () => expect(await unchanged()).toEqual({ changed: false }))
+    // Re-read once: the two maps and the chain names (the view), the VM's two chains and the two base chains
+    // (plus, the first time the VM's rules are compared with a listing, the kernel's rendering of them).
+    expect(moved.filter((c) => c !== 'runEcho').sort()).toEqual(['listChain', 'listChain', 'listChain', 'listChain', 'runJson:list', 'runJson:list', 'runJson:list'])
+    expect(moved.filter((c) => c === 'runEcho').length).toBeLessThanOrEqual(1)
+    expect(await count(async () => expect(await unchanged()).toEqual({ changed: false }))).toEqual([])
+    // Another writer edits the VM's chain, or its dispatch, or a base chain: seen (the generation moved), repaired.
+    const chain = `${generateVMChainName('vm-1')}_i`
+    cli(['insert', 'rule', 'bridge', 'infinization', chain, 'accept'])
+    expect((await unchanged()).changed).toBe(true)
+    expect(cli(['list', 'chain', 'bridge', 'infinization', chain])).not.toMatch(/^\s*accept\s*$/m)
+    expect(await unchanged()).toEqual({ changed: false })
+    cli(['delete', 'element', 'bridge', 'infinization', 'to_vm', '{ "vnet-1" }'])
+    expect((await unchanged()).changed).toBe(true)
+    expect(cli(['list', 'map', 'bridge', 'infinization', 'to_vm'])).toContain('"vnet-1"')
+    cli(['flush', 'chain', 'bridge', 'infinization', 'prerouting'])
+    expect((await unchanged()).changed).toBe(true)
+    expect(cli(['list', 'chain', 'bridge', 'infinization', 'prerouting'])).toContain('vmap @from_vm')
+    expect(await count(async () => expect(await unchanged()).toEqual({ changed: false }))).toEqual([])
+  })
+
+  it('createVMChain, attach, detach, ensure, flush and remove of a known VM list nothing; one transaction at most', async () => {
+    await svc.initialize()
+    await svc.applyRules('vm-1', 'vnet-1', [], [ssh()])
+    for (const [name, fn] of [
+      ['detachJumpRules', () => svc.detachJumpRules('vm-1')],
+      ['attachJumpRules', () => svc.attachJumpRules('vm-1', 'vnet-1')],
+      ['createVMChain', () => svc.createVMChain('vm-1', 'vnet-1')],
+      ['ensureVMChain', () => svc.ensureVMChain('vm-1')],
+      ['flushVMRules', () => svc.flushVMRules('vm-1')],
+      ['removeVMChain', () => svc.removeVMChain('vm-1')],
+    ] as const) {
+      if (name === 'flushVMRules') expect(await svc.applyRules('vm-1', 'vnet-1', [], [ssh()], 'accept')).toMatchObject({ applied: true })
+      const c = await count(fn)
+      // One transaction at most (none when there is nothing to change: creating or ensuring an existing VM).
+      expect(c.filter((x) => x !== 'listChain' && !x.startsWith('runJson:list')).length, name).toBe(name === 'createVMChain' || name === 'ensureVMChain' ? 0 : 1)
+      // flushVMRules keeps the default action in force: known to the engine (it wrote it; nobody committed since).
+      expect(c.filter((x) => x === 'listChain' || x.startsWith('runJson:list')), name).toEqual([])
+    }
+    expect(await svc.chainExists(generateVMChainName('vm-1'))).toBe(false)
+  })
+
+  it('flushVMRules keeps the default in force even when someone else rewrote it (read from the kernel then)', async () => {
+    await svc.initialize()
+    await svc.applyRules('vm-1', 'vnet-1', [], [ssh()], 'drop')
+    const out = `${generateVMChainName('vm-1')}_o`
+    const inn = `${generateVMChainName('vm-1')}_i`
+    // Another writer rewrites the VM as default accept (the facade of another process, say).
+    const other = new NftablesService({ nft: new Nft({ netns: ns.name }), bridgeConntrackMode: 'degrade', table: 'infinization' })
+    try {
+      await other.applyRules('vm-1', 'vnet-1', [], [ssh()], 'accept')
+    } finally {
+      other.close()
+    }
+    const c = await count(() => svc.flushVMRules('vm-1'))
+    expect(c).toContain('listChain')
+    for (const chain of [out, inn]) expect(cli(['list', 'chain', 'bridge', 'infinization', chain])).toMatch(/accept comment "d:/)
+  })
+})
