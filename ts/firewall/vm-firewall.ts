@@ -759,7 +759,7 @@ export class VmFirewall {
       force = d.force === true
       if (d.create) create = [state.chains.out, state.chains.in].filter((ch) => !state!.hasChain(ch))
     }
-    let compiled = compileVm(spec, { capabilities: await this.capabilities(), conntrack: this.conntrack })
+    let compiled = compileVm(spec, { capabilities: await this.capabilities(), conntrack: this.conntrack, logDrops: this.logDrops })
     if (attach !== 'keep') return { compiled, attach, attached: attach, also, skip, force, create }
     state ??= await this.#stateOf(vm.vmId)
     const keep = state.dispatch.from[0] ?? state.dispatch.to[0]
