@@ -4,7 +4,7 @@ import { PATH_LABEL, type PathId } from './paths.js'
 import { fmtMs, fmtRatio } from './stats.js'
 import type { BenchResults, Target, WorkloadResult } from './types.js'
 
-const ORDER: PathId[] = ['spawn', 'nft-f', 'lib-text', 'lib-json', 'py-text', 'py-json', 'vmfw']
+const ORDER: PathId[] = ['spawn', 'nft-f', 'lib-text', 'lib-json', 'py-text', 'py-json', 'vmfw', 'compat']
 const COLORS: Record<PathId, string> = {
   spawn: '#d62728',
   'nft-f': '#ff7f0e',
@@ -13,6 +13,7 @@ const COLORS: Record<PathId, string> = {
   'py-text': '#2ca02c',
   'py-json': '#98df8a',
   vmfw: '#9467bd',
+  compat: '#8c564b',
 }
 
 const med = (w: WorkloadResult | undefined, p: PathId): number | undefined => w?.paths[p]?.summary.median
