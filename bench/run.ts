@@ -1,6 +1,6 @@
 // Benchmark: this library against the nft CLI (spawn per command, nft -f per transaction) and
 // python3-nftables, in throwaway network namespaces. `npm run bench` (full) / `npm run bench -- --quick`.
-// Options: --quick, --out DIR, --only a,b (noop,add-rule,vm,bulk,lag,dataplane), --paths spawn,nft-f,lib-text,lib-json,py-text,py-json,vmfw,
+// Options: --quick, --out DIR, --only a,b (noop,add-rule,vm,bulk,lag,dataplane), --paths spawn,nft-f,lib-text,lib-json,py-text,py-json,vmfw,compat,
 // --no-python, --no-dataplane,
 // --rules 0,1000,... --chains N --vms 1,100,1000 --bulk 1000x50 --dp-vms N --dp-seconds S --rounds N.
 import { mkdirSync, writeFileSync } from 'node:fs'

@@ -1,5 +1,5 @@
 // The paths compared (pure: no native addon, no I/O).
-export const PATHS = ['spawn', 'nft-f', 'lib-text', 'lib-json', 'py-text', 'py-json', 'vmfw'] as const
+export const PATHS = ['spawn', 'nft-f', 'lib-text', 'lib-json', 'py-text', 'py-json', 'vmfw', 'compat'] as const
 export type PathId = (typeof PATHS)[number]
 
 export const PATH_LABEL: Record<PathId, string> = {
@@ -10,5 +10,6 @@ export const PATH_LABEL: Record<PathId, string> = {
   'py-text': 'python3-nftables cmd (text)',
   'py-json': 'python3-nftables json_cmd (JSON)',
   vmfw: 'VmFirewall',
+  compat: 'NftablesService.applyRules (compat)',
 }
 

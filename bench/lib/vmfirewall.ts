@@ -7,6 +7,9 @@ import { vmNames } from './gen.js'
 
 export interface FirewallHandle {
   applyOne(index: number, variant: number): Promise<number>
+  /** The same policy through the compat facade (`NftablesService.applyRules`) on an equally loaded table in
+   *  its own namespace; undefined when the facade is not available. */
+  applyRulesOne?(index: number, variant: number): Promise<number>
   removeOne(index: number): Promise<number>
   restoreOne(index: number): Promise<void>
   syncChanged(indices: number[], variant: number): Promise<number>
@@ -71,6 +74,50 @@ export function vmSpec(index: number, rulesPerVm: number, variant = 0, tap?: str
 
 const ms = (t0: bigint) => Number(process.hrtime.bigint() - t0) / 1e6
 
+interface FacadeLike {
+  initialize(): Promise<void>
+  applyRules(vmId: string, tap: string, dept: unknown[], rules: unknown[], action: 'accept' | 'drop'): Promise<{ applied: boolean }>
+  close(): void
+}
+type FacadeCtor = new (config: { nft: Nft; table: string; bridgeConntrackMode: 'degrade'; dhcp: boolean }) => FacadeLike
+
+/** The compat facade on its own namespace, loaded like VmFirewall's table (same specs, DHCP off as there). */
+async function openFacade(specs: Spec[]): Promise<{ applyOne(index: number, variant: number): Promise<number>; close(): void } | undefined> {
+  let Service: FacadeCtor | undefined
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    Service = (require('../../ts/compat/index.js') as { NftablesService?: FacadeCtor }).NftablesService
+  } catch {
+    return undefined
+  }
+  if (typeof Service !== 'function') return undefined
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { createNetns, deleteNetns } = require('./netns.js') as typeof import('./netns.js')
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { VmFirewall } = require('../../ts/firewall/index.js') as { VmFirewall: VmFirewallCtor }
+  const ns = createNetns('compat')
+  const nft = new Nft({ netns: ns })
+  // Loaded by another engine (as a previous process would have), then the facade's engine re-reads once.
+  await new VmFirewall(nft, { table: FW_TABLE }).sync(specs)
+  const svc = new Service({ nft, table: FW_TABLE, bridgeConntrackMode: 'degrade', dhcp: false })
+  await svc.initialize()
+  const first = vmSpec(0, specs[0]?.rules.length ?? 0)
+  await svc.applyRules(first.vmId, first.tap, [], first.rules, 'accept')
+  return {
+    async applyOne(index, variant) {
+      const s = vmSpec(index, specs[0]?.rules.length ?? 0, variant)
+      const t0 = process.hrtime.bigint()
+      await svc.applyRules(s.vmId, s.tap, [], s.rules, s.defaultAction)
+      return ms(t0)
+    },
+    close() {
+      svc.close()
+      nft.close()
+      deleteNetns(ns)
+    },
+  }
+}
+
 function makeAdapter(VmFirewall: VmFirewallCtor): FirewallAdapter {
   const open = (netns: string) => {
     const nft = new Nft({ netns })
@@ -81,7 +128,9 @@ function makeAdapter(VmFirewall: VmFirewallCtor): FirewallAdapter {
       const { nft, fw } = open(netns)
       const specs = Array.from({ length: vms }, (_, k) => vmSpec(k, rulesPerVm))
       await fw.sync(specs)
+      const facade = await openFacade(specs)
       return {
+        ...(facade ? { applyRulesOne: facade.applyOne } : {}),
         async applyOne(index, variant) {
           const s = vmSpec(index, rulesPerVm, variant)
           const t0 = process.hrtime.bigint()
@@ -107,6 +156,7 @@ function makeAdapter(VmFirewall: VmFirewallCtor): FirewallAdapter {
           return t
         },
         async close() {
+          facade?.close()
           nft.close()
         },
       }

@@ -212,15 +212,18 @@ export async function vmSuite(ctx: Ctx, o: VmSuiteOptions): Promise<WorkloadResu
     }
     const paths = rawPaths(d)
     const allPaths: PathId[] = fwh ? [...paths, 'vmfw'] : paths
+    // The compat facade joins the apply rows only (its other operations are the engine's).
+    const applyPaths: PathId[] = fwh?.applyRulesOne && (!ctx.paths || ctx.paths.has('compat')) ? [...allPaths, 'compat'] : allPaths
     const target = vmNames(Math.floor(o.vms / 2))
     const sizeLabel = `${o.vms} VMs`
     let variant = 1
 
     // Apply (replace) one VM's rules.
     {
-      const samples = await runRounds(allPaths, o.rounds, (p) => {
+      const samples = await runRounds(applyPaths, o.rounds, (p) => {
         const v = variant++
         if (p === 'vmfw') return fwh!.applyOne(target.index, v)
+        if (p === 'compat') return fwh!.applyRulesOne!(target.index, v)
         return d!.runBatch(p, batch(replaceVmCmds(VM_TABLE, target, o.rulesPerVm, v)))
       }, undefined, settle)
       out.push(
@@ -242,10 +245,11 @@ export async function vmSuite(ctx: Ctx, o: VmSuiteOptions): Promise<WorkloadResu
     // calls): the best case, closest to how the facts file measured libnftables.
     {
       const hot: Record<string, (number | undefined)[]> = {}
-      for (const p of allPaths.filter((x) => x !== 'spawn' && x !== 'nft-f')) {
+      for (const p of applyPaths.filter((x) => x !== 'spawn' && x !== 'nft-f')) {
         const s = await runRounds([p], o.rounds, (q) => {
           const v = variant++
           if (q === 'vmfw') return fwh!.applyOne(target.index, v)
+          if (q === 'compat') return fwh!.applyRulesOne!(target.index, v)
           return d!.runBatch(q, batch(replaceVmCmds(VM_TABLE, target, o.rulesPerVm, v)))
         })
         hot[p] = s[p]!

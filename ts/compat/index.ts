@@ -16,6 +16,7 @@ export {
 } from './constants.js'
 export { NftablesError, NftablesErrorCode, isNftablesError, type NftablesErrorContext } from './errors.js'
 export type { PersistResult } from './persistence.js'
+export type { FirewallReader } from './engine.js'
 export type {
   BridgeConntrackMode,
   ConnectionStateConfig,

@@ -1,5 +1,6 @@
 // Per-rule screening (Infinization skipped an untranslatable rule and counted it in `failedRules`; the
 // engine validates a whole VM at once) and the translation of the engine's result into Infinization's.
+import { FirewallValidationError } from '../firewall/errors.js'
 import type { FirewallRuleInput, VmApplyResult } from '../firewall/model.js'
 import { NAME_MAX, normalizeRule } from '../firewall/validate.js'
 import { NftablesError, NftablesErrorCode, validationCode } from './errors.js'
@@ -87,9 +88,10 @@ function screenList(
       kept.push(r)
     } catch (e) {
       const f: FirewallApplyFailure = { ruleName: ruleLabel(r), error: e instanceof Error ? e.message : String(e), code: validationCode(e) }
-      const v = e as { ruleId?: unknown; field?: unknown }
-      if (typeof v.ruleId === 'string') f.ruleId = v.ruleId
-      if (typeof v.field === 'string') f.field = v.field
+      if (e instanceof FirewallValidationError) {
+        if (e.ruleId !== undefined) f.ruleId = e.ruleId
+        f.field = e.field
+      }
       failures.push(f)
       refused.push({ rule: r, source })
     }

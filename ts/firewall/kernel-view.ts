@@ -124,8 +124,13 @@ export class KernelView {
   /** Names of the table's chains at the current generation: one `list chains` (names only, no rules) the
    *  first time after someone else committed, nothing while the view is current. Empty without the table. */
   async chainNames(): Promise<ReadonlySet<string>> {
+    return (await this.state()).chains
+  }
+
+  /** The maps and the chain names at the current generation: one generation read while the view is current. */
+  async state(): Promise<{ maps: DispatchMaps | undefined; chains: ReadonlySet<string> }> {
     const snap = (await this.current()) as Snapshot
-    if (snap.chains) return snap.chains
+    if (snap.chains) return { maps: snap.maps, chains: snap.chains }
     const names = new Set<string>()
     try {
       const doc = await this.kernel.nft.runJson({ nftables: [{ list: { chains: { family: FAMILY } } }] })
@@ -137,7 +142,7 @@ export class KernelView {
     }
     // Kept only if nothing was committed meanwhile (the snapshot is still the current one).
     if (this.#snap === snap && snap.generation !== -1 && (await this.kernel.generation()) === snap.generation) snap.chains = names
-    return names
+    return { maps: snap.maps, chains: names }
   }
 
   async #readMaps(): Promise<DispatchMaps | undefined> {
