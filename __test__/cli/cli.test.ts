@@ -95,8 +95,10 @@ describe('nftables-node CLI', () => {
     expect(text.code).toBe(0)
     expect(text.stdout).toMatch(/vm-a\s+vnet-a0/)
     expect(text.stdout).toMatch(/vm-b\s+vnet-b0/)
-    const json = JSON.parse(nftnode('--netns', ns.name, '--json', 'status').stdout) as { vmId: string; taps: string[] }[]
+    expect(text.stdout).toContain('DROPPED (OUT/IN)')
+    const json = JSON.parse(nftnode('--netns', ns.name, '--json', 'status').stdout) as { vmId: string; taps: string[]; stats: { dropped: { packets: number } } }[]
     expect(json.map((v) => v.vmId).sort()).toEqual(['vm-a', 'vm-b'])
+    expect(json.every((v) => typeof v.stats.dropped.packets === 'number')).toBe(true)
   })
 
   it('verify exits 0 without drift and 4 after an outside change', () => {

@@ -296,6 +296,8 @@ describe('counters', () => {
     }
     expect(s.rules['ping-in']!.bytes).toBeGreaterThan(0)
     expect(s.default.in.packets).toBeGreaterThanOrEqual(1) // the refused SYN
+    expect(s.dropped.in.packets).toBeGreaterThanOrEqual(s.default.in.packets) // the default drop counts as dropped
+    expect((await fw.stats(A.vmId)).dropped.packets).toBe(0) // A accepts everything
     expect(s.builtin['arp']!.packets).toBeGreaterThan(0)
     await expect(fw.stats('nope')).rejects.toMatchObject({ code: 'VM_NOT_FOUND' })
   })

@@ -125,7 +125,7 @@ export function buildProgram(): Command {
 
   program
     .command('status')
-    .description('VMs in the kernel with their rule counts and counters')
+    .description('VMs in the kernel with their rule counts, counters and the packets each VM dropped')
     .action(async (_o: unknown, cmd: Command) => {
       const opts = globals(cmd)
       const vms = await withFirewall(opts, async (fw) => {
@@ -137,7 +137,7 @@ export function buildProgram(): Command {
       const sum = (s: Record<string, { packets: number }> | undefined) => Object.values(s ?? {}).reduce((n, c) => n + c.packets, 0)
       console.log(
         table(
-          ['VM', 'TAPS', 'NFT RULES', 'RULE PKTS', 'DEFAULT PKTS', 'BUILTIN PKTS'],
+          ['VM', 'TAPS', 'NFT RULES', 'RULE PKTS', 'DEFAULT PKTS', 'BUILTIN PKTS', 'DROPPED (OUT/IN)'],
           vms.map((vm) => [
             vm.vmId ?? '(unknown)',
             vm.taps.join(',') || '(detached)',
@@ -145,6 +145,7 @@ export function buildProgram(): Command {
             sum(vm.stats?.rules),
             vm.stats?.default.packets ?? 0,
             sum(vm.stats?.builtin),
+            vm.stats ? `${vm.stats.dropped.packets} (${vm.stats.dropped.out.packets}/${vm.stats.dropped.in.packets})` : '-',
           ]),
         ),
       )

@@ -159,6 +159,9 @@ export interface VmStats {
   default: RuleCounters
   /** Anti-spoofing / builtin rules, keyed by builtin name. */
   builtin: Record<string, RuleCounters>
+  /** Everything the VM's chains dropped or rejected (default drop, DROP/REJECT rules, anti-spoofing), since
+   *  the chains were last written. */
+  dropped: RuleCounters
 }
 
 /** One VM as found in the kernel (inventory()): read from the table, not from what this instance applied. */

@@ -568,7 +568,7 @@ export class VmFirewall {
     return this.#sched.vm(vmId, async () => {
       const chains = vmChainNames(vmId)
       const zero = (): RuleCounters => ({ packets: 0, bytes: 0, out: { packets: 0, bytes: 0 }, in: { packets: 0, bytes: 0 } })
-      const stats: VmStats = { vmId, rules: {}, default: zero(), builtin: {} }
+      const stats: VmStats = { vmId, rules: {}, default: zero(), builtin: {}, dropped: zero() }
       for (const side of ['out', 'in'] as const) {
         const listed = await this.#kernel.chain(chains[side])
         if (!listed) throw new FirewallError('VM_NOT_FOUND', `VM ${vmId} has no chains`, vmId)
@@ -578,10 +578,14 @@ export class VmFirewall {
           const c = counterOf(r.expr)
           const bucket =
             p.kind === 'd' ? stats.default : p.kind === 'b' ? (stats.builtin[p.tag] ??= zero()) : (stats.rules[p.tag] ??= zero())
-          bucket.packets += c.packets
-          bucket.bytes += c.bytes
-          bucket[side].packets += c.packets
-          bucket[side].bytes += c.bytes
+          const verdict = r.expr[r.expr.length - 1] as Record<string, unknown> | undefined
+          const drops = verdict !== undefined && ('drop' in verdict || 'reject' in verdict)
+          for (const b of drops ? [bucket, stats.dropped] : [bucket]) {
+            b.packets += c.packets
+            b.bytes += c.bytes
+            b[side].packets += c.packets
+            b[side].bytes += c.bytes
+          }
         }
       }
       return stats
