@@ -260,21 +260,10 @@ fn memory_file(text: &str) -> std::io::Result<OwnedFd> {
 /// error with the errno. The window between this close and libnftables' own socket() is only a
 /// race when the thread shares the process's descriptor table (see `fdtable`).
 fn probe_netlink_socket() -> Result<(), NativeError> {
-  // SAFETY: socket(2) with constant arguments; the result is checked and closed below.
-  let fd = unsafe {
-    libc::socket(
-      libc::AF_NETLINK,
-      libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-      libc::NETLINK_NETFILTER,
-    )
-  };
-  if fd < 0 {
-    let e = std::io::Error::last_os_error();
-    return Err(NativeError::from_io("cannot open a netlink socket for libnftables", &e));
-  }
-  // SAFETY: `fd` was just created and is owned by nothing else.
-  drop(unsafe { OwnedFd::from_raw_fd(fd) });
-  Ok(())
+  // Opened and closed at once (dropped).
+  crate::netlink::netfilter_socket()
+    .map(drop)
+    .map_err(|e| NativeError::from_io("cannot open a netlink socket for libnftables", &e))
 }
 
 /// A new context with buffered output and error streams.

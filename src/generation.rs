@@ -9,7 +9,7 @@
 //! when the thread exits. After an I/O error it is dropped and reopened by the next call.
 
 use std::cell::{Cell, RefCell};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Duration;
 
 use crate::error::NativeError;
@@ -82,19 +82,7 @@ fn os_error(e: &std::io::Error, what: &str) -> NativeError {
 }
 
 fn open() -> std::io::Result<OwnedFd> {
-  // SAFETY: plain socket(2) call; the result is checked before use.
-  let fd = unsafe {
-    libc::socket(
-      libc::AF_NETLINK,
-      libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-      libc::NETLINK_NETFILTER,
-    )
-  };
-  if fd < 0 {
-    return Err(std::io::Error::last_os_error());
-  }
-  // SAFETY: `fd` is a freshly created descriptor that nothing else owns.
-  let socket = unsafe { OwnedFd::from_raw_fd(fd) };
+  let socket = crate::netlink::netfilter_socket()?;
   let timeout = libc::timeval {
     tv_sec: RECV_TIMEOUT.as_secs() as libc::time_t,
     tv_usec: 0,

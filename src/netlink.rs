@@ -18,6 +18,23 @@ pub struct Socket {
   fd: OwnedFd,
 }
 
+/// A new NETLINK_NETFILTER socket of the calling thread's network namespace (close-on-exec).
+pub fn netfilter_socket() -> std::io::Result<OwnedFd> {
+  // SAFETY: plain socket(2) call; the result is checked before use.
+  let fd = unsafe {
+    libc::socket(
+      libc::AF_NETLINK,
+      libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+      libc::NETLINK_NETFILTER,
+    )
+  };
+  if fd < 0 {
+    return Err(std::io::Error::last_os_error());
+  }
+  // SAFETY: `fd` is a freshly created descriptor that nothing else owns.
+  Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
 /// One netlink message of a datagram.
 pub struct Message<'a> {
   pub kind: u16,
@@ -31,20 +48,8 @@ impl Socket {
   /// A NETLINK_NETFILTER socket of the calling thread's network namespace, whose receive calls wait at
   /// most `timeout` (so the owning thread can notice that it should stop) and whose buffer is `rcvbuf`.
   pub fn open(timeout: Duration, rcvbuf: usize) -> std::io::Result<Self> {
-    // SAFETY: plain socket(2) call; the result is checked before use.
-    let fd = unsafe {
-      libc::socket(
-        libc::AF_NETLINK,
-        libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-        libc::NETLINK_NETFILTER,
-      )
-    };
-    if fd < 0 {
-      return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: `fd` is a freshly created descriptor that nothing else owns.
     let socket = Self {
-      fd: unsafe { OwnedFd::from_raw_fd(fd) },
+      fd: netfilter_socket()?,
     };
     let timeout = libc::timeval {
       tv_sec: timeout.as_secs() as libc::time_t,
