@@ -21,6 +21,7 @@ import {
 } from '../../ts/firewall/index.js'
 import { Scheduler } from '../../ts/firewall/scheduler.js'
 import { canonicalExpr } from '../../ts/firewall/reconcile.js'
+import { BASE_PRIORITY, baseChainProblems, parseTable } from '../../ts/firewall/layout.js'
 
 const NO_CAPS = { bridgeConntrack: false, bridgeReject: false }
 const ALL_CAPS = { bridgeConntrack: true, bridgeReject: true }
@@ -478,5 +479,41 @@ describe('scheduler', () => {
     expect(await s.vm('a', async () => 1)).toBe(1)
     await expect(s.exclusive(async () => Promise.reject(new Error('x')))).rejects.toThrow('x')
     expect(await s.vm('a', async () => 2)).toBe(2)
+  })
+})
+
+describe('base chain check (parseTable and tableProblems judge alike)', () => {
+  const dispatch = [{ expr: [{ vmap: { key: { meta: { key: 'iifname' } }, data: '@from_vm' } }] }]
+  const healthy = { name: 'prerouting', type: 'filter', hook: 'prerouting', prio: BASE_PRIORITY, policy: 'accept' }
+
+  it('healthy, missing, regular, changed and a wrong policy', () => {
+    expect(baseChainProblems('prerouting', healthy, dispatch)).toEqual({ problems: [], recreate: false })
+    expect(baseChainProblems('prerouting', undefined, [])).toEqual({ problems: ['base chain prerouting missing'], recreate: false })
+    expect(baseChainProblems('prerouting', { name: 'prerouting' }, dispatch)).toEqual({ problems: ['base chain prerouting is a regular chain'], recreate: true })
+    expect(baseChainProblems('prerouting', { ...healthy, prio: -200, policy: 'drop' }, [])).toEqual({
+      problems: [
+        'base chain prerouting changed (type filter hook prerouting priority -200)',
+        'base chain prerouting policy drop (expected accept)',
+        'dispatch rule in prerouting missing or changed',
+      ],
+      recreate: true,
+    })
+  })
+
+  it('parseTable reports the same for its base chains', () => {
+    const t = parseTable({
+      nftables: [
+        { chain: { family: 'bridge', table: 't', handle: 1, ...healthy, prio: -200 } },
+        { rule: { family: 'bridge', table: 't', chain: 'prerouting', handle: 2, ...dispatch[0]! } },
+        { chain: { family: 'bridge', table: 't', handle: 3, name: 'postrouting' } },
+      ],
+    } as never)
+    expect(t.problems).toEqual([
+      'dispatch maps missing',
+      expect.stringMatching(/^shared sets missing: /),
+      'base chain prerouting changed (type filter hook prerouting priority -200)',
+      'base chain postrouting is a regular chain',
+    ])
+    expect(t.recreate).toEqual(['prerouting', 'postrouting'])
   })
 })

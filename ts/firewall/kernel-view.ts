@@ -7,8 +7,7 @@
 // the commit was ours alone and the view, updated with what we wrote, is exact at the new id.
 import type { NftablesJson, NftCommand } from '../schema.js'
 import type { FirewallKernel } from './kernel.js'
-import { isNotFound } from './errors.js'
-import { FAMILY, MAP_FROM_VM, MAP_TO_VM, type DispatchMaps } from './layout.js'
+import { MAP_FROM_VM, MAP_TO_VM, type DispatchMaps } from './layout.js'
 
 export type { DispatchMaps }
 
@@ -131,15 +130,7 @@ export class KernelView {
   async state(): Promise<{ maps: DispatchMaps | undefined; chains: ReadonlySet<string> }> {
     const snap = (await this.current()) as Snapshot
     if (snap.chains) return { maps: snap.maps, chains: snap.chains }
-    const names = new Set<string>()
-    try {
-      const doc = await this.kernel.nft.runJson({ nftables: [{ list: { chains: { family: FAMILY } } }] })
-      for (const o of doc.nftables) {
-        if ('chain' in o && o.chain.table === this.kernel.table && typeof o.chain.name === 'string') names.add(o.chain.name)
-      }
-    } catch (e) {
-      if (!isNotFound(e)) throw e
-    }
+    const names = await this.kernel.chainNames()
     // Kept only if nothing was committed meanwhile (the snapshot is still the current one).
     if (this.#snap === snap && snap.generation !== -1 && (await this.kernel.generation()) === snap.generation) snap.chains = names
     return { maps: snap.maps, chains: names }

@@ -3,9 +3,11 @@
 // is `undefined`, never an error (the one not-found check of the layer).
 import type { Nft } from '../nft.js'
 import type { NftablesJson, NftCommand } from '../schema.js'
+import { probeCapabilities } from './capabilities.js'
 import { isNotFound } from './errors.js'
 import { FAMILY, parseTable, type KernelTable } from './layout.js'
 import { mapElements } from './map-elements.js'
+import type { FirewallCapabilities } from './model.js'
 
 /** A rule as listed: its comment and statements (counters included). */
 export interface ListedRule {
@@ -32,6 +34,11 @@ export class FirewallKernel {
   /** The namespace's ruleset generation id (moves by one per committed batch, whoever commits). */
   generation(): Promise<number> {
     return this.nft.generation()
+  }
+
+  /** Kernel features, by dry-run batches in a scratch table (nothing is committed). */
+  capabilities(): Promise<FirewallCapabilities> {
+    return probeCapabilities(this.nft)
   }
 
   /** One transaction of commands for this table. */
@@ -64,6 +71,16 @@ export class FirewallKernel {
       return r ? [{ comment: r.comment, expr: r.expr ?? [] }] : []
     })
     return { chain, rules }
+  }
+
+  /** Names of the table's chains (one `list chains`: names only, no rules); empty without the table. */
+  async chainNames(): Promise<Set<string>> {
+    const names = new Set<string>()
+    const doc = await this.#missingAsUndefined(this.nft.runJson({ nftables: [{ list: { chains: { family: FAMILY } } }] }))
+    for (const o of doc?.nftables ?? []) {
+      if ('chain' in o && o.chain.table === this.table && typeof o.chain.name === 'string') names.add(o.chain.name)
+    }
+    return names
   }
 
   /** A verdict map's elements (key -> jump target); undefined if the map (or table) is absent. */

@@ -169,6 +169,34 @@ export function counterOf(expr: unknown[]): { packets: number; bytes: number } {
   return { packets: 0, bytes: 0 }
 }
 
+const BASE_CHAINS = {
+  [CHAIN_PREROUTING]: { hook: 'prerouting', key: 'iifname', map: MAP_FROM_VM },
+  [CHAIN_POSTROUTING]: { hook: 'postrouting', key: 'oifname', map: MAP_TO_VM },
+} as const
+
+/**
+ * One base chain of the layout and its dispatch rule against what was listed: `chain` is its own object
+ * (undefined: no chain of that name; without a hook: a regular chain), `rules` its rules. `recreate`: its
+ * type, hook or priority differ, which cannot be changed in place. The whole-table reader and the two-listing
+ * check (VmFirewall.tableProblems, #baseChainRepairs) both judge with this.
+ */
+export function baseChainProblems(
+  name: typeof CHAIN_PREROUTING | typeof CHAIN_POSTROUTING,
+  chain: Record<string, unknown> | undefined,
+  rules: readonly { expr: unknown[] }[],
+): { problems: string[]; recreate: boolean } {
+  const { hook, key, map } = BASE_CHAINS[name]
+  if (!chain) return { problems: [`base chain ${name} missing`], recreate: false }
+  if (!chain.hook) return { problems: [`base chain ${name} is a regular chain`], recreate: true }
+  const problems: string[] = []
+  const recreate = chain.hook !== hook || chain.type !== 'filter' || chain.prio !== BASE_PRIORITY
+  if (recreate) problems.push(`base chain ${name} changed (type ${String(chain.type)} hook ${String(chain.hook)} priority ${String(chain.prio)})`)
+  if (chain.policy !== 'accept') problems.push(`base chain ${name} policy ${String(chain.policy)} (expected accept)`)
+  const ok = rules.length === 1 && JSON.stringify(rules[0]!.expr) === JSON.stringify([{ vmap: { key: { meta: { key } }, data: `@${map}` } }])
+  if (!ok) problems.push(`dispatch rule in ${name} missing or changed`)
+  return { problems, recreate }
+}
+
 export function parseTable(doc: NftablesJson | undefined): KernelTable {
   const t: KernelTable = {
     exists: doc !== undefined,
@@ -208,26 +236,11 @@ export function parseTable(doc: NftablesJson | undefined): KernelTable {
   if (!t.mapsExist) t.problems.push('dispatch maps missing')
   const missingSets = SHARED_SETS.filter((x) => !sets.has(x.name)).map((x) => x.name)
   if (missingSets.length) t.problems.push(`shared sets missing: ${missingSets.join(', ')}`)
-  for (const [name, hook, key, map] of [
-    [CHAIN_PREROUTING, 'prerouting', 'iifname', MAP_FROM_VM],
-    [CHAIN_POSTROUTING, 'postrouting', 'oifname', MAP_TO_VM],
-  ] as const) {
-    const c = base.get(name)
-    if (!c) {
-      t.problems.push(t.chains.has(name) ? `base chain ${name} is a regular chain` : `base chain ${name} missing`)
-      if (t.chains.has(name)) t.recreate.push(name)
-      continue
-    }
-    if (c.hook !== hook || c.type !== 'filter' || c.prio !== BASE_PRIORITY) {
-      t.problems.push(`base chain ${name} changed (type ${String(c.type)} hook ${String(c.hook)} priority ${String(c.prio)})`)
-      t.recreate.push(name)
-    }
-    if (c.policy !== 'accept') t.problems.push(`base chain ${name} policy ${String(c.policy)} (expected accept)`)
-    const rules = t.rules.get(name) ?? []
-    const ok =
-      rules.length === 1 &&
-      JSON.stringify(rules[0]!.expr) === JSON.stringify([{ vmap: { key: { meta: { key } }, data: `@${map}` } }])
-    if (!ok) t.problems.push(`dispatch rule in ${name} missing or changed`)
+  for (const name of [CHAIN_PREROUTING, CHAIN_POSTROUTING] as const) {
+    const c = base.get(name) ?? (t.chains.has(name) ? {} : undefined)
+    const found = baseChainProblems(name, c, t.rules.get(name) ?? [])
+    t.problems.push(...found.problems)
+    if (found.recreate) t.recreate.push(name)
   }
   return t
 }

@@ -1,13 +1,12 @@
 // VmFirewall: per-VM bridge firewalls applied through one libnftables context, one transaction per call.
 import type { Nft } from '../nft.js'
-import type { NftablesJson, NftCommand } from '../schema.js'
-import { probeCapabilities } from './capabilities.js'
+import type { NftCommand } from '../schema.js'
 import { FirewallError, FirewallValidationError, isNotFound } from './errors.js'
 import { compileVm, type CompiledRule, type CompiledVm } from './compile.js'
 import {
   CHAIN_POSTROUTING,
   CHAIN_PREROUTING,
-  BASE_PRIORITY,
+  baseChainProblems,
   DEFAULT_TABLE,
   FAMILY,
   MAP_FROM_VM,
@@ -174,8 +173,6 @@ export class VmFirewall {
   /** The resolved `logDrops` option (undefined: off). */
   readonly logDrops: ResolvedLogDrops | undefined
   readonly #kernel: FirewallKernel
-  /** The engine additions below still list through the `Nft` directly (to move into kernel.ts). */
-  readonly #nft: Nft
   readonly #sched = new Scheduler()
   readonly #known = new Map<string, Known>()
   readonly #rendering: KernelRendering
@@ -189,7 +186,6 @@ export class VmFirewall {
   constructor(nft: Nft, options: VmFirewallOptions = {}) {
     this.table = checkTableName(options.table ?? DEFAULT_TABLE)
     this.#kernel = new FirewallKernel(nft, this.table)
-    this.#nft = nft
     this.#rendering = new KernelRendering(this.#kernel)
     this.#view = new KernelView(this.#kernel)
     this.#group = new GroupCommit(
@@ -224,7 +220,7 @@ export class VmFirewall {
   /** Kernel features, probed once by dry-run (nothing is created). */
   capabilities(): Promise<FirewallCapabilities> {
     if (!this.#caps) {
-      this.#caps = probeCapabilities(this.#kernel.nft).then(
+      this.#caps = this.#kernel.capabilities().then(
         (c) => (this.#capsValue = c),
         (e: unknown) => {
           this.#caps = undefined
@@ -665,27 +661,9 @@ export class VmFirewall {
   /** Problems of the base chains and their dispatch rules (two chain listings; [] when healthy). */
   async tableProblems(): Promise<string[]> {
     const problems: string[] = []
-    for (const [name, hook, key, map] of [
-      [CHAIN_PREROUTING, 'prerouting', 'iifname', MAP_FROM_VM],
-      [CHAIN_POSTROUTING, 'postrouting', 'oifname', MAP_TO_VM],
-    ] as const) {
-      let doc: NftablesJson
-      try {
-        doc = await this.#nft.listChain(FAMILY, this.table, name)
-      } catch (e) {
-        if (!isNotFound(e)) throw e
-        problems.push(`base chain ${name} missing`)
-        continue
-      }
-      const c = doc.nftables.find((o) => 'chain' in o)?.chain as { type?: string; hook?: string; prio?: number; policy?: string } | undefined
-      if (!c?.hook) problems.push(`base chain ${name} is a regular chain`)
-      else if (c.hook !== hook || c.type !== 'filter' || c.prio !== BASE_PRIORITY) {
-        problems.push(`base chain ${name} changed (type ${String(c.type)} hook ${String(c.hook)} priority ${String(c.prio)})`)
-      }
-      if (c?.hook && c.policy !== 'accept') problems.push(`base chain ${name} policy ${String(c.policy)} (expected accept)`)
-      const rules = doc.nftables.filter((o) => 'rule' in o).map((o) => (o as { rule: { expr?: unknown[] } }).rule.expr ?? [])
-      const want = JSON.stringify([{ vmap: { key: { meta: { key } }, data: `@${map}` } }])
-      if (rules.length !== 1 || JSON.stringify(rules[0]) !== want) problems.push(`dispatch rule in ${name} missing or changed`)
+    for (const name of [CHAIN_PREROUTING, CHAIN_POSTROUTING] as const) {
+      const listed = await this.#kernel.chain(name)
+      problems.push(...baseChainProblems(name, listed?.chain, listed?.rules ?? []).problems)
     }
     return problems
   }
@@ -699,7 +677,7 @@ export class VmFirewall {
 
   /** Our write of `c` committed and nobody else's since `epoch` (still the view's): its chains are as compiled. */
   #wrote(c: CompiledVm, epoch: number): void {
-    if (this.#view.epoch === epoch && !this.#nft.options.dryRun) this.#verified.set(c.vmId, { epoch, key: JSON.stringify([c.out, c.in]), defaultAction: c.result.defaultAction })
+    if (this.#view.epoch === epoch && !this.#kernel.dryRun) this.#verified.set(c.vmId, { epoch, key: JSON.stringify([c.out, c.in]), defaultAction: c.result.defaultAction })
   }
 
   /** Drops what was verified of one VM (of all, without a vmId): a write of ours may change it. */
@@ -737,16 +715,9 @@ export class VmFirewall {
   async #defaultActionOf(chains: { out: string; in: string }, names: ReadonlySet<string>): Promise<FirewallDefaultAction | undefined> {
     for (const chain of [chains.out, chains.in]) {
       if (!names.has(chain)) continue
-      let doc: NftablesJson
-      try {
-        doc = await this.#nft.listChain(FAMILY, this.table, chain)
-      } catch (e) {
-        if (isNotFound(e)) continue
-        throw e
-      }
-      const last = doc.nftables.filter((o) => 'rule' in o).at(-1) as { rule: { comment?: string; expr?: unknown[] } } | undefined
-      if (parseComment(last?.rule.comment)?.kind !== 'd') continue
-      const verdict = last!.rule.expr?.at(-1) as Record<string, unknown> | undefined
+      const last = (await this.#kernel.chain(chain))?.rules.at(-1)
+      if (parseComment(last?.comment)?.kind !== 'd') continue
+      const verdict = last!.expr.at(-1) as Record<string, unknown> | undefined
       if (verdict && 'accept' in verdict) return 'accept'
       if (verdict && 'drop' in verdict) return 'drop'
     }
@@ -816,9 +787,9 @@ export class VmFirewall {
     // and deleted), which must not look like someone else's commit to the view.
     const exprs = [...c.out, ...c.in].map((r) => r.expr)
     const unknown = exprs.some((e) => this.#rendering.lookup(e) === undefined)
-    const g0 = unknown ? await this.#nft.generation() : 0
+    const g0 = unknown ? await this.#kernel.generation() : 0
     await this.#rendering.learn(exprs)
-    if (unknown && exprs.every((e) => this.#rendering.lookup(e) !== undefined)) this.#view.advance(g0, await this.#nft.generation())
+    if (unknown && exprs.every((e) => this.#rendering.lookup(e) !== undefined)) this.#view.advance(g0, await this.#kernel.generation())
     await this.#view.current()
     epoch = this.#view.epoch
     drift = await this.#vmDrift(c, d.attached, !keep)
@@ -830,7 +801,7 @@ export class VmFirewall {
     }
     // Kept only if nobody committed while we listed (the view, made current again, is in the same epoch).
     await this.#view.current()
-    if (this.#view.epoch === epoch && !this.#nft.options.dryRun) {
+    if (this.#view.epoch === epoch && !this.#kernel.dryRun) {
       if (checkTable && table.length === 0) this.#tableOkEpoch = epoch
       if (chainsOk) this.#verified.set(c.vmId, { epoch, key, defaultAction: c.result.defaultAction })
     }
@@ -860,14 +831,9 @@ export class VmFirewall {
    *  for example a table made by an older version at priority -200): the same transaction recreates them. */
   async #baseChainRepairs(): Promise<NftCommand[]> {
     const repairs: NftCommand[] = []
-    for (const [name, hook] of [
-      [CHAIN_PREROUTING, 'prerouting'],
-      [CHAIN_POSTROUTING, 'postrouting'],
-    ] as const) {
+    for (const name of [CHAIN_PREROUTING, CHAIN_POSTROUTING] as const) {
       const listed = await this.#kernel.chain(name)
-      if (!listed) continue
-      const c = listed.chain as { type?: string; hook?: string; prio?: number }
-      if (c.type === 'filter' && c.hook === hook && c.prio === BASE_PRIORITY) continue
+      if (!listed || !baseChainProblems(name, listed.chain, listed.rules).recreate) continue
       repairs.push({ flush: { chain: { family: FAMILY, table: this.table, name } } }, { delete: { chain: { family: FAMILY, table: this.table, name } } })
     }
     return repairs
