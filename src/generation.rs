@@ -9,10 +9,10 @@
 //! when the thread exits. After an I/O error it is dropped and reopened by the next call.
 
 use std::cell::{Cell, RefCell};
-use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Duration;
 
 use crate::error::NativeError;
+use crate::netlink::{align4, attributes, be32, u16_at, u32_at, Socket, NFGENMSG_LEN, NLMSG_HDRLEN};
 
 /// `NFNL_SUBSYS_NFTABLES` (linux/netfilter/nfnetlink.h).
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
@@ -21,18 +21,13 @@ const NFT_MSG_NEWGEN: u16 = 15;
 const NFT_MSG_GETGEN: u16 = 16;
 /// `NFTA_GEN_ID`: the generation, a big-endian u32.
 const NFTA_GEN_ID: u16 = 1;
-/// `NLA_TYPE_MASK`: attribute type without the nested / byte-order flags.
-const NLA_TYPE_MASK: u16 = 0x3fff;
-const NLMSG_HDRLEN: usize = 16;
-/// `struct nfgenmsg`: family, version, res_id.
-const NFGENMSG_LEN: usize = 4;
 /// A reply is about 60 bytes; this leaves room for any attributes a future kernel adds.
 const RECV_BUFFER: usize = 8192;
 /// The kernel answers while it handles the request; this only bounds a pathological wait.
 const RECV_TIMEOUT: Duration = Duration::from_secs(5);
 
 thread_local! {
-  static SOCKET: RefCell<Option<OwnedFd>> = const { RefCell::new(None) };
+  static SOCKET: RefCell<Option<Socket>> = const { RefCell::new(None) };
   static SEQUENCE: Cell<u32> = const { Cell::new(0) };
 }
 
@@ -47,7 +42,7 @@ pub fn read() -> Result<u32, NativeError> {
     let mut cell = cell.borrow_mut();
     let socket = match cell.take() {
       Some(socket) => socket,
-      None => open().map_err(|e| os_error(&e, "cannot open a netfilter netlink socket"))?,
+      None => Socket::with_timeout(RECV_TIMEOUT).map_err(|e| os_error(&e, "cannot open a netfilter netlink socket"))?,
     };
     let answer = query(&socket, seq);
     // A kernel refusal (EPERM) leaves the socket usable; an I/O failure might leave a late reply
@@ -81,78 +76,17 @@ fn os_error(e: &std::io::Error, what: &str) -> NativeError {
   }
 }
 
-fn open() -> std::io::Result<OwnedFd> {
-  let socket = crate::netlink::netfilter_socket()?;
-  let timeout = libc::timeval {
-    tv_sec: RECV_TIMEOUT.as_secs() as libc::time_t,
-    tv_usec: 0,
-  };
-  // SAFETY: `socket` is open and `timeout` is a valid timeval whose size is passed with it.
-  let rc = unsafe {
-    libc::setsockopt(
-      socket.as_raw_fd(),
-      libc::SOL_SOCKET,
-      libc::SO_RCVTIMEO,
-      (&timeout as *const libc::timeval).cast(),
-      std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-    )
-  };
-  if rc != 0 {
-    return Err(std::io::Error::last_os_error());
-  }
-  Ok(socket)
-}
-
-fn kernel_address() -> libc::sockaddr_nl {
-  // SAFETY: sockaddr_nl is plain data for which all-zero bytes are valid (pid 0 is the kernel).
-  let mut address: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-  address.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-  address
-}
-
-fn query(socket: &OwnedFd, seq: u32) -> Result<u32, Failure> {
-  let request = request(seq);
-  let to = kernel_address();
-  // SAFETY: `request` and `to` are valid for the lengths passed; the socket is open.
-  let sent = unsafe {
-    libc::sendto(
-      socket.as_raw_fd(),
-      request.as_ptr().cast(),
-      request.len(),
-      0,
-      (&to as *const libc::sockaddr_nl).cast(),
-      std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-    )
-  };
-  if sent < 0 {
-    return Err(Failure::Io(std::io::Error::last_os_error()));
-  }
+fn query(socket: &Socket, seq: u32) -> Result<u32, Failure> {
+  socket.send(&request(seq)).map_err(Failure::Io)?;
   let mut buffer = vec![0u8; RECV_BUFFER];
   loop {
-    let mut from = kernel_address();
-    let mut from_len = std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t;
-    // SAFETY: `buffer`, `from` and `from_len` are valid, writable and sized as passed.
-    let received = unsafe {
-      libc::recvfrom(
-        socket.as_raw_fd(),
-        buffer.as_mut_ptr().cast(),
-        buffer.len(),
-        0,
-        (&mut from as *mut libc::sockaddr_nl).cast(),
-        &mut from_len,
-      )
+    let received = match socket.recv(&mut buffer) {
+      Ok(Some(n)) => n,
+      // The timeout passed with no answer: reported as the EAGAIN it is.
+      Ok(None) => return Err(Failure::Io(std::io::Error::from_raw_os_error(libc::EAGAIN))),
+      Err(e) => return Err(Failure::Io(e)),
     };
-    if received < 0 {
-      let e = std::io::Error::last_os_error();
-      if e.kind() == std::io::ErrorKind::Interrupted {
-        continue;
-      }
-      return Err(Failure::Io(e));
-    }
-    if from.nl_pid != 0 {
-      continue; // not from the kernel
-    }
-    if let Some(answer) = parse_reply(&buffer[..received as usize], seq) {
+    if let Some(answer) = parse_reply(&buffer[..received], seq) {
       return answer;
     }
   }
@@ -167,18 +101,6 @@ fn request(seq: u32) -> [u8; NLMSG_HDRLEN + NFGENMSG_LEN] {
   message[8..12].copy_from_slice(&seq.to_ne_bytes());
   // pid 0 (the kernel assigns ours), family AF_UNSPEC, version NFNETLINK_V0, res_id 0.
   message
-}
-
-fn u16_at(bytes: &[u8], at: usize) -> Option<u16> {
-  Some(u16::from_ne_bytes(bytes.get(at..at + 2)?.try_into().ok()?))
-}
-
-fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
-  Some(u32::from_ne_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
-}
-
-const fn align4(n: usize) -> usize {
-  (n + 3) & !3
 }
 
 /// The answer to request `seq` in one datagram, or `None` if the datagram holds none (a stale reply).
@@ -214,19 +136,10 @@ fn parse_reply(datagram: &[u8], seq: u32) -> Option<Result<u32, Failure>> {
 }
 
 fn generation_attribute(message: &[u8]) -> Option<u32> {
-  let mut at = NLMSG_HDRLEN + NFGENMSG_LEN;
-  while at + 4 <= message.len() {
-    let len = u16_at(message, at)? as usize;
-    let kind = u16_at(message, at + 2)? & NLA_TYPE_MASK;
-    if len < 4 || at + len > message.len() {
-      return None;
-    }
-    if kind == NFTA_GEN_ID && len >= 8 {
-      return Some(u32::from_be_bytes(message[at + 4..at + 8].try_into().ok()?));
-    }
-    at += align4(len);
-  }
-  None
+  let attrs = message.get(NLMSG_HDRLEN + NFGENMSG_LEN..)?;
+  attributes(attrs)
+    .find(|&(kind, payload)| kind == NFTA_GEN_ID && payload.len() >= 4)
+    .and_then(|(_, payload)| be32(payload))
 }
 
 #[cfg(test)]

@@ -1,6 +1,5 @@
-//! A NETLINK_NETFILTER socket for listening (multicast groups, nfnetlink_log) and the attribute walking
-//! that decoding its messages needs. Requests and their acknowledgements for one-shot queries live in
-//! `generation`; this is the receiving side of `monitor` and `nflog`.
+//! A NETLINK_NETFILTER socket (sending, and the one receive loop) and the attribute walking that decoding
+//! its messages needs: the listeners of `monitor` and `nflog`, and the one-shot query of `generation`.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::Duration;
@@ -48,14 +47,7 @@ impl Socket {
   /// A NETLINK_NETFILTER socket of the calling thread's network namespace, whose receive calls wait at
   /// most `timeout` (so the owning thread can notice that it should stop) and whose buffer is `rcvbuf`.
   pub fn open(timeout: Duration, rcvbuf: usize) -> std::io::Result<Self> {
-    let socket = Self {
-      fd: netfilter_socket()?,
-    };
-    let timeout = libc::timeval {
-      tv_sec: timeout.as_secs() as libc::time_t,
-      tv_usec: timeout.subsec_micros() as libc::suseconds_t,
-    };
-    socket.set(libc::SOL_SOCKET, libc::SO_RCVTIMEO, &timeout)?;
+    let socket = Self::with_timeout(timeout)?;
     let size = libc::c_int::try_from(rcvbuf).unwrap_or(libc::c_int::MAX);
     // FORCE goes past net.core.rmem_max with CAP_NET_ADMIN; without it, the capped size is still fine.
     if socket.set(libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &size).is_err() {
@@ -73,6 +65,20 @@ impl Socket {
     if rc != 0 {
       return Err(std::io::Error::last_os_error());
     }
+    Ok(socket)
+  }
+
+  /// A NETLINK_NETFILTER socket whose receive calls wait at most `timeout`, with the default buffer and
+  /// no explicit bind (the first send binds it): enough for a request and its answer.
+  pub fn with_timeout(timeout: Duration) -> std::io::Result<Self> {
+    let socket = Self {
+      fd: netfilter_socket()?,
+    };
+    let timeout = libc::timeval {
+      tv_sec: timeout.as_secs() as libc::time_t,
+      tv_usec: timeout.subsec_micros() as libc::suseconds_t,
+    };
+    socket.set(libc::SOL_SOCKET, libc::SO_RCVTIMEO, &timeout)?;
     Ok(socket)
   }
 
