@@ -2,13 +2,13 @@
 // thread bound to that group in the firewall's namespace (NativeListener kind 'nflog'), as typed events that
 // name the VM, the rule (or 'default') and the packet's addresses and ports. Memory stays bounded under a
 // flood: the kernel rate-limits each log rule, and the native queue counts what it cannot hold ('lost').
-import { openListener, type NativeBatch, type NativeEvent, type NativeListener } from '../listener.js'
-import { NftError } from '../errors.js'
+import { openListener, type NativeEvent } from '../listener.js'
+import type { NftError } from '../errors.js'
 import type { Nft } from '../nft.js'
 import { vmChainNames } from './compile.js'
 import { DEFAULT_LOG_GROUP, parseLogPrefix } from './log-drops.js'
 import type { VmFirewall } from './vm-firewall.js'
-import { EventStream, endError } from './watch.js'
+import { ListenerStream } from './event-stream.js'
 
 export interface BlockedOptions {
   /** nfnetlink_log group (default: the firewall's `logDrops.group`, else 16). */
@@ -70,55 +70,33 @@ export interface BlockedEvents {
   event: [BlockedStreamEvent]
 }
 
-export class BlockedStream extends EventStream<BlockedStreamEvent> {
-  readonly ended: Promise<BlockedEndEvent>
+export class BlockedStream extends ListenerStream<BlockedStreamEvent, BlockedEndEvent> {
   readonly group: number
   readonly #fw: VmFirewall
-  readonly #native: NativeListener
   readonly #resolveUnknown: boolean
   /** Chain stem -> vmId for chains not known to the instance (from the table's default-rule comments). */
   #inventory = new Map<string, string>()
   #inventoryAt = 0
-  #stopping = false
-  #ended = false
 
   constructor(fw: VmFirewall, nft: Nft, options: BlockedOptions) {
     super()
     this.#fw = fw
     this.group = options.group ?? fw.logDrops?.group ?? DEFAULT_LOG_GROUP
     this.#resolveUnknown = options.resolveUnknown ?? true
-    this.ended = new Promise((resolve) => this.once('end', resolve))
-    this.#native = openListener({ kind: 'nflog', netns: nft.options.netns, group: this.group, queueLimit: options.queueLimit })
-    void this.#loop()
+    this.listen(openListener({ kind: 'nflog', netns: nft.options.netns, group: this.group, queueLimit: options.queueLimit }))
   }
 
-  /** Ends the stream: the native thread unbinds the group (closing its socket) and exits. */
-  async stop(): Promise<void> {
-    this.#stopping = true
-    this.#native.close()
-    await this.ended
-  }
-
-  async #loop(): Promise<void> {
-    for (;;) {
-      let batch: NativeBatch
-      try {
-        batch = await this.#native.next()
-      } catch (e) {
-        return this.#end('error', new NftError('INTERNAL', String(e)))
-      }
-      const byStem = this.#known()
-      for (const e of batch.events) {
-        if (e.type !== 'packet') continue
-        const b = await this.#event(e, byStem)
-        if (b) this.deliver(b)
-      }
-      if (batch.dropped > 0) this.deliver({ type: 'lost', count: batch.dropped, time: new Date() })
-      if (batch.ended) {
-        if (batch.ended.code === 'CLOSED' || this.#stopping) return this.#end('stopped')
-        return this.#end(batch.ended.code === 'NETNS' ? 'netns' : 'error', endError(batch.ended))
-      }
+  protected override async onEvents(events: NativeEvent[]): Promise<void> {
+    const byStem = this.#known()
+    for (const e of events) {
+      if (e.type !== 'packet') continue
+      const b = await this.#event(e, byStem)
+      if (b) this.deliver(b)
     }
+  }
+
+  protected override onLost(count: number): void {
+    this.deliver({ type: 'lost', count, time: new Date() })
   }
 
   #known(): Map<string, string> {
@@ -171,12 +149,5 @@ export class BlockedStream extends EventStream<BlockedStreamEvent> {
     opt('inInterface', e.physindev ?? e.indev)
     opt('outInterface', e.physoutdev ?? e.outdev)
     return b
-  }
-
-  async #end(reason: BlockedEndEvent['reason'], error?: NftError): Promise<void> {
-    if (this.#ended) return
-    this.#ended = true
-    this.#native.close()
-    this.deliver({ type: 'end', reason, ...(error ? { error } : {}) })
   }
 }

@@ -27,9 +27,9 @@ export {
 } from './compile.js'
 export { renderCommands } from './render.js'
 export { RestoreValidationError, checkRestore, type CheckedRestore } from './restore-guard.js'
+export { EventStream } from './event-stream.js'
 export {
   FirewallWatch,
-  EventStream,
   type WatchOptions,
   type WatchEvent,
   type WatchEvents,

@@ -4,10 +4,10 @@
 // ours and never drift; the others that touch this firewall's table become 'drift' events, and with
 // `repair: true` one debounced `repair()` (through the engine's own scheduler: never concurrently with this
 // instance's applies) puts back what the instance last applied.
-import { EventEmitter } from 'node:events'
-import { openListener, type NativeBatch, type NativeEvent, type NativeListener } from '../listener.js'
-import { NftError } from '../errors.js'
+import { openListener, type NativeEvent } from '../listener.js'
+import type { NftError } from '../errors.js'
 import type { Nft } from '../nft.js'
+import { ListenerStream } from './event-stream.js'
 import { CHAIN_POSTROUTING, CHAIN_PREROUTING, MAP_FROM_VM, MAP_TO_VM, VM_CHAIN_RE, parseComment, vmChainNames } from './compile.js'
 import type { VmFirewall } from './vm-firewall.js'
 
@@ -130,82 +130,16 @@ export interface WatchEvents {
   event: [WatchEvent]
 }
 
-/** The native listener's end as a typed error. */
-export function endError(e: NonNullable<NativeBatch['ended']>): NftError {
-  return new NftError(e.code, `${e.code}: ${e.message}`, { errno: e.errno ?? undefined, detail: e.detail })
-}
-
-/**
- * A base class for the two event streams: EventEmitter (typed events, plus 'event' for each) and async
- * iterator (for await ... of: every event until 'end', which is the last value). Events are kept for the
- * iterator only while one is iterating (start it before awaiting anything else), and at most `limit` of them
- * between two reads: past that the oldest are dropped, so a slow reader costs bounded memory.
- */
-export class EventStream<E extends { type: string }> extends EventEmitter {
-  #buffer: E[] = []
-  #wake?: () => void
-  #done = false
-  #iterators = 0
-  readonly #limit: number
-
-  constructor(limit = 10_000) {
-    super()
-    this.#limit = limit
-  }
-
-  protected deliver(e: E): void {
-    if (this.#done) return
-    if (this.#iterators > 0 || e.type === 'end') this.#buffer.push(e)
-    if (this.#buffer.length > this.#limit) this.#buffer.shift()
-    if (e.type === 'end') this.#done = true
-    this.#wake?.()
-    this.emit(e.type, e)
-    this.emit('event', e)
-  }
-
-  [Symbol.asyncIterator](): AsyncGenerator<E, void, undefined> {
-    this.#iterators++
-    return this.#iterate()
-  }
-
-  async *#iterate(): AsyncGenerator<E, void, undefined> {
-    try {
-      yield* this.#events()
-    } finally {
-      this.#iterators--
-    }
-  }
-
-  async *#events(): AsyncGenerator<E, void, undefined> {
-    for (;;) {
-      const e = this.#buffer.shift()
-      if (e) {
-        yield e
-        if (e.type === 'end') return
-        continue
-      }
-      if (this.#done) return
-      await new Promise<void>((resolve) => (this.#wake = resolve))
-      this.#wake = undefined
-    }
-  }
-}
-
-export class FirewallWatch extends EventStream<WatchEvent> {
-  /** Resolves with the end event. */
-  readonly ended: Promise<WatchEndEvent>
+export class FirewallWatch extends ListenerStream<WatchEvent, WatchEndEvent> {
   readonly #fw: VmFirewall
-  readonly #native: NativeListener
   readonly #options: Required<Omit<WatchOptions, 'queueLimit'>>
   #pending: NativeEvent[] = []
-  #stopping = false
   #timer?: NodeJS.Timeout
   #generations: number[] = []
   #repairing?: Promise<void>
   #again = false
   #repairs: number[] = []
   #suspendedUntil = 0
-  #ended = false
 
   constructor(fw: VmFirewall, nft: Nft, options: WatchOptions) {
     super()
@@ -216,35 +150,12 @@ export class FirewallWatch extends EventStream<WatchEvent> {
       maxRepairs: options.maxRepairs ?? 5,
       repairWindowMs: options.repairWindowMs ?? 10_000,
     }
-    this.ended = new Promise((resolve) => this.once('end', resolve))
     // The thread keeps only this table's changes, and only of batches other processes committed.
-    this.#native = openListener({ kind: 'nftables', netns: nft.options.netns, queueLimit: options.queueLimit, table: fw.table, family: NFPROTO_BRIDGE })
-    void this.#loop()
+    this.listen(openListener({ kind: 'nftables', netns: nft.options.netns, queueLimit: options.queueLimit, table: fw.table, family: NFPROTO_BRIDGE }))
   }
 
-  /** Ends the watch: the native thread exits and closes its socket; a repair in flight completes first. */
-  async stop(): Promise<void> {
-    this.#stopping = true
-    this.#native.close()
-    await this.ended
-  }
-
-  async #loop(): Promise<void> {
-    for (;;) {
-      let batch: NativeBatch
-      try {
-        batch = await this.#native.next()
-      } catch (e) {
-        return this.#end('error', e instanceof NftError ? e : new NftError('INTERNAL', String(e)))
-      }
-      for (const e of batch.events) this.#onNative(e)
-      if (batch.dropped > 0) this.#lost(batch.dropped)
-      if (batch.ended) {
-        if (batch.ended.code === 'CLOSED' || this.#stopping) return this.#end('stopped')
-        return this.#end(batch.ended.code === 'NETNS' ? 'netns' : 'error', endError(batch.ended))
-      }
-      if (this.#ended) return
-    }
+  protected override onEvents(events: NativeEvent[]): void {
+    for (const e of events) this.#onNative(e)
   }
 
   #onNative(e: NativeEvent): void {
@@ -252,7 +163,7 @@ export class FirewallWatch extends EventStream<WatchEvent> {
       if (e.family === NFPROTO_BRIDGE && e.table === this.#fw.table) this.#pending.push(e)
       return
     }
-    if (e.type === 'lost') return this.#lost(1)
+    if (e.type === 'lost') return this.onLost(1)
     if (e.type !== 'generation') return
     const changes = this.#pending
     this.#pending = []
@@ -260,14 +171,13 @@ export class FirewallWatch extends EventStream<WatchEvent> {
     const drift = this.#describe(changes, e)
     this.deliver(drift)
     if (drift.tableDeleted && !this.#options.repair) {
-      this.#native.close()
-      this.#end('table-deleted')
+      void this.end('table-deleted')
       return
     }
     this.#schedule(drift.generation)
   }
 
-  #lost(count: number): void {
+  protected override onLost(count: number): void {
     // Changes queued before the loss cannot be attributed to a batch any more.
     this.#pending = []
     this.deliver({ type: 'lost', count, time: new Date() })
@@ -342,7 +252,7 @@ export class FirewallWatch extends EventStream<WatchEvent> {
   }
 
   #schedule(generation: number | undefined): void {
-    if (!this.#options.repair || this.#stopping) return
+    if (!this.#options.repair || this.stopping) return
     if (generation !== undefined) this.#generations.push(generation)
     clearTimeout(this.#timer)
     this.#timer = setTimeout(() => this.#runRepair(), this.#options.debounceMs)
@@ -378,20 +288,17 @@ export class FirewallWatch extends EventStream<WatchEvent> {
       )
       .finally(() => {
         this.#repairing = undefined
-        if (this.#again && !this.#stopping) {
+        if (this.#again && !this.stopping) {
           this.#again = false
           this.#runRepair()
         }
       })
   }
 
-  async #end(reason: WatchEndEvent['reason'], error?: NftError): Promise<void> {
-    if (this.#ended) return
-    this.#ended = true
+  /** A repair in flight completes before the end event; none is scheduled after it. */
+  protected override async beforeEnd(): Promise<void> {
     clearTimeout(this.#timer)
-    this.#native.close()
     await this.#repairing
-    this.deliver({ type: 'end', reason, ...(error ? { error } : {}) })
   }
 }
 
