@@ -2,11 +2,12 @@
 // the slices it takes instead keep every documented guarantee: calls on one instance run in call
 // order (async, sync, close), errors name the failing command, large text arrives intact.
 import { monitorEventLoopDelay } from 'node:perf_hooks'
-import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { fullRulesetCmds } from '../../bench/lib/gen.js'
 import { Nft, NftError, type NftablesJson } from '../../ts/index.js'
 import { TEXT_IN_ONE_GO, TEXT_PIECE } from '../../ts/nft.js'
-import { createNetns, type Netns } from '../support/netns.js'
+import type { Netns } from '../support/netns.js'
+import { useNetnsNft } from '../support/netns-nft.js'
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 const turn = () => new Promise<void>((r) => setImmediate(r))
@@ -67,14 +68,13 @@ describe('event loop', () => {
 describe('calls stay in order while a large input is prepared', () => {
   let ns: Netns
   let nft: Nft
-  beforeEach(() => {
-    ns = createNetns()
-    nft = new Nft({ netns: ns.name })
-  })
-  afterEach(() => {
-    nft.close()
-    ns.delete()
-  })
+  useNetnsNft(
+    (n, f) => {
+      ns = n
+      nft = f
+    },
+    { each: true },
+  )
 
   // 4000 rules in one chain: ~1.3 MB of JSON, more than one slice of serialisation.
   const RULES = 4000

@@ -1,18 +1,15 @@
 // Nft.generation() (the namespace's ruleset generation id) and Nft.runEcho() (JSON echo of a text batch).
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
+import { beforeEach, describe, expect, it } from 'vitest'
 import { Nft, NftError, type NftablesJson } from '../../ts/index.js'
 import { distEntry, ensureDist, runNode } from '../support/child.js'
 import { createNetns, type Netns } from '../support/netns.js'
+import { useNetnsNft } from '../support/netns-nft.js'
 
 let ns: Netns
 let nft: Nft
-beforeAll(() => {
-  ns = createNetns()
-  nft = new Nft({ netns: ns.name })
-})
-afterAll(() => {
-  nft.close()
-  ns.delete()
+useNetnsNft((n, f) => {
+  ns = n
+  nft = f
 })
 
 // Each test starts from a namespace holding one table with one base chain.

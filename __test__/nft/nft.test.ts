@@ -1,18 +1,18 @@
-import { afterEach, beforeEach, describe, expect, expectTypeOf, it } from 'vitest'
+import { describe, expect, expectTypeOf, it } from 'vitest'
 import type { NativeOptions } from '../../binding.js'
 import { Nft, NftError, type NftablesJson, type NftObject, type NftOptions, type NftStatement } from '../../ts/index.js'
-import { createNetns, type Netns } from '../support/netns.js'
+import type { Netns } from '../support/netns.js'
+import { useNetnsNft } from '../support/netns-nft.js'
 
 let ns: Netns
 let nft: Nft
-beforeEach(() => {
-  ns = createNetns()
-  nft = new Nft({ netns: ns.name })
-})
-afterEach(() => {
-  nft.close()
-  ns.delete()
-})
+useNetnsNft(
+  (n, f) => {
+    ns = n
+    nft = f
+  },
+  { each: true },
+)
 
 const tableDoc = (name = 't'): NftablesJson => ({
   nftables: [
