@@ -22,6 +22,7 @@ import {
 import { Scheduler } from '../../ts/firewall/scheduler.js'
 import { canonicalExpr } from '../../ts/firewall/reconcile.js'
 import { BASE_PRIORITY, baseChainProblems, parseTable } from '../../ts/firewall/layout.js'
+import { thrown } from '../support/errors.js'
 
 const NO_CAPS = { bridgeConntrack: false, bridgeReject: false }
 const ALL_CAPS = { bridgeConntrack: true, bridgeReject: true }
@@ -39,15 +40,7 @@ const compile = (extra: Partial<VmSpec> = {}, caps = NO_CAPS, conntrack: 'auto' 
 const tags = (rules: CompiledRule[]): string[] => rules.map((r) => `${r.comment[0]}:${parseComment(r.comment)!.tag}`)
 const json = (x: unknown): string => JSON.stringify(x)
 
-function validationError(fn: () => unknown): FirewallValidationError {
-  try {
-    fn()
-  } catch (e) {
-    expect(e).toBeInstanceOf(FirewallValidationError)
-    return e as FirewallValidationError
-  }
-  throw new Error('expected a FirewallValidationError')
-}
+const validationError = (fn: () => unknown): FirewallValidationError => thrown(fn, FirewallValidationError)
 
 describe('addresses', () => {
   it('parses and canonicalizes IPv4/IPv6, CIDRs and masks', () => {

@@ -68,13 +68,7 @@ describe('event loop', () => {
 describe('calls stay in order while a large input is prepared', () => {
   let ns: Netns
   let nft: Nft
-  useNetnsNft(
-    (n, f) => {
-      ns = n
-      nft = f
-    },
-    { each: true },
-  )
+  useNetnsNft((n, f) => ([ns, nft] = [n, f]), { each: true })
 
   // 4000 rules in one chain: ~1.3 MB of JSON, more than one slice of serialisation.
   const RULES = 4000

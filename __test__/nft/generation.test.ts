@@ -1,31 +1,19 @@
 // Nft.generation() (the namespace's ruleset generation id) and Nft.runEcho() (JSON echo of a text batch).
 import { beforeEach, describe, expect, it } from 'vitest'
-import { Nft, NftError, type NftablesJson } from '../../ts/index.js'
+import { Nft, type NftablesJson } from '../../ts/index.js'
 import { distEntry, ensureDist, runNode } from '../support/child.js'
+import { rejection } from '../support/errors.js'
 import { createNetns, type Netns } from '../support/netns.js'
 import { useNetnsNft } from '../support/netns-nft.js'
 
 let ns: Netns
 let nft: Nft
-useNetnsNft((n, f) => {
-  ns = n
-  nft = f
-})
+useNetnsNft((n, f) => ([ns, nft] = [n, f]))
 
 // Each test starts from a namespace holding one table with one base chain.
 beforeEach(async () => {
   await nft.run('flush ruleset\nadd table bridge t\nadd chain bridge t c { type filter hook forward priority 0; policy accept; }')
 })
-
-async function rejection(p: Promise<unknown>): Promise<NftError> {
-  try {
-    await p
-  } catch (e) {
-    expect(e).toBeInstanceOf(NftError)
-    return e as NftError
-  }
-  throw new Error('expected the call to fail')
-}
 
 describe('generation()', () => {
   it('is a 32-bit id that each committed batch moves on by one, whatever it holds', async () => {

@@ -8,6 +8,7 @@ import { join, relative } from 'node:path'
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { Nft, NftError } from '../../ts/index.js'
 import { distEntry, ensureDist, repoRoot } from '../support/child.js'
+import { thrown } from '../support/errors.js'
 import { createNetns, sh, type Netns } from '../support/netns.js'
 
 let ns: Netns
@@ -46,16 +47,6 @@ const prologue = `
   const code = (fn) => { try { fn(); return 'ok' } catch (e) { return e.code ?? String(e) } }
   const acode = (p) => p.then(() => 'ok', (e) => e.code ?? String(e))
 `
-
-function thrown(fn: () => unknown): NftError {
-  try {
-    fn()
-  } catch (e) {
-    expect(e).toBeInstanceOf(NftError)
-    return e as NftError
-  }
-  throw new Error('expected a throw')
-}
 
 describe('descriptor exhaustion never ends the process (item 3)', () => {
   it('with the process at its descriptor limit, failed and dry-run batches and new instances work', () => {

@@ -2,17 +2,12 @@ import { describe, expect, expectTypeOf, it } from 'vitest'
 import type { NativeOptions } from '../../binding.js'
 import { Nft, NftError, type NftablesJson, type NftObject, type NftOptions, type NftStatement } from '../../ts/index.js'
 import type { Netns } from '../support/netns.js'
+import { rejection } from '../support/errors.js'
 import { useNetnsNft } from '../support/netns-nft.js'
 
 let ns: Netns
 let nft: Nft
-useNetnsNft(
-  (n, f) => {
-    ns = n
-    nft = f
-  },
-  { each: true },
-)
+useNetnsNft((n, f) => ([ns, nft] = [n, f]), { each: true })
 
 const tableDoc = (name = 't'): NftablesJson => ({
   nftables: [
@@ -21,16 +16,6 @@ const tableDoc = (name = 't'): NftablesJson => ({
     { add: { rule: { family: 'bridge', table: name, chain: 'fwd_vm', expr: [{ counter: { packets: 0, bytes: 0 } }, { accept: null }] } } },
   ],
 })
-
-async function rejection(p: Promise<unknown>): Promise<NftError> {
-  try {
-    await p
-  } catch (e) {
-    expect(e).toBeInstanceOf(NftError)
-    return e as NftError
-  }
-  throw new Error('expected the call to fail')
-}
 
 describe('text commands', () => {
   it('round-trips: what run() adds is what the kernel lists', async () => {
