@@ -3,6 +3,8 @@
 // Options: --quick, --out DIR, --only a,b (noop,add-rule,vm,bulk,lag,dataplane), --paths spawn,nft-f,lib-text,lib-json,py-text,py-json,vmfw,compat,
 // --no-python, --no-dataplane,
 // --rules 0,1000,... --chains N --vms 1,100,1000 --bulk 1000x50 --dp-vms N --dp-seconds S --rounds N.
+// --only levers (issue 15, never part of a default run): --lever-vms 10,100,... --lever-shards 1,2,4,... --lever-rounds N
+// --lever-dp-vms N --lever-dp-rounds N.
 import { mkdirSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { machineInfo } from './lib/machine.js'
@@ -15,6 +17,7 @@ import { loadFirewall } from './lib/vmfirewall.js'
 import { addRuleWorkload, bulkWorkload, overheadWorkload, vmSuite, type Ctx } from './lib/workloads.js'
 import { lagWorkload } from './lib/lag.js'
 import { dataplaneWorkload } from './lib/dataplane.js'
+import { leversWorkload } from './lib/levers.js'
 
 interface Config {
   quick: boolean
@@ -30,6 +33,7 @@ interface Config {
   bulk: { vms: number; rules: number; rounds: number; spawnSampleVms: number }
   syncFraction: number
   dataplane: { enabled: boolean; vms: number; rulesPerVm: number; seconds: number; rounds: number; udp: boolean }
+  levers: { vmCounts: number[]; shards: number[]; rounds: number; floorIterations: number; dpVms: number; dpRounds: number; udp: boolean }
 }
 
 function parseArgs(argv: string[]): Config {
@@ -68,6 +72,15 @@ function parseArgs(argv: string[]): Config {
       seconds: Number(value('dp-seconds') ?? (quick ? 1 : 3)),
       rounds: quick ? 1 : 5,
       udp: !quick && !flag('no-udp'),
+    },
+    levers: {
+      vmCounts: nums(value('lever-vms'), quick ? [10, 100] : [10, 100, 500, 1000, 2000]),
+      shards: nums(value('lever-shards'), quick ? [1, 2, 4] : [1, 2, 4, 8, 16]).filter((k) => k >= 1),
+      rounds: Number(value('lever-rounds') ?? (quick ? 3 : 21)),
+      floorIterations: 3,
+      dpVms: Number(value('lever-dp-vms') ?? (quick ? 50 : 1000)),
+      dpRounds: Number(value('lever-dp-rounds') ?? (quick ? 1 : 6)),
+      udp: !flag('no-udp'),
     },
   }
   return cfg
@@ -198,6 +211,21 @@ async function main(): Promise<number> {
     await attempt('dataplane', async () => {
       log(`data plane: iperf3 across a bridge, ${cfg.dataplane.vms} VMs x ${cfg.dataplane.rulesPerVm} rules, ${cfg.dataplane.seconds}s x ${cfg.dataplane.rounds} rounds`)
       results.dataplane = await dataplaneWorkload(ctx, cfg.dataplane)
+    })
+  }
+
+  // Issue 15's lever measurements: only when asked for (`--only levers`), they take ~15 minutes.
+  if (cfg.only?.has('levers')) {
+    await attempt('levers', async () => {
+      const l = cfg.levers
+      log(`commit cost levers: replace one VM at ${l.vmCounts.join(', ')} VMs, variants A, B, C (K = ${l.shards.filter((k) => k > 1).join(', ')}), ${l.rounds} rounds`)
+      results.levers = await leversWorkload(ctx, { vmCounts: l.vmCounts, shards: l.shards, rounds: l.rounds, floorIterations: l.floorIterations })
+      if (cfg.dataplane.enabled && iperf) {
+        log(`commit cost levers, data plane: ${l.dpVms} VMs, ${cfg.dataplane.seconds}s x ${l.dpRounds} rounds`)
+        results.levers.dataplane = await dataplaneWorkload(ctx, { vms: l.dpVms, rulesPerVm: 22, seconds: cfg.dataplane.seconds, rounds: l.dpRounds, udp: l.udp, levers: l.shards })
+      } else if (!iperf) {
+        results.levers.notes.push('iperf3 is not installed: the data plane of the levers was not measured')
+      }
     })
   }
 

@@ -6,6 +6,7 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { Nft } from '../../ts/index.js'
 import { batch, deleteTableCmd, fullRulesetCmds, vmNames } from './gen.js'
+import { counterSum, deleteLeverTablesText, leverRulesetText, leverSpecs, specLabel, tableOf, type Identities, type LeverSpec } from './levers-gen.js'
 import { createNetns, deleteNetns, killChild, sh, trackChild } from './netns.js'
 import { median, pairedRatio, rotate } from './stats.js'
 import type { DataplaneResult } from './types.js'
@@ -14,6 +15,9 @@ import type { Ctx } from './workloads.js'
 const TABLE = 'bench_dp'
 const A = '10.99.0.1'
 const B = '10.99.0.2'
+const SPOOF = '10.99.0.77'
+const MAC_A = '02:99:00:00:00:01'
+const MAC_B = '02:99:00:00:00:02'
 
 export interface DataplaneOptions {
   vms: number
@@ -21,6 +25,17 @@ export interface DataplaneOptions {
   seconds: number
   rounds: number
   udp: boolean
+  /** Instead of the raw/VmFirewall/linear rulesets: the lever variants of issue 15 (A, B, C with these shard counts). */
+  levers?: number[]
+}
+
+function ping(ns: string, from: string): boolean {
+  try {
+    sh('ip', ['netns', 'exec', ns, 'ping', '-n', '-q', '-c', '2', '-i', '0.2', '-W', '1', '-I', from, B])
+    return true
+  } catch {
+    return false
+  }
 }
 
 function iperf(ns: string, args: string[], timeoutMs: number): Promise<Record<string, any>> {
@@ -84,6 +99,7 @@ export async function dataplaneWorkload(ctx: Ctx, o: DataplaneOptions): Promise<
       sh('ip', ['-n', br, 'link', 'add', vm.tap, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', host])
       sh('ip', ['-n', br, 'link', 'set', vm.tap, 'master', 'br0'])
       sh('ip', ['-n', br, 'link', 'set', vm.tap, 'up'])
+      sh('ip', ['-n', host, 'link', 'set', 'eth0', 'address', host === h1 ? MAC_A : MAC_B])
       sh('ip', ['-n', host, 'addr', 'add', `${addr}/24`, 'dev', 'eth0'])
       sh('ip', ['-n', host, 'link', 'set', 'eth0', 'up'])
     }
@@ -91,22 +107,62 @@ export async function dataplaneWorkload(ctx: Ctx, o: DataplaneOptions): Promise<
     trackChild(server)
     await new Promise((r) => setTimeout(r, 500))
 
-    const vmap = batch(fullRulesetCmds(TABLE, o.vms, o.rulesPerVm, 'vmap')).text
-    const linear = batch(fullRulesetCmds(TABLE, o.vms, o.rulesPerVm, 'linear')).text
-    const configs: Record<string, { setup: () => Promise<void>; teardown: () => Promise<void> }> = {
+    const configs: Record<string, { setup: () => Promise<void>; teardown: () => Promise<void>; verify?: () => Promise<void> }> = {
       empty: { setup: async () => {}, teardown: async () => {} },
-      'vmap (raw)': { setup: async () => void (await nft.run(vmap)), teardown: async () => void (await nft.run(deleteTableCmd(TABLE).text)) },
-      'linear jumps': { setup: async () => void (await nft.run(linear)), teardown: async () => void (await nft.run(deleteTableCmd(TABLE).text)) },
     }
-    if (ctx.firewall) {
-      let h: { clear(): Promise<void> } | undefined
-      configs['vmap (VmFirewall)'] = {
-        setup: async () => {
-          h = await ctx.firewall!.loadForDataplane(br, o.vms, o.rulesPerVm, { [ia]: va.tap, [ib]: vb.tap })
-        },
-        teardown: async () => {
-          await h?.clear()
-        },
+    const verifyDefault = async (table: string, label: string) => {
+      const pk = counterSum(await nft.run(`list chain bridge ${table} ${va.out}`), 'comment "default"')
+      notes.push(pk > 0 ? `verified (${label}): ${pk} packets reached the last rule of ${va.out} (the test traffic walks the VM chains)` : `WARNING (${label}): the test traffic did not reach the VM chain default rule`)
+    }
+    if (o.levers) {
+      // The two VMs' identities are the hosts' real addresses, so their traffic passes the identity checks.
+      const ids: Identities = { [ia]: { mac: MAC_A, ipv4: A, ipv6: '2001:db8:99::1' }, [ib]: { mac: MAC_B, ipv4: B, ipv6: '2001:db8:99::2' } }
+      for (const spec of leverSpecs(o.vms, o.levers)) {
+        const text = leverRulesetText(spec, o.vms, ids)
+        const label = specLabel(spec)
+        configs[label] = {
+          setup: async () => void (await nft.run(text)),
+          teardown: async () => void (await nft.run(deleteLeverTablesText(spec))),
+          verify: async () => {
+            await verifyDefault(tableOf(spec, ia), label)
+            // Identity checks work: the real address passes, a second (spoofed) address of the same host is dropped.
+            const legit = ping(h1, A)
+            sh('ip', ['-n', h1, 'addr', 'add', `${SPOOF}/24`, 'dev', 'eth0'])
+            let spoofed: boolean
+            try {
+              spoofed = ping(h1, SPOOF)
+            } finally {
+              sh('ip', ['-n', h1, 'addr', 'del', `${SPOOF}/24`, 'dev', 'eth0'])
+            }
+            const chain = spec.variant === 'A' ? va.out : 'pre'
+            const drops = counterSum(await nft.run(`list chain bridge ${tableOf(spec, ia)} ${chain}`), 'ip-spoof"')
+            notes.push(
+              legit && !spoofed && drops > 0
+                ? `verified (${label}): ping from ${A} passes, from ${SPOOF} (not the VM's address) is dropped by the ip-spoof/arp-ip-spoof rules (${drops} packets)`
+                : `WARNING (${label}): identity check: ping from ${A} ${legit ? 'passed' : 'failed'}, from ${SPOOF} ${spoofed ? 'passed' : 'failed'}, spoof-rule drops ${drops}`,
+            )
+          },
+        }
+      }
+    } else {
+      const vmap = batch(fullRulesetCmds(TABLE, o.vms, o.rulesPerVm, 'vmap')).text
+      const linear = batch(fullRulesetCmds(TABLE, o.vms, o.rulesPerVm, 'linear')).text
+      configs['vmap (raw)'] = {
+        setup: async () => void (await nft.run(vmap)),
+        teardown: async () => void (await nft.run(deleteTableCmd(TABLE).text)),
+        verify: () => verifyDefault(TABLE, 'vmap (raw)'),
+      }
+      configs['linear jumps'] = { setup: async () => void (await nft.run(linear)), teardown: async () => void (await nft.run(deleteTableCmd(TABLE).text)) }
+      if (ctx.firewall) {
+        let h: { clear(): Promise<void> } | undefined
+        configs['vmap (VmFirewall)'] = {
+          setup: async () => {
+            h = await ctx.firewall!.loadForDataplane(br, o.vms, o.rulesPerVm, { [ia]: va.tap, [ib]: vb.tap })
+          },
+          teardown: async () => {
+            await h?.clear()
+          },
+        }
       }
     }
     const names = Object.keys(configs)
@@ -114,7 +170,7 @@ export async function dataplaneWorkload(ctx: Ctx, o: DataplaneOptions): Promise<
     const udp: Record<string, number[]> = Object.fromEntries(names.map((n) => [n, []]))
     // Warm-up (ARP, TCP slow start paths), untimed.
     await retry(() => iperf(h1, ['-t', '1'], 20_000))
-    let verified = false
+    const verified = new Set<string>()
     for (let r = 0; r < o.rounds; r++) {
       for (const name of rotate(names, r)) {
         const c = configs[name]!
@@ -128,23 +184,17 @@ export async function dataplaneWorkload(ctx: Ctx, o: DataplaneOptions): Promise<
             const s = u.end?.sum ?? {}
             udp[name]!.push((Number(s.packets) - Number(s.lost_packets ?? 0)) / Number(s.seconds) / 1e3)
           }
-          if (name === 'vmap (raw)' && !verified) {
-            const listing = await nft.run(`list chain bridge ${TABLE} ${va.out}`)
-            const m = /counter packets (\d+) bytes \d+ accept comment "default"/.exec(listing)
-            const pk = Number(m?.[1] ?? 0)
-            if (pk > 0) {
-              verified = true
-              notes.push(`verified: ${pk} packets reached the last rule of ${va.out} (the test traffic walks the VM chains)`)
-            } else {
-              notes.push('WARNING: the test traffic did not reach the VM chain default rule')
-            }
+          if (c.verify && !verified.has(name)) {
+            verified.add(name)
+            await c.verify()
           }
         } finally {
           await c.teardown()
         }
       }
     }
-    notes.push(`bridge ports are the taps of VMs #${ia} and #${ib} of ${o.vms} (linear list: ~${ia} non-matching jump rules before theirs)`)
+    notes.push(`bridge ports are the taps of VMs #${ia} and #${ib} of ${o.vms}${o.levers ? '' : ` (linear list: ~${ia} non-matching jump rules before theirs)`}`)
+    if (o.levers) notes.push(`C K shards: VM i in table i mod K, so the two VMs sit in different tables (K > 1) and every frame passes all K tables' prerouting and postrouting chains; tables without the frame's port leave at their first rule (\`iifname != @vm_taps accept\`)`)
     notes.push('bridge conntrack is not used (stateless rules); iperf3 server bound to the namespace address only')
     const res: DataplaneResult = {
       vms: o.vms,

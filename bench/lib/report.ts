@@ -2,7 +2,7 @@
 import { BASE_PRIORITY } from '../../ts/firewall/compile.js'
 import { PATH_LABEL, type PathId } from './paths.js'
 import { fmtMs, fmtRatio } from './stats.js'
-import type { BenchResults, Target, WorkloadResult } from './types.js'
+import type { BenchResults, LeverCell, LeverPath, LeversResult, Target, WorkloadResult } from './types.js'
 
 const ORDER: PathId[] = ['spawn', 'nft-f', 'lib-text', 'lib-json', 'py-text', 'py-json', 'vmfw', 'compat']
 const COLORS: Record<PathId, string> = {
@@ -312,6 +312,7 @@ export function buildMarkdown(r: BenchResults, chartName = r.mode === 'quick' ? 
     for (const n of d.notes) out.push(`- ${n}`)
     out.push('')
   }
+  if (r.levers) out.push(...leversMarkdown(r.levers))
   if (r.errors.length) {
     out.push('## Errors')
     out.push('')
@@ -408,4 +409,209 @@ export function buildSvg(r: BenchResults): string {
   })
   parts.push('</svg>')
   return parts.join('\n') + '\n'
+}
+
+// ---------------------------------------------------------------------------------------------
+// Commit cost levers (issue 15): tables and a conclusion computed from the numbers.
+
+const LEVER_PATHS: [LeverPath, string][] = [
+  ['nft-f', 'nft -f'],
+  ['lib-text', 'Nft.run'],
+  ['floor', 'kernel floor'],
+]
+
+const cellMed = (c: LeverCell | undefined, p: LeverPath): number | undefined => c?.paths[p]?.summary.median
+
+/** Largest data-plane loss of 64-byte UDP packets/s (ratio points vs B) accepted for a shard count. */
+export const SHARD_UDP_BUDGET = 0.05
+
+/** The N the conclusion reads: 1000 when measured, else the largest. */
+export function leverReferenceVms(l: LeversResult): number | undefined {
+  const ns = [...new Set(l.cells.map((c) => c.vms))]
+  return ns.includes(1000) ? 1000 : ns.sort((a, b) => b - a)[0]
+}
+
+function dpRatios(l: LeversResult, label: string): { tcp?: number; udp?: number } {
+  return { tcp: l.dataplane?.configs[label]?.ratioToEmpty, udp: l.dataplane?.udp?.[label]?.ratioToEmpty }
+}
+
+const f2 = (x: number | undefined) => (x === undefined || !Number.isFinite(x) ? '–' : x.toFixed(2))
+
+/** Conclusion lines, every figure taken from `l`. */
+export function leversConclusion(l: LeversResult): string[] {
+  const n = leverReferenceVms(l)
+  if (n === undefined) return ['No lever was measured.']
+  const at = l.cells.filter((c) => c.vms === n)
+  const a = at.find((c) => c.variant === 'A')
+  const b = at.find((c) => c.variant === 'B')
+  const shards = at.filter((c) => c.variant === 'C')
+  const out: string[] = []
+  const hasFloor = l.floor.available
+  const dpA = a ? dpRatios(l, a.label) : {}
+  const dpB = b ? dpRatios(l, b.label) : {}
+  if (a && b) {
+    out.push(
+      `**Lever 1, shared identity sets (B vs A) at ${n} VMs:** a replace adds ${b.replaceRules} rules instead of ${a.replaceRules} and the commit re-validates ${b.validatedRules} rules instead of ${a.validatedRules}. ` +
+        `Nft.run ${fmtMs(cellMed(a, 'lib-text'))} → ${fmtMs(cellMed(b, 'lib-text'))} (${fmtRatio(b.vsA['lib-text'])} faster, paired), nft -f ${fmtMs(cellMed(a, 'nft-f'))} → ${fmtMs(cellMed(b, 'nft-f'))}` +
+        (hasFloor ? `, kernel floor ${fmtMs(cellMed(a, 'floor'))} → ${fmtMs(cellMed(b, 'floor'))} (${fmtRatio(b.vsA.floor)})` : '') +
+        '. ' +
+        (l.dataplane ? `Data plane: TCP ${f2(dpA.tcp)} → ${f2(dpB.tcp)} of empty, 64-byte UDP ${f2(dpA.udp)} → ${f2(dpB.udp)}${dpA.udp !== undefined && dpB.udp !== undefined ? ` (${dpB.udp >= dpA.udp ? '+' : '−'}${Math.abs((dpB.udp - dpA.udp) * 100).toFixed(0)} points)` : ''}.` : 'Data plane not measured.'),
+    )
+  }
+  let chosen: LeverCell | undefined = b
+  if (b && shards.length) {
+    const key: LeverPath = hasFloor ? 'floor' : 'lib-text'
+    const base = cellMed(b, key)!
+    const rows = shards.map((c) => {
+      const gain = base / cellMed(c, key)!
+      const dp = dpRatios(l, c.label)
+      const loss = dpB.udp !== undefined && dp.udp !== undefined ? dpB.udp - dp.udp : undefined
+      return { c, gain, dp, loss }
+    })
+    const fastLib = [b, ...shards].sort((x, y) => (cellMed(x, 'lib-text') ?? Infinity) - (cellMed(y, 'lib-text') ?? Infinity))[0]!
+    out.push(
+      `**Lever 2, shards (C vs B) at ${n} VMs:** ` +
+        rows
+          .map(
+            ({ c, gain, dp, loss }) =>
+              `K=${c.shards}: Nft.run ${fmtMs(cellMed(c, 'lib-text'))}${hasFloor ? `, floor ${fmtMs(cellMed(c, 'floor'))}, libnftables' own ${fmtMs(cellMed(c, 'lib-text')! - cellMed(c, 'floor')!)}` : ''} (${fmtRatio(gain)} of B's ${hasFloor ? 'floor' : 'Nft.run'}), UDP ${f2(dp.udp)}${loss !== undefined ? ` (${loss >= 0 ? '−' : '+'}${Math.abs(loss * 100).toFixed(0)} points vs B)` : ''}, TCP ${f2(dp.tcp)}`,
+          )
+          .join('; ') +
+        `. B's Nft.run is ${fmtMs(cellMed(b, 'lib-text'))}${hasFloor ? ` of which the kernel floor is ${fmtMs(base)} (libnftables' own part, Nft.run − floor: ${fmtMs(cellMed(b, 'lib-text')! - base)})` : ''}` +
+        `; through Nft.run the fastest layout is ${fastLib.label} (${fmtMs(cellMed(fastLib, 'lib-text'))}).`,
+    )
+    const ok = rows.filter((r) => r.loss !== undefined && r.loss <= SHARD_UDP_BUDGET && r.gain > 1.2)
+    const best = ok.sort((x, y) => y.gain - x.gain)[0]
+    if (!l.dataplane?.udp) out.push('Shard count: no 64-byte UDP data plane measured, so no choice is made from these numbers.')
+    else if (best) {
+      chosen = best.c
+      out.push(
+        `**Shard count:** K=${best.c.shards} buys the most commit time (${fmtRatio(best.gain)} vs one table) within ${(SHARD_UDP_BUDGET * 100).toFixed(0)} points of B's 64-byte UDP rate (criterion: largest ${hasFloor ? 'floor' : 'Nft.run'} gain > 1.2× at ≤ ${(SHARD_UDP_BUDGET * 100).toFixed(0)} points lost; run-to-run noise of the UDP ratio is a few points).`,
+      )
+    } else {
+      out.push(
+        `**Shard count:** no K > 1 gains > 1.2× commit time at ≤ ${(SHARD_UDP_BUDGET * 100).toFixed(0)} points of B's 64-byte UDP rate: one table (B) — the validation walk it saves is smaller than the per-frame cost of K base chains, or libnftables dominates the replace.`,
+      )
+    }
+  }
+  // The issue's targets, judged on what was measured.
+  const t: string[] = []
+  const lib = (c?: LeverCell) => cellMed(c, 'lib-text')
+  if (a || b) {
+    const bestLib = at.reduce<LeverCell | undefined>((m, c) => (m === undefined || (lib(c) ?? Infinity) < (lib(m) ?? Infinity) ? c : m), undefined)
+    t.push(`replace one VM at ${n} VMs through libnftables ≤ 1.5 ms: ${at.map((c) => `${c.label} ${fmtMs(lib(c))}`).join(', ')} → ${bestLib && lib(bestLib)! <= 1.5 ? `met by ${bestLib.label}` : 'missed by every variant'}`)
+    if (hasFloor) {
+      const best = at.reduce<LeverCell | undefined>((m, c) => (m === undefined || (cellMed(c, 'floor') ?? Infinity) < (cellMed(m, 'floor') ?? Infinity) ? c : m), undefined)
+      t.push(`≤ 0.5 ms with all levers (a lean path can reach at best the kernel floor): lowest floor ${fmtMs(cellMed(best, 'floor'))} (${best?.label}) → ${cellMed(best, 'floor')! <= 0.5 ? 'reachable' : 'out of reach with these rulesets'}`)
+    }
+    const ns = [...new Set(l.cells.map((c) => c.vms))].sort((x, y) => x - y)
+    if (ns.length > 1) {
+      const lo = ns[0]!
+      const hi = ns[ns.length - 1]!
+      const labels = [...new Set(l.cells.filter((c) => c.vms === hi).map((c) => c.label))]
+      const parts = labels.map((lb) => {
+        const own = l.cells.filter((c) => c.label === lb).sort((x, y) => x.vms - y.vms)
+        const first = own[0]!
+        const last = own[own.length - 1]!
+        const g = (p: LeverPath) => (cellMed(last, p) ?? NaN) / (cellMed(first, p) ?? NaN)
+        return `${lb}${first.vms !== lo ? ` (from ${first.vms})` : ''} Nft.run ${fmtRatio(g('lib-text'))}${hasFloor ? `, floor ${fmtRatio(g('floor'))}` : ''}`
+      })
+      t.push(`flat within 2× from ${lo} to ${hi} VMs (time at ${hi} / time at ${lo}): ${parts.join('; ')}`)
+    }
+  }
+  if (l.dataplane?.udp) {
+    const d = l.dataplane
+    const names = Object.keys(d.configs).filter((x) => x !== 'empty')
+    t.push(`data plane TCP ≥ 0.90 / 64-byte UDP ≥ 0.85 of empty: ${names.map((x) => `${x} ${f2(d.configs[x]!.ratioToEmpty)} / ${f2(d.udp![x]?.ratioToEmpty)}${d.configs[x]!.ratioToEmpty >= 0.9 && (d.udp![x]?.ratioToEmpty ?? 0) >= 0.85 ? ' (met)' : ''}`).join('; ')}`)
+  }
+  if (t.length) out.push('Issue 15 targets on these rulesets: ' + t.join('; ') + '.')
+  if (a && b) {
+    const key: LeverPath = hasFloor ? 'floor' : 'lib-text'
+    const gain = b.vsA[key] ?? NaN
+    const cost = dpA.udp !== undefined && dpB.udp !== undefined ? dpA.udp - dpB.udp : undefined
+    const pays = gain > 1.2 && (cost === undefined || cost <= SHARD_UDP_BUDGET)
+    const own = chosen ? (cellMed(chosen, 'lib-text') ?? NaN) - (cellMed(chosen, 'floor') ?? NaN) : NaN
+    out.push(
+      `Reading: lever 1 ${pays ? 'pays' : 'does not pay by this criterion'} (${fmtRatio(gain)} ${hasFloor ? 'kernel' : 'Nft.run'} commit time, ${fmtRatio(b.vsA['lib-text'])} through Nft.run, ${cost === undefined ? 'data plane not measured' : `${cost >= 0 ? `${(cost * 100).toFixed(0)} points of 64-byte UDP lost` : `${(-cost * 100).toFixed(0)} points of 64-byte UDP gained`} vs A`})` +
+        `; ${chosen && chosen.variant === 'C' ? `shards: K=${chosen.shards} on top` : 'shards: none (one table)'}` +
+        (hasFloor && Number.isFinite(own) ? `; what remains through libnftables above the floor (${fmtMs(own)} at ${n} VMs for ${chosen!.label}) is lever 3's to remove (a lean commit path), no table layout touches it.` : '.'),
+    )
+  }
+  return out
+}
+
+export function leversMarkdown(l: LeversResult): string[] {
+  const out: string[] = []
+  out.push(`## Commit cost levers (issue 15)`)
+  out.push('')
+  out.push(
+    `Replace one VM (flush its two chains, add its rules; B/C also swap its identity elements) in one transaction, at ${l.vmCounts.join(', ')} VMs; ${l.rounds} rounds, in each round every path runs on every variant (orders rotated), so the ratios are paired. ` +
+      `Each VM has ${l.userRulesPerChain} user rules + a default per chain. A = identity rules in each VM's chains (today's shape); B = identity checks as shared base-chain rules over concatenated sets, VMs contribute elements; C = B over K tables (VM i in table i mod K). ${l.floor.note}.`,
+  )
+  out.push('')
+  const byVariant = [...new Set(l.cells.map((c) => c.label))]
+  out.push(
+    table(
+      ['variant', 'VMs', 'rules added', 'rules validated', ...LEVER_PATHS.map(([, n]) => `${n} (median)`), 'Nft.run vs nft -f', 'floor vs nft -f', 'Nft.run vs A', 'floor vs A'],
+      l.cells.map((c) => [
+        c.label,
+        String(c.vms),
+        String(c.replaceRules),
+        String(c.validatedRules),
+        ...LEVER_PATHS.map(([p]) => fmtMs(cellMed(c, p))),
+        fmtRatio(c.vsNftF['lib-text']),
+        fmtRatio(c.vsNftF.floor),
+        c.variant === 'A' ? '1' : fmtRatio(c.vsA['lib-text']),
+        c.variant === 'A' ? '1' : fmtRatio(c.vsA.floor),
+      ]),
+    ),
+  )
+  out.push('')
+  const ns = [...new Set(l.cells.map((c) => c.vms))].sort((x, y) => x - y)
+  out.push('Curve: replace one VM, Nft.run median (kernel floor) in ms, by VMs loaded:')
+  out.push('')
+  out.push(
+    table(
+      ['variant', ...ns.map((x) => `${x} VMs`)],
+      byVariant.map((lb) => [
+        lb,
+        ...ns.map((x) => {
+          const c = l.cells.find((y) => y.vms === x && y.label === lb)
+          if (!c) return '–'
+          return `${fmtMs(cellMed(c, 'lib-text'))}${c.paths.floor ? ` (${fmtMs(cellMed(c, 'floor'))})` : ''}`
+        }),
+      ]),
+    ),
+  )
+  out.push('')
+  const d = l.dataplane
+  if (d) {
+    out.push(`Data plane per variant: iperf3 across a bridge, ${d.vms} VMs, ${d.seconds} s runs × ${d.rounds} rounds, ratios paired per round against the empty ruleset (worst case: no rule matches, two VMs' chains in the middle of the ruleset):`)
+    out.push('')
+    out.push(
+      table(
+        ['ruleset', 'TCP Gbit/s', 'TCP / empty', ...(d.udp ? ['UDP 64 B kpps', 'UDP / empty'] : [])],
+        Object.entries(d.configs).map(([name, c]) => [
+          name,
+          c.medianGbps.toFixed(2),
+          c.ratioToEmpty.toFixed(3),
+          ...(d.udp ? [d.udp[name] ? d.udp[name]!.medianKpps.toFixed(0) : '–', d.udp[name] ? d.udp[name]!.ratioToEmpty.toFixed(3) : '–'] : []),
+        ]),
+      ),
+    )
+    out.push('')
+    for (const x of d.notes) out.push(`- ${x}`)
+    out.push('')
+  }
+  out.push('Conclusion (computed from the tables above):')
+  out.push('')
+  for (const x of leversConclusion(l)) out.push(`- ${x}`)
+  out.push('')
+  if (l.notes.length) {
+    out.push('Notes:')
+    out.push('')
+    for (const x of l.notes) out.push(`- ${x}`)
+    out.push('')
+  }
+  return out
 }

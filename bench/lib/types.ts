@@ -64,6 +64,37 @@ export interface DataplaneResult {
   notes: string[]
 }
 
+/** The commit-cost levers of issue 15 (`--only levers`). */
+export type LeverPath = 'nft-f' | 'lib-text' | 'floor'
+
+export interface LeverCell {
+  /** 'A' identity rules per VM, 'B' shared identity sets, 'C' B over `shards` tables. */
+  variant: 'A' | 'B' | 'C'
+  shards: number
+  label: string
+  vms: number
+  /** Rules one replace adds, and rules the kernel re-validates in the target's table. */
+  replaceRules: number
+  validatedRules: number
+  paths: Partial<Record<LeverPath, PathResult>>
+  /** Median of per-round ratios time(nft -f) / time(path). */
+  vsNftF: Partial<Record<LeverPath, number>>
+  /** Median of per-round ratios time(path in variant A) / time(path here), same N, same round. */
+  vsA: Partial<Record<LeverPath, number>>
+}
+
+export interface LeversResult {
+  vmCounts: number[]
+  shards: number[]
+  rounds: number
+  userRulesPerChain: number
+  floor: { available: boolean; note: string; iterations: number }
+  cells: LeverCell[]
+  /** Configs 'empty', then one per variant (labels of the cells). */
+  dataplane?: DataplaneResult
+  notes: string[]
+}
+
 export interface Machine {
   cpu: string
   cores: number
@@ -97,6 +128,7 @@ export interface BenchResults {
   workloads: WorkloadResult[]
   lag?: LagResult
   dataplane?: DataplaneResult
+  levers?: LeversResult
   targets: Target[]
   errors: string[]
   notes?: string[]

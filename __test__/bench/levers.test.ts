@@ -1,0 +1,181 @@
+// The commit-cost levers workload (issue 15): its ruleset generators and its report section. Pure; no
+// timing is asserted.
+import { describe, expect, it } from 'vitest'
+import { vmNames } from '../../bench/lib/gen.js'
+import {
+  counterSum,
+  deleteLeverTablesText,
+  identity,
+  leverReplaceText,
+  leverRulesetText,
+  leverSpecs,
+  replaceRuleCount,
+  roundTrip,
+  shardOf,
+  sharedRulesPre,
+  specLabel,
+  tableOf,
+  validatedRules,
+  vmsInShard,
+  type LeverSpec,
+} from '../../bench/lib/levers-gen.js'
+import { buildMarkdown, leversConclusion, leversMarkdown } from '../../bench/lib/report.js'
+import { summarize } from '../../bench/lib/stats.js'
+import type { BenchResults, LeverCell, LeverPath, LeversResult } from '../../bench/lib/types.js'
+
+const A: LeverSpec = { variant: 'A', shards: 1 }
+const B: LeverSpec = { variant: 'B', shards: 1 }
+const C4: LeverSpec = { variant: 'B', shards: 4 }
+const lines = (t: string) => t.trim().split('\n')
+const count = (t: string, re: RegExp) => lines(t).filter((l) => re.test(l)).length
+
+describe('lever rulesets', () => {
+  it('gives every VM a distinct identity per variant, with overrides for variant 0 only', () => {
+    expect(identity(3)).toEqual(identity(3))
+    expect(identity(3).mac).not.toBe(identity(4).mac)
+    expect(identity(3, 1).ipv4).not.toBe(identity(3, 0).ipv4)
+    const o = { 3: { mac: '02:99:00:00:00:01', ipv4: '10.99.0.1', ipv6: '2001:db8:99::1' } }
+    expect(identity(3, 0, o).ipv4).toBe('10.99.0.1')
+    expect(identity(3, 1, o).ipv4).not.toBe('10.99.0.1')
+  })
+
+  it('A: identity rules in each VM chain, one table', () => {
+    const t = leverRulesetText(A, 5)
+    expect(count(t, /^add table /)).toBe(1)
+    expect(count(t, /^add rule bridge bench_lv vm_/)).toBe(5 * replaceRuleCount(A))
+    expect(replaceRuleCount(A)).toBe(15 + 4 + 2 * 11)
+    expect(t).toContain(`ether saddr != ${identity(0).mac} counter drop`)
+    expect(t).not.toContain('@vm_mac')
+  })
+
+  it('B: identity checks as shared base-chain rules over concatenated sets; VMs add elements', () => {
+    const t = leverRulesetText(B, 5)
+    expect(replaceRuleCount(B)).toBe(22)
+    expect(count(t, /^add rule bridge bench_lv_s0 vm_/)).toBe(5 * 22)
+    expect(count(t, /^add rule bridge bench_lv_s0 pre /)).toBe(sharedRulesPre().length)
+    expect(t).toContain('iifname @spoof_taps iifname . ether saddr != @vm_mac counter drop')
+    expect(count(t, /^add element bridge bench_lv_s0 vm_mac /)).toBe(5)
+    expect(lines(t).filter((l) => /^add rule .* vm_/.test(l)).some((l) => l.includes('saddr !='))).toBe(false)
+  })
+
+  it('C: VM i in table i mod K, every table with its own base chains, sets and maps', () => {
+    const t = leverRulesetText(C4, 10)
+    expect(count(t, /^add table /)).toBe(4)
+    expect(count(t, /hook prerouting/)).toBe(4)
+    expect(shardOf(6, 4)).toBe(2)
+    expect(tableOf(C4, 6)).toBe('bench_lv_s2')
+    expect(t).toContain(`add element bridge bench_lv_s2 from_vm { "${vmNames(6).tap}" : jump ${vmNames(6).out} }`)
+    expect([0, 1, 2, 3].map((k) => vmsInShard(10, 4, k))).toEqual([3, 3, 2, 2])
+    expect(lines(deleteLeverTablesText(C4))).toHaveLength(4)
+  })
+
+  it('a replace flushes the two chains, adds the rules, and in B swaps the identity elements', () => {
+    const ra = leverReplaceText(A, 2, 0, 1)
+    expect(count(ra, /^flush chain /)).toBe(2)
+    expect(count(ra, /^add rule /)).toBe(replaceRuleCount(A))
+    expect(ra).toContain(identity(2, 1).mac)
+    const rb = leverReplaceText(C4, 6, 1, 2)
+    expect(count(rb, /^add rule bridge bench_lv_s2 /)).toBe(22)
+    expect(count(rb, /^delete element bridge bench_lv_s2 /)).toBe(3)
+    expect(rb).toContain(`delete element bridge bench_lv_s2 vm_mac { "${vmNames(6).tap}" . ${identity(6, 1).mac} }`)
+    expect(rb).toContain(`add element bridge bench_lv_s2 vm_ipv4 { "${vmNames(6).tap}" . ${identity(6, 2).ipv4} }`)
+  })
+
+  it('counts the rules a commit re-validates and lists the specs per N', () => {
+    expect(validatedRules(A, 100, 50)).toBe(100 * 41 + 2)
+    expect(validatedRules(C4, 100, 50)).toBe(25 * 22 + validatedRules(B, 0, 0))
+    expect(leverSpecs(10, [1, 2, 16, 4, 2]).map(specLabel)).toEqual(['A identity rules', 'B shared sets', 'C 2 shards', 'C 4 shards'])
+  })
+
+  it('compares a chain listing with the rules as written, and sums tagged counters', () => {
+    const listing = 'table bridge t {\n\tchain pre {\n\t\ttype filter hook prerouting priority 0; policy accept;\n\t\tx counter packets 5 bytes 9 drop comment "b:ip-spoof"\n\t\ty\n\t}\n}'
+    expect(roundTrip(['x counter drop comment "b:ip-spoof"', 'z'], listing)).toEqual({ exact: 1, differ: [['z', 'y']] })
+    expect(counterSum(listing, 'ip-spoof"')).toBe(5)
+  })
+})
+
+// ---------------------------------------------------------------------------------------------
+
+function cell(label: string, vms: number, med: Partial<Record<LeverPath, number>>, a?: Partial<Record<LeverPath, number>>): LeverCell {
+  const variant = label.startsWith('A') ? 'A' : label.startsWith('B') ? 'B' : 'C'
+  const paths: LeverCell['paths'] = {}
+  const vsNftF: LeverCell['vsNftF'] = {}
+  const vsA: LeverCell['vsA'] = {}
+  for (const [p, m] of Object.entries(med) as [LeverPath, number][]) {
+    paths[p] = { samples: [m, m, m], summary: summarize([m, m, m]) }
+    if (p !== 'nft-f') vsNftF[p] = med['nft-f']! / m
+    if (a && variant !== 'A') vsA[p] = a[p]! / m
+  }
+  return { variant, shards: variant === 'C' ? Number(/C (\d+)/.exec(label)![1]) : 1, label, vms, replaceRules: variant === 'A' ? 41 : 22, validatedRules: 1000, paths, vsNftF, vsA }
+}
+
+function levers(udp: Record<string, number>): LeversResult {
+  const a10 = { 'nft-f': 10, 'lib-text': 1.5, floor: 0.7 }
+  const a1000 = { 'nft-f': 20, 'lib-text': 8, floor: 5 }
+  const dp = (x: number) => ({ samples: [x], medianGbps: 10 * x, ratioToEmpty: x })
+  return {
+    vmCounts: [10, 1000],
+    shards: [1, 4, 16],
+    rounds: 3,
+    userRulesPerChain: 10,
+    floor: { available: true, note: 'kernel floor: built', iterations: 3 },
+    cells: [
+      cell('A identity rules', 10, a10),
+      cell('B shared sets', 10, { 'nft-f': 9, 'lib-text': 1.2, floor: 0.4 }, a10),
+      cell('A identity rules', 1000, a1000),
+      cell('B shared sets', 1000, { 'nft-f': 15, 'lib-text': 4, floor: 2 }, a1000),
+      cell('C 4 shards', 1000, { 'nft-f': 14, 'lib-text': 2.5, floor: 0.6 }, a1000),
+      cell('C 16 shards', 1000, { 'nft-f': 14, 'lib-text': 2.2, floor: 0.3 }, a1000),
+    ],
+    dataplane: {
+      vms: 1000,
+      rulesPerVm: 22,
+      seconds: 3,
+      rounds: 1,
+      configs: Object.fromEntries(Object.keys(udp).map((k) => [k, dp(k === 'empty' ? 1 : 0.95)])),
+      udp: Object.fromEntries(Object.entries(udp).map(([k, v]) => [k, { samples: [v], medianKpps: 100 * v, ratioToEmpty: v }])),
+      notes: ['verified'],
+    },
+    notes: ['a note'],
+  }
+}
+
+describe('commit cost levers report', () => {
+  const l = levers({ empty: 1, 'A identity rules': 0.75, 'B shared sets': 0.74, 'C 4 shards': 0.71, 'C 16 shards': 0.45 })
+
+  it('has both tables, the curve and the notes', () => {
+    const md = leversMarkdown(l).join('\n')
+    expect(md).toContain('## Commit cost levers')
+    expect(md).toContain('| B shared sets | 1000 | 22 | 1000 | 15.0 ms | 4.00 ms | 2.00 ms | 3.75× | 7.50× | 2.00× | 2.50× |')
+    expect(md).toContain('| A identity rules | 1.50 ms (0.700 ms) | 8.00 ms (5.00 ms) |')
+    expect(md).toContain('| C 16 shards | 9.50 | 0.950 | 45 | 0.450 |')
+    expect(md).toContain('- a note')
+  })
+
+  it('derives the conclusion from the numbers: lever 1 pays, K within the UDP budget', () => {
+    const c = leversConclusion(l).join('\n')
+    expect(c).toContain('Nft.run 8.00 ms → 4.00 ms (2.00× faster, paired)')
+    expect(c).toContain('K=4 buys the most commit time (3.33× vs one table)')
+    expect(c).toContain('Reading: lever 1 pays')
+    expect(c).toMatch(/≤ 1.5 ms: .* → missed by every variant/)
+    expect(c).toMatch(/lowest floor 0.300 ms \(C 16 shards\) → reachable/)
+    expect(c).toContain('B shared sets Nft.run 3.33×, floor 5.00×; C 4 shards (from 1000) Nft.run 1.00×')
+  })
+
+  it('chooses one table when every shard count costs too much small-packet throughput', () => {
+    const c = leversConclusion(levers({ empty: 1, 'A identity rules': 0.75, 'B shared sets': 0.74, 'C 4 shards': 0.6, 'C 16 shards': 0.45 })).join('\n')
+    expect(c).toContain('no K > 1 gains')
+    expect(c).toContain('shards: none (one table)')
+  })
+
+  it('says when lever 1 costs more data plane than allowed', () => {
+    const c = leversConclusion(levers({ empty: 1, 'A identity rules': 0.8, 'B shared sets': 0.6, 'C 4 shards': 0.6, 'C 16 shards': 0.45 })).join('\n')
+    expect(c).toContain('lever 1 does not pay by this criterion')
+    expect(c).toContain('20 points of 64-byte UDP lost vs A')
+  })
+
+  it('is part of the harness report', () => {
+    const r = { version: 1, startedAt: '', finishedAt: '', durationS: 1, mode: 'full', config: {}, machine: { cpu: '', cores: 2, kernel: '', os: '', node: '', libnftables: '', nft: '', python3Nftables: '', memoryGb: 1 }, vmFirewall: { available: false, note: '' }, workloads: [], levers: l, targets: [], errors: [] } satisfies BenchResults
+    expect(buildMarkdown(r)).toContain('## Commit cost levers')
+  })
+})

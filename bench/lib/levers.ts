@@ -1,0 +1,146 @@
+// The commit-cost levers of issue 15, control plane: replace one VM's chains at N VMs for variants A
+// (identity rules per VM), B (shared identity sets) and C (B over K shard tables), through `nft -f -`,
+// Nft.run (text) and the kernel floor (a raw libnftnl batch, ../shared/tools/kernel-floor/floor.c, built
+// here with gcc when its headers are installed). All variants of one N are loaded side by side, each in
+// its own namespace (libnftables 1.0.6 dumps every table of a namespace into its cache), and every round
+// runs every path on every variant (orders rotated), so ratios between paths and between variants are paired.
+import { execFileSync } from 'node:child_process'
+import { existsSync, mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import { Drivers } from './drivers.js'
+import { vmNames } from './gen.js'
+import { leverSpecs, leverRulesetText, roundTrip, leverReplaceText, replaceRuleCount, sharedRulesPre, specLabel, tableOf, USER_RULES_PER_CHAIN, validatedRules, type LeverSpec } from './levers-gen.js'
+import { createNetns, deleteNetns } from './netns.js'
+import { median, pairedRatio, rotate, summarize } from './stats.js'
+import type { LeverCell, LeverPath, LeversResult } from './types.js'
+import type { Ctx } from './workloads.js'
+
+export interface LeverOptions {
+  vmCounts: number[]
+  shards: number[]
+  rounds: number
+  /** Batches per floor run (its per-round sample is their median). */
+  floorIterations: number
+}
+
+export const FLOOR_SRC = process.env.BENCH_FLOOR_SRC ?? path.resolve(__dirname, '../../../shared/tools/kernel-floor/floor.c')
+
+/** Builds floor.c into a temporary directory; returns the binary or why it could not be built. */
+export function buildFloor(): { bin?: string; dir?: string; note: string } {
+  if (!existsSync(FLOOR_SRC)) return { note: `kernel floor not measured: ${FLOOR_SRC} not found (set BENCH_FLOOR_SRC)` }
+  const dir = mkdtempSync(path.join(tmpdir(), 'nftb-floor-'))
+  const bin = path.join(dir, 'floor')
+  try {
+    execFileSync('gcc', ['-O2', '-o', bin, FLOOR_SRC, '-lnftnl', '-lmnl'], { stdio: ['ignore', 'pipe', 'pipe'] })
+    return { bin, dir, note: `kernel floor: ${FLOOR_SRC} built with gcc -O2 -lnftnl -lmnl` }
+  } catch (e) {
+    rmSync(dir, { recursive: true, force: true })
+    const err = (e as { stderr?: Buffer }).stderr?.toString().split('\n').find((l) => /error|not found/i.test(l)) ?? String(e)
+    return { note: `kernel floor not measured: cannot build ${path.basename(FLOOR_SRC)} (needs gcc, libnftnl-dev, libmnl-dev): ${err.slice(0, 200)}` }
+  }
+}
+
+/** One floor run inside `ns`: flush the chain + `rules` new rules, `iters` batches; the median batch time. */
+function runFloor(bin: string, ns: string, table: string, chain: string, rules: number, iters: number): number {
+  const out = execFileSync('ip', ['netns', 'exec', ns, bin, '-t', table, '-c', chain, '-n', String(rules), '-i', String(iters)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
+  const j = JSON.parse(out.trim().split('\n').pop()!) as { ms: number[] }
+  return median(j.ms)
+}
+
+export async function leversWorkload(ctx: Ctx, o: LeverOptions): Promise<LeversResult> {
+  const floor = buildFloor()
+  ctx.log(`    ${floor.note}`)
+  const notes: string[] = []
+  const cells: LeverCell[] = []
+  const paths: LeverPath[] = floor.bin ? ['nft-f', 'lib-text', 'floor'] : ['nft-f', 'lib-text']
+  let syntaxChecked = false
+  try {
+    for (const vms of o.vmCounts) {
+      const specs = leverSpecs(vms, o.shards)
+      const target = Math.floor(vms / 2)
+      const vm = vmNames(target)
+      const open: { spec: LeverSpec; ns: string; d: Drivers; cur: number }[] = []
+      try {
+        for (const spec of specs) {
+          const ns = createNetns(`lv${spec.variant}${spec.shards}`)
+          const d = await Drivers.open(ns, { python: false })
+          open.push({ spec, ns, d, cur: 0 })
+          const t0 = Date.now()
+          await d.nft.run(leverRulesetText(spec, vms))
+          ctx.log(`    ${vms} VMs, ${specLabel(spec)}: loaded in ${Date.now() - t0} ms`)
+          if (spec.variant === 'B' && !syntaxChecked) {
+            syntaxChecked = true
+            const rt = roundTrip(sharedRulesPre(), await d.nft.run(`list chain bridge ${tableOf(spec, target)} pre`))
+            const concat = rt.differ.filter(([w]) => w.includes(' . '))
+            notes.push(
+              `variant B syntax: the ruleset loads on this kernel and libnftables (concatenations with ifname, negated lookups \`!= @set\`); ${rt.exact} of ${sharedRulesPre().length} shared prerouting rules list back exactly as written` +
+                (concat.length ? `; concatenation rules that list differently: ${concat.map(([w, l]) => `\`${w}\` -> \`${l}\``).join('; ')}` : ', every concatenation among them') +
+                (rt.differ.length - concat.length ? `; the others list as: ${rt.differ.filter(([w]) => !w.includes(' . ')).map(([w, l]) => `\`${w}\` -> \`${l}\``).join('; ')}` : ''),
+            )
+          }
+        }
+        const samples = new Map<LeverSpec, Record<LeverPath, number[]>>()
+        for (const x of open) samples.set(x.spec, { 'nft-f': [], 'lib-text': [], floor: [] })
+        for (let r = -1; r < o.rounds; r++) {
+          for (const x of rotate(open, r + 1)) {
+            for (const p of rotate(paths, r + 1)) {
+              let ms: number
+              if (p === 'floor') {
+                ms = runFloor(floor.bin!, x.ns, tableOf(x.spec, target), vm.out, replaceRuleCount(x.spec), o.floorIterations)
+              } else {
+                const text = leverReplaceText(x.spec, target, x.cur, x.cur + 1)
+                x.cur++
+                if (p === 'nft-f') {
+                  await x.d.settle()
+                  ms = await x.d.nftF(text)
+                } else {
+                  ms = await x.d.libText(text)
+                }
+              }
+              if (r >= 0) samples.get(x.spec)![p][r] = ms
+            }
+          }
+        }
+        const a = samples.get(specs[0]!)!
+        for (const spec of specs) {
+          const s = samples.get(spec)!
+          const cell: LeverCell = {
+            variant: spec.variant === 'A' ? 'A' : spec.shards === 1 ? 'B' : 'C',
+            shards: spec.shards,
+            label: specLabel(spec),
+            vms,
+            replaceRules: replaceRuleCount(spec),
+            validatedRules: validatedRules(spec, vms, target),
+            paths: {},
+            vsNftF: {},
+            vsA: {},
+          }
+          for (const p of paths) {
+            cell.paths[p] = { samples: s[p], summary: summarize(s[p]) }
+            if (p !== 'nft-f') cell.vsNftF[p] = pairedRatio(s['nft-f'], s[p])
+            if (spec !== specs[0]) cell.vsA[p] = pairedRatio(a[p], s[p])
+          }
+          cells.push(cell)
+          ctx.log(`    ${vms} VMs, ${cell.label}: ${paths.map((p) => `${p} ${cell.paths[p]!.summary.median.toFixed(2)} ms`).join(', ')}`)
+        }
+      } finally {
+        for (const x of open) {
+          x.d.close()
+          deleteNetns(x.ns)
+        }
+      }
+    }
+  } finally {
+    if (floor.dir) rmSync(floor.dir, { recursive: true, force: true })
+  }
+  notes.push(
+    `replace = flush both VM chains + add their rules (A: ${replaceRuleCount({ variant: 'A', shards: 1 })} rules, B/C: ${replaceRuleCount({ variant: 'B', shards: 1 })} rules + delete/add of the VM's 3 identity elements: MAC, IPv4, IPv6 pair), one transaction, VM #⌊N/2⌋; its identity and rules change every replace`,
+  )
+  if (floor.bin) {
+    notes.push(
+      `kernel floor: floor.c in the target's namespace: one batch = flush of the VM's out chain + as many generic rules (ip saddr, tcp dport, counter, drop, comment) as the variant's replace adds, no element update (the batch time, from building it to the last ack; median of ${o.floorIterations} batches per round); no libnftables, no cache`,
+    )
+  }
+  return { vmCounts: o.vmCounts, shards: o.shards, rounds: o.rounds, userRulesPerChain: USER_RULES_PER_CHAIN, floor: { available: !!floor.bin, note: floor.note, iterations: o.floorIterations }, cells, notes }
+}
