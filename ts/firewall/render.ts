@@ -13,6 +13,17 @@ const fail = (): never => {
   throw new Unrenderable()
 }
 
+/** The one key of a command, body or statement object (none or several: not ours). */
+function only(o: unknown): string {
+  if (o === null || typeof o !== 'object') return fail()
+  let key: string | undefined
+  for (const k in o) {
+    if (key !== undefined) return fail()
+    key = k
+  }
+  return key ?? fail()
+}
+
 /** Bare words: names, symbolic constants (`echo-reply`, `8021q`), addresses (IPv6, MAC), `@set` references. */
 const BARE = /^[A-Za-z0-9_.:@/-]+$/
 /** Quoted strings (ifnames, comments, log prefixes): nft has no escapes inside quotes, so no `"` or `\`, no
@@ -72,9 +83,8 @@ const OPS = new Set(['==', '!=', '<', '>', '<=', '>=', 'in'])
 
 function statement(st: NftStatement): string {
   const s = st as Loose
-  const keys = Object.keys(s)
-  if (keys.length !== 1) return fail()
-  if ('match' in s) {
+  const kind = only(s)
+  if (kind === 'match') {
     const m = s.match as { op: string; left: unknown; right: unknown }
     if (!OPS.has(m.op)) return fail()
     // `tcp flags & (syn | ack) == syn`: after a binary operation the operator must be spelled out.
@@ -85,26 +95,26 @@ function statement(st: NftStatement): string {
     const right = Array.isArray(m.right) ? m.right.map((x) => value(x, quoted)).join(',') : value(m.right, quoted)
     return `${left(m.left)} ${op}${right}`
   }
-  if ('counter' in s) return 'counter'
-  if ('accept' in s && s.accept === null) return 'accept'
-  if ('drop' in s && s.drop === null) return 'drop'
-  if ('reject' in s) {
+  if (kind === 'counter') return 'counter'
+  if (kind === 'accept' && s.accept === null) return 'accept'
+  if (kind === 'drop' && s.drop === null) return 'drop'
+  if (kind === 'reject') {
     const r = s.reject as { type?: unknown } | null
     if (r === null) return 'reject'
     if (r.type === 'tcp reset' && Object.keys(r).length === 1) return 'reject with tcp reset'
     return fail()
   }
-  if ('limit' in s) {
+  if (kind === 'limit') {
     const l = s.limit as { rate: unknown; per: unknown; burst?: unknown }
     return `limit rate ${int(l.rate)}/${bare(l.per)}${l.burst !== undefined ? ` burst ${int(l.burst)} packets` : ''}`
   }
-  if ('log' in s) {
+  if (kind === 'log') {
     const l = (s.log ?? {}) as { prefix?: unknown; group?: unknown }
     return ['log', ...(l.prefix !== undefined ? [`prefix ${q(l.prefix)}`] : []), ...(l.group !== undefined ? [`group ${int(l.group)}`] : [])].join(' ')
   }
-  if ('jump' in s) return `jump ${bare((s.jump as { target: unknown }).target)}`
-  if ('goto' in s) return `goto ${bare((s.goto as { target: unknown }).target)}`
-  if ('vmap' in s) {
+  if (kind === 'jump') return `jump ${bare((s.jump as { target: unknown }).target)}`
+  if (kind === 'goto') return `goto ${bare((s.goto as { target: unknown }).target)}`
+  if (kind === 'vmap') {
     const v = s.vmap as { key: unknown; data: unknown }
     return `${left(v.key)} vmap ${bare(v.data)}`
   }
@@ -126,13 +136,11 @@ function elements(o: Loose): string[] {
 
 /** One command as one line (strict). */
 function commandLine(cmd: NftCommand): string {
-  const entries = Object.entries(cmd)
-  if (entries.length !== 1) return fail()
-  const [verb, body] = entries[0] as [string, Record<string, Loose>]
+  const verb = only(cmd)
   if (verb !== 'add' && verb !== 'create' && verb !== 'delete' && verb !== 'flush') return fail()
-  const inner = Object.entries(body ?? fail())
-  if (inner.length !== 1) return fail()
-  const [kind, o] = inner[0] as [string, Loose]
+  const body = (cmd as unknown as Record<string, Record<string, Loose>>)[verb]!
+  const kind = only(body)
+  const o = body[kind]!
   const where = `${bare(o.family)} ${bare(kind === 'table' ? o.name : o.table)}`
   switch (kind) {
     case 'table':
@@ -219,12 +227,10 @@ function writeBatch(commands: readonly NftCommand[]): string {
     block = where
   }
   for (const cmd of commands) {
-    const entries = Object.entries(cmd)
-    if (entries.length !== 1) fail()
-    const [verb, body] = entries[0] as [string, Record<string, Loose>]
-    const inner = Object.entries(body ?? fail())
-    if (inner.length !== 1) fail()
-    const [kind, o] = inner[0] as [string, Loose]
+    const verb = only(cmd)
+    const body = (cmd as unknown as Record<string, Record<string, Loose>>)[verb]!
+    const kind = only(body)
+    const o = body[kind]!
     if (verb === 'add' && kind === 'element') {
       const head = `add element ${bare(o.family)} ${bare(o.table)} ${bare(o.name)}`
       if (elems?.head !== head) {
