@@ -2,7 +2,7 @@
 // python3-nftables, in throwaway network namespaces. `npm run bench` (full) / `npm run bench -- --quick`.
 // Options: --quick, --out DIR, --only a,b (noop,add-rule,vm,bulk,lag,dataplane), --paths spawn,nft-f,lib-text,lib-json,py-text,py-json,vmfw,compat,
 // --no-python, --no-dataplane,
-// --rules 0,1000,... --chains N --vms 1,100,1000 --bulk 1000x50 --dp-vms N --dp-seconds S --rounds N.
+// --rules 0,1000,... --chains N --vms 1,100,1000 --bulk 1000x50 --bulk-rounds N --dp-vms N --dp-seconds S --rounds N.
 // --only levers (issue 15, never part of a default run): --lever-vms 10,100,... --lever-shards 1,2,4,... --lever-rounds N
 // --lever-dp-vms N --lever-dp-rounds N.
 import { mkdirSync, writeFileSync } from 'node:fs'
@@ -14,7 +14,7 @@ import { buildMarkdown, buildSvg, evaluateTargets } from './lib/report.js'
 import { fmtMs } from './lib/stats.js'
 import type { BenchResults, WorkloadResult } from './lib/types.js'
 import { loadFirewall } from './lib/vmfirewall.js'
-import { addRuleWorkload, bulkWorkload, overheadWorkload, vmSuite, type Ctx } from './lib/workloads.js'
+import { addRuleWorkload, bulkSyncWorkload, bulkWorkload, overheadWorkload, vmSuite, type Ctx } from './lib/workloads.js'
 import { lagWorkload } from './lib/lag.js'
 import { dataplaneWorkload } from './lib/dataplane.js'
 import { leversWorkload } from './lib/levers.js'
@@ -30,7 +30,7 @@ interface Config {
   spreadChains: number
   vmCounts: number[]
   rulesPerVm: number
-  bulk: { vms: number; rules: number; rounds: number; spawnSampleVms: number }
+  bulk: { vms: number; rules: number; rounds: number; syncRounds: number; spawnSampleVms: number }
   syncFraction: number
   dataplane: { enabled: boolean; vms: number; rulesPerVm: number; seconds: number; rounds: number; udp: boolean }
   levers: { vmCounts: number[]; shards: number[]; rounds: number; floorIterations: number; dpVms: number; dpRounds: number; udp: boolean }
@@ -61,7 +61,9 @@ function parseArgs(argv: string[]): Config {
     bulk: {
       vms: bulkArg?.[0] ?? (quick ? 20 : 1000),
       rules: bulkArg?.[1] ?? 50,
-      rounds: quick ? 2 : 3,
+      rounds: Number(value('bulk-rounds') ?? (quick ? 2 : 3)),
+      // Paired sync-vs-nft -f rounds are short (no spawn path): more of them for a steadier ratio.
+      syncRounds: Number(value('bulk-rounds') ?? (quick ? 2 : 5)),
       spawnSampleVms: quick ? 1 : 3,
     },
     syncFraction: 0.01,
@@ -189,6 +191,11 @@ async function main(): Promise<number> {
     await attempt('bulk', async () => {
       log(`bulk load ${cfg.bulk.vms} VMs x ${cfg.bulk.rules} rules, ${cfg.bulk.rounds} rounds`)
       workloads.push(await bulkWorkload(ctx, cfg.bulk.vms, cfg.bulk.rules, cfg.bulk.rounds, cfg.bulk.spawnSampleVms))
+    })
+    await attempt('bulk-sync', async () => {
+      log(`VmFirewall.sync of ${cfg.bulk.vms} VMs x ${cfg.bulk.rules} rules from empty vs nft -f of the same ruleset, ${cfg.bulk.syncRounds} rounds`)
+      const w = await bulkSyncWorkload(ctx, cfg.bulk.vms, cfg.bulk.rules, cfg.bulk.syncRounds)
+      if (w) workloads.push(w)
     })
   }
   if (want(cfg, 'lag')) {

@@ -5,6 +5,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { Nft } from '../../ts/index.js'
 import { NftablesService, generateVMChainName, type FirewallRuleInput } from '../../ts/compat/index.js'
 import { createNetns, type Netns } from '../support/netns.js'
+import { isWriteCall } from '../support/nft-writes.js'
 
 const CALLS = ['run', 'runJson', 'runEcho', 'check', 'checkJson', 'listRuleset', 'listTable', 'listChain'] as const
 
@@ -22,7 +23,8 @@ beforeEach(() => {
   for (const m of CALLS) {
     const orig = (nft[m] as (...a: unknown[]) => Promise<unknown>).bind(nft)
     vi.spyOn(nft, m).mockImplementation((async (...args: unknown[]) => {
-      if (depth === 0) calls.push(m === 'runJson' ? `runJson:${Object.keys((args[0] as { nftables: object[] }).nftables[0] ?? {})[0]}` : m)
+      // A write is `write` whether it goes out as text (run) or JSON (runJson); JSON reads are `runJson:list`.
+      if (depth === 0) calls.push((m === 'run' || m === 'runJson') && isWriteCall(m, args[0]) ? 'write' : m === 'runJson' ? 'runJson:list' : m)
       depth++
       try {
         return await orig(...args)
@@ -54,15 +56,15 @@ describe('libnftables calls per facade operation', () => {
     await svc.initialize()
     for (let i = 0; i < 5; i++) await svc.applyRules(`vm-${i}`, `vnet-${i}`, [], [ssh()])
     // Steady state: a new VM, a changed policy, a repeated one: one transaction each, nothing listed.
-    expect(await count(() => svc.applyRules('vm-new', 'vnet-new', [], [ssh()]))).toEqual(['runJson:add'])
-    expect(await count(() => svc.applyRules('vm-1', 'vnet-1', [], [ssh(2222)]))).toEqual(['runJson:add'])
-    expect(await count(() => svc.applyRules('vm-1', 'vnet-1', [], [ssh(2222)]))).toEqual(['runJson:add'])
+    expect(await count(() => svc.applyRules('vm-new', 'vnet-new', [], [ssh()]))).toEqual(['write'])
+    expect(await count(() => svc.applyRules('vm-1', 'vnet-1', [], [ssh(2222)]))).toEqual(['write'])
+    expect(await count(() => svc.applyRules('vm-1', 'vnet-1', [], [ssh(2222)]))).toEqual(['write'])
     // Someone else committed: the engine re-reads its view once (the two maps and the chain names), then writes.
     cli(['add', 'table', 'bridge', 'other'])
     const after = await count(() => svc.applyRules('vm-2', 'vnet-2', [], [ssh(2222)]))
-    expect(after.filter((c) => !c.startsWith('runJson:list'))).toEqual(['runJson:add'])
+    expect(after.filter((c) => !c.startsWith('runJson:list'))).toEqual(['write'])
     expect(after.length).toBeLessThanOrEqual(4)
-    expect(await count(() => svc.applyRules('vm-3', 'vnet-3', [], [ssh(2222)]))).toEqual(['runJson:add'])
+    expect(await count(() => svc.applyRules('vm-3', 'vnet-3', [], [ssh(2222)]))).toEqual(['write'])
   })
 
   it('applyRulesIfChanged with nothing changed: no call while nobody else commits; reads only once someone did', async () => {

@@ -7,9 +7,10 @@ import { spawn } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { NftablesJson } from '../../ts/index.js'
 import { NftablesService, generateVMChainName, type FirewallRuleInput } from '../../ts/compat/index.js'
+import { writesDuring as countWritesDuring } from '../support/nft-writes.js'
 import { buildWorld, type Vm, type World } from '../support/world.js'
 
 let w: World
@@ -40,21 +41,7 @@ const forwardRules = (): string => {
     return ''
   }
 }
-async function writesDuring(fn: () => Promise<unknown>): Promise<number> {
-  let writes = 0
-  const orig = w.nft.runJson.bind(w.nft)
-  const spy = vi.spyOn(w.nft, 'runJson').mockImplementation(async (doc) => {
-    const cmds = typeof doc === 'string' ? (JSON.parse(doc) as NftablesJson).nftables : doc.nftables
-    if (cmds.some((c) => !('list' in c))) writes++
-    return orig(doc)
-  })
-  try {
-    await fn()
-  } finally {
-    spy.mockRestore()
-  }
-  return writes
-}
+const writesDuring = (fn: () => Promise<unknown>): Promise<number> => countWritesDuring(w.nft, fn)
 
 /** The old service's table: its initialize() (forward + DHCP), then createVMChain + applyRules per VM. */
 function oldLayout(vms: { vm: Vm; body: string[]; terminal: 'drop' | 'accept'; attached?: boolean }[], withBase = true): void {

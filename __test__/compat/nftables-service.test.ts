@@ -19,6 +19,7 @@ import {
   type FirewallRuleInput,
 } from '../../ts/compat/index.js'
 import { createNetns, type Netns } from '../support/netns.js'
+import { countWrites, failWrites } from '../support/nft-writes.js'
 
 let ns: Netns
 let nft: Nft
@@ -77,18 +78,6 @@ function rules(chain: string, table = T): CliRule[] | undefined {
 }
 const comments = (chain: string) => (rules(chain) ?? []).map((r) => r.comment)
 const kinds = (chain: string) => comments(chain).map((c) => c.split(':')[0])
-
-/** Counts write transactions (any command other than `list`) sent through an Nft instance. */
-function countWrites(target: Nft): { writes: () => number } {
-  let writes = 0
-  const orig = target.runJson.bind(target)
-  vi.spyOn(target, 'runJson').mockImplementation(async (doc) => {
-    const cmds = typeof doc === 'string' ? (JSON.parse(doc) as NftablesJson).nftables : doc.nftables
-    if (cmds.some((c) => !('list' in c))) writes++
-    return orig(doc)
-  })
-  return { writes: () => writes }
-}
 
 /** Deletes a VM's chains (and dispatch entries) behind the service's back, with the CLI. */
 function deleteBehindBack(vmId: string, tap?: string): void {
@@ -232,12 +221,7 @@ describe('applyRules', () => {
   it('a failed transaction throws an NftablesError with the kernel code and leaves the previous rules (fail-closed)', async () => {
     await svc.applyRules('vm-1', 'vnet-1', [], [ssh()])
     const before = comments(`${base('vm-1')}_i`)
-    const orig = nft.runJson.bind(nft)
-    vi.spyOn(nft, 'runJson').mockImplementation(async (doc) => {
-      const cmds = typeof doc === 'string' ? (JSON.parse(doc) as NftablesJson).nftables : doc.nftables
-      if (cmds.some((c) => !('list' in c))) throw new NftError('EBUSY', 'EBUSY: simulated')
-      return orig(doc)
-    })
+    failWrites(nft, () => new NftError('EBUSY', 'EBUSY: simulated'))
     const err = await svc.applyRules('vm-1', 'vnet-1', [], [rule({ protocol: 'icmp' })]).catch((e: unknown) => e)
     expect(err).toBeInstanceOf(NftablesError)
     expect(err).toMatchObject({ code: 'COMMAND_FAILED', context: { command: 'applyRules', nftCode: 'EBUSY' } })

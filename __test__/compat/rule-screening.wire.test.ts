@@ -1,10 +1,11 @@
 // Rules through the facade as the backend sends them: names cleaned as Infinization's translator did
 // (control characters, length) and applied; and a rule that still cannot be applied never widens access
 // (a refused DROP/REJECT keeps the VM's previous rules, or a new VM closed). Checked with real packets.
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { NftablesJson } from '../../ts/index.js'
 import { NftablesService, generateVMChainName, type FirewallRuleInput } from '../../ts/compat/index.js'
 import { cleanText, screenRules, wideningRefusals } from '../../ts/compat/rules.js'
+import { writesDuring as countWritesDuring } from '../support/nft-writes.js'
 import { buildWorld, type Vm, type World } from '../support/world.js'
 
 let w: World
@@ -28,21 +29,7 @@ const comments = (vm: Vm, side: '_o' | '_i'): string[] =>
     .filter((o) => 'rule' in o)
     .map((o) => (o.rule as { comment?: string }).comment ?? '')
 /** Counts write transactions sent through the world's Nft while `fn` runs. */
-async function writesDuring(fn: () => Promise<unknown>): Promise<number> {
-  let writes = 0
-  const orig = w.nft.runJson.bind(w.nft)
-  const spy = vi.spyOn(w.nft, 'runJson').mockImplementation(async (doc) => {
-    const cmds = typeof doc === 'string' ? (JSON.parse(doc) as NftablesJson).nftables : doc.nftables
-    if (cmds.some((c) => !('list' in c))) writes++
-    return orig(doc)
-  })
-  try {
-    await fn()
-  } finally {
-    spy.mockRestore()
-  }
-  return writes
-}
+const writesDuring = (fn: () => Promise<unknown>): Promise<number> => countWritesDuring(w.nft, fn)
 
 const tcpIn = (id: string, port: number, action: FirewallRuleInput['action'], extra: Partial<FirewallRuleInput> = {}): FirewallRuleInput => ({
   id,

@@ -140,6 +140,20 @@ export function evaluateTargets(results: BenchResults): Target[] {
     }
   }
 
+  // Issue 14: the same ruleset on both sides (the listing of what sync leaves, loaded by nft -f).
+  const bs = largest(results, 'bulk-sync')
+  const bsr = bs?.vsNftF.vmfw
+  if (bs && bsr !== undefined) {
+    t.push({
+      name: `VmFirewall.sync from empty ${bs.sizeLabel} vs nft -f of the same ruleset`,
+      goal: '≥ 1× (at least as fast)',
+      measured: `${fmtMs(med(bs, 'vmfw'))} vs ${fmtMs(med(bs, 'nft-f'))} (${fmtRatio(bsr)})`,
+      status: bsr >= 1 ? 'met' : 'missed',
+      by: bsr >= 1 ? `${((bsr - 1) * 100).toFixed(1)}% faster` : `${((1 / bsr - 1) * 100).toFixed(1)}% slower${bsr > 0.97 ? ' (a tie within noise)' : ''}`,
+      why: bsr >= 1 ? undefined : 'sync compiles every VM and sends one batch through libnftables; when that batch is JSON, its parse alone costs more than nft parsing the same ruleset as text',
+    })
+  }
+
   const dp = results.dataplane
   if (dp) {
     for (const [name, c] of Object.entries(dp.configs)) {

@@ -19,6 +19,9 @@ export interface FirewallHandle {
 export interface FirewallBulk {
   load(): Promise<number>
   clear(): Promise<void>
+  /** The table `load()` leaves, as nft text (loaded and listed untimed, then cleared): what `nft -f -` loads
+   *  for the same-ruleset comparison. */
+  listing(): Promise<string>
 }
 
 export interface FirewallAdapter {
@@ -173,6 +176,12 @@ function makeAdapter(VmFirewall: VmFirewallCtor): FirewallAdapter {
         },
         async clear() {
           await nft.run(`delete table bridge ${FW_TABLE}`)
+        },
+        async listing() {
+          await fw.sync(specs)
+          const text = await nft.run(`list table bridge ${FW_TABLE}`)
+          await nft.run(`delete table bridge ${FW_TABLE}`)
+          return text
         },
       }
     },

@@ -484,6 +484,53 @@ export async function bulkWorkload(ctx: Ctx, vms: number, rules: number, rounds:
 
 // ---------------------------------------------------------------------------------------------
 
+/**
+ * VmFirewall.sync of `vms` VMs into an empty table against `nft -f -` of the very ruleset that sync leaves
+ * (the kernel's listing of it, captured untimed), both in the same namespace, paired per round. The raw bulk
+ * row compares with a smaller equivalent ruleset; this one is the same rules, sets and maps on both sides.
+ */
+export async function bulkSyncWorkload(ctx: Ctx, vms: number, rules: number, rounds: number): Promise<WorkloadResult | undefined> {
+  const fw = useFw(ctx) ? ctx.firewall : undefined
+  if (!fw) return undefined
+  const ns = createNetns('bulksync')
+  let d: Drivers | undefined
+  try {
+    d = await Drivers.open(ns, { python: false })
+    const settle = () => d!.settle()
+    const fwBulk = await fw.bulk(ns, vms, rules)
+    const text = await fwBulk.listing()
+    const paths: PathId[] = [...(!ctx.paths || ctx.paths.has('nft-f') ? (['nft-f'] as PathId[]) : []), 'vmfw']
+    const samples = await runRounds(
+      paths,
+      rounds,
+      (p) => (p === 'vmfw' ? fwBulk.load() : d!.nftF(text)),
+      () => fwBulk.clear(),
+      settle,
+      false,
+    )
+    return toResult(
+      {
+        id: `bulk-sync/${vms}x${rules}`,
+        group: 'bulk-sync',
+        title: `VmFirewall.sync of ${vms} VMs x ${rules} rules from empty vs nft -f of the same ruleset`,
+        size: vms * rules,
+        sizeLabel: `${vms}x${rules}`,
+        notes: [
+          `nft -f: the kernel's listing of the table sync leaves (${(text.length / 1e6).toFixed(1)} MB of text), same namespace`,
+          'VmFirewall: sync() into an absent table (compile, read, plan and write included)',
+        ],
+      },
+      samples,
+      rounds,
+    )
+  } finally {
+    d?.close()
+    deleteNetns(ns)
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
 /** Fixed cost of one call that does nothing (empty text / a metainfo-only JSON document), empty ruleset. */
 export async function overheadWorkload(ctx: Ctx, rounds: number): Promise<WorkloadResult> {
   useFw(ctx)

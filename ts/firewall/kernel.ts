@@ -8,6 +8,7 @@ import { isNotFound } from './errors.js'
 import { FAMILY, parseTable, type KernelTable } from './layout.js'
 import { mapElements } from './map-elements.js'
 import type { FirewallCapabilities } from './model.js'
+import { batchText } from './render.js'
 
 /** A rule as listed: its comment and statements (counters included). */
 export interface ListedRule {
@@ -41,9 +42,14 @@ export class FirewallKernel {
     return probeCapabilities(this.nft)
   }
 
-  /** One transaction of commands for this table. */
-  write(commands: NftCommand[]): Promise<NftablesJson> {
-    return this.nft.runJson({ nftables: commands })
+  /** One transaction of commands for this table, sent as nft text when the writer knows every command (it
+   *  then spells exactly the same batch), else as JSON. Text because libnftables 1.0.6 parses it faster (see
+   *  render.ts); errors carry the same errno-based codes either way. The output of a write is never read. */
+  async write(commands: NftCommand[]): Promise<NftablesJson> {
+    const text = batchText(commands)
+    if (text === undefined) return this.nft.runJson({ nftables: commands })
+    await this.nft.run(text)
+    return { nftables: [] }
   }
 
   /** One transaction of nft text, with libnftables' JSON echo of what it created. */

@@ -90,7 +90,9 @@ export function setCommands(table: string): NftCommand[] {
   ]
 }
 
-export function tableCommands(table: string): NftCommand[] {
+/** `fresh`: the table does not exist before this batch, so nothing needs flushing (a flush between the adds
+ *  would also split the batch's text into many blocks, each a table update for the kernel). */
+export function tableCommands(table: string, fresh = false): NftCommand[] {
   const f = FAMILY
   return [
     ...setCommands(table),
@@ -98,19 +100,21 @@ export function tableCommands(table: string): NftCommand[] {
     { add: { map: { family: f, table, name: MAP_TO_VM, type: 'ifname', map: 'verdict' } } },
     { add: { chain: { family: f, table, name: CHAIN_PREROUTING, type: 'filter', hook: 'prerouting', prio: BASE_PRIORITY, policy: 'accept' } } },
     { add: { chain: { family: f, table, name: CHAIN_POSTROUTING, type: 'filter', hook: 'postrouting', prio: BASE_PRIORITY, policy: 'accept' } } },
-    { flush: { chain: { family: f, table, name: CHAIN_PREROUTING } } },
-    { flush: { chain: { family: f, table, name: CHAIN_POSTROUTING } } },
+    ...(fresh
+      ? []
+      : [{ flush: { chain: { family: f, table, name: CHAIN_PREROUTING } } }, { flush: { chain: { family: f, table, name: CHAIN_POSTROUTING } } }]),
     { add: { rule: { family: f, table, chain: CHAIN_PREROUTING, expr: [{ vmap: { key: meta('iifname'), data: `@${MAP_FROM_VM}` } }] } } },
     { add: { rule: { family: f, table, chain: CHAIN_POSTROUTING, expr: [{ vmap: { key: meta('oifname'), data: `@${MAP_TO_VM}` } }] } } },
   ]
 }
 
-/** Creates or empties a chain without failing either way (`add` is idempotent), then optionally fills it. */
-export function chainReplaceCommands(table: string, chain: string, rules: CompiledRule[]): NftCommand[] {
+/** Creates or empties a chain without failing either way (`add` is idempotent), then optionally fills it.
+ *  `fresh`: the chain cannot exist yet (its table is created by the same batch): no flush. */
+export function chainReplaceCommands(table: string, chain: string, rules: CompiledRule[], fresh = false): NftCommand[] {
   const f = FAMILY
   return [
     { add: { chain: { family: f, table, name: chain } } },
-    { flush: { chain: { family: f, table, name: chain } } },
+    ...(fresh ? [] : [{ flush: { chain: { family: f, table, name: chain } } }]),
     ...rules.map((r) => ({ add: { rule: { family: f, table, chain, comment: r.comment, expr: r.expr } } })),
   ]
 }
@@ -134,11 +138,11 @@ export function elementDelete(table: string, map: string, key: string): NftComma
 }
 
 /** Commands that (re)build one VM: chains, rules, dispatch. `stale` lists map keys to delete first. */
-export function vmApplyCommands(table: string, c: CompiledVm, stale: { map: string; key: string }[], attach = true): NftCommand[] {
+export function vmApplyCommands(table: string, c: CompiledVm, stale: { map: string; key: string }[], attach = true, fresh = false): NftCommand[] {
   return [
     ...stale.map((s) => elementDelete(table, s.map, s.key)),
-    ...chainReplaceCommands(table, c.chains.out, c.out),
-    ...chainReplaceCommands(table, c.chains.in, c.in),
+    ...chainReplaceCommands(table, c.chains.out, c.out, fresh),
+    ...chainReplaceCommands(table, c.chains.in, c.in, fresh),
     ...(attach ? [elementAdd(table, MAP_FROM_VM, c.tap, c.chains.out), elementAdd(table, MAP_TO_VM, c.tap, c.chains.in)] : []),
   ]
 }

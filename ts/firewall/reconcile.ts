@@ -230,9 +230,11 @@ export function planSync(
   const deletes: NftCommand[] = []
   const chainOps: NftCommand[] = []
   const adds: NftCommand[] = []
+  // An absent table: everything below is created by this batch, nothing to flush.
+  const fresh = !k.exists
   const head =
     !k.exists || k.problems.length > 0
-      ? [...recreateBaseChains(k, table), ...tableCommands(table)]
+      ? [...recreateBaseChains(k, table), ...tableCommands(table, fresh)]
       : []
   const wanted = new Map<string, string>() // chain -> vmId
   const fromWant = new Map<string, string>() // tap -> chain
@@ -264,7 +266,7 @@ export function planSync(
     const existed = k.chains.has(c.chains.out) || k.chains.has(c.chains.in)
     const dispatchOk = k.maps[MAP_FROM_VM].get(c.tap) === c.chains.out && k.maps[MAP_TO_VM].get(c.tap) === c.chains.in
     if (!outOk || !inOk) {
-      chainOps.push(...vmApplyCommands(table, c, [], false).filter((cmd) => !('element' in (Object.values(cmd)[0] as object))))
+      chainOps.push(...vmApplyCommands(table, c, [], false, fresh).filter((cmd) => !('element' in (Object.values(cmd)[0] as object))))
       ;(existed ? res.changed : res.added).push(c.vmId)
     } else if (!dispatchOk) {
       res.reattached.push(c.vmId)

@@ -1,110 +1,299 @@
-// nft text for the JSON subset compile.ts produces. Pure. Used for `plan()` (humans) and to let the kernel
-// render our rules (rendering.ts); every value in it was validated before compile.
+// nft text for the JSON subset compile.ts and layout.ts produce. Pure. Used for `plan()` (humans), to let the
+// kernel render our rules (rendering.ts), and as the wire form of the firewall's writes (`batchText`, kernel.ts):
+// libnftables 1.0.6 parses text ~1.5x faster than the same commands as JSON. The writer is strict: a form it
+// does not know, or a string it cannot quote safely, makes `batchText` return undefined and the caller sends
+// the JSON instead, so text is only ever an exact spelling of the JSON.
 import type { NftCommand, NftStatement } from '../schema.js'
 
 type Loose = Record<string, unknown>
 
-const q = (s: string): string => `"${s}"`
+/** A command or value outside the subset the writer knows exactly. */
+class Unrenderable extends Error {}
+const fail = (): never => {
+  throw new Unrenderable()
+}
 
-function value(v: unknown): string {
-  if (v === null || v === undefined) return ''
-  if (typeof v === 'string' || typeof v === 'number') return String(v)
-  if (Array.isArray(v)) return v.map(value).join(', ')
-  const o = v as Record<string, unknown>
-  if ('set' in o) return `{ ${(o.set as unknown[]).map(value).join(', ')} }`
+/** The one key of a command, body or statement object (none or several: not ours). */
+function only(o: unknown): string {
+  if (o === null || typeof o !== 'object') return fail()
+  let key: string | undefined
+  for (const k in o) {
+    if (key !== undefined) return fail()
+    key = k
+  }
+  return key ?? fail()
+}
+
+/** Bare words: names, symbolic constants (`echo-reply`, `8021q`), addresses (IPv6, MAC), `@set` references. */
+const BARE = /^[A-Za-z0-9_.:@/-]+$/
+/** Quoted strings (ifnames, comments, log prefixes): nft has no escapes inside quotes, so no `"` or `\`, no
+ *  control characters, nothing that could end the string or the line. */
+const QUOTABLE = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/
+
+const bare = (s: unknown): string => (typeof s === 'string' && BARE.test(s) ? s : fail())
+const q = (s: unknown): string => (typeof s === 'string' && QUOTABLE.test(s) ? `"${s}"` : fail())
+const int = (n: unknown): string => (typeof n === 'number' && Number.isSafeInteger(n) ? String(n) : fail())
+
+/** A right-hand value; `quoted`: a string compared with an interface name (always quoted). */
+function value(v: unknown, quoted = false): string {
+  if (typeof v === 'string') return quoted ? q(v) : bare(v)
+  if (typeof v === 'number') return int(v)
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) return fail()
+  const o = v as Loose
   if ('prefix' in o) {
-    const p = o.prefix as { addr: string; len: number }
-    return `${p.addr}/${p.len}`
+    const p = o.prefix as { addr: unknown; len: unknown }
+    return `${bare(p.addr)}/${int(p.len)}`
   }
   if ('range' in o) {
-    const r = o.range as [unknown, unknown]
+    const r = o.range as unknown[]
+    if (!Array.isArray(r) || r.length !== 2) return fail()
     return `${value(r[0])}-${value(r[1])}`
   }
+  if ('set' in o && Array.isArray(o.set)) return `{ ${(o.set as unknown[]).map((x) => value(x, quoted)).join(', ')} }`
+  return left(v)
+}
+
+/** A left-hand (key) expression. */
+function left(v: unknown): string {
+  const o = (v ?? fail()) as Loose
   if ('payload' in o) {
-    const p = o.payload as { protocol: string; field: string }
-    return `${p.protocol} ${p.field}`
+    const p = o.payload as { protocol: unknown; field: unknown }
+    // `arp saddr ether`, `arp saddr ip`: fields of two words, each a bare word.
+    const field = typeof p.field === 'string' ? p.field.split(' ').map(bare).join(' ') : fail()
+    return `${bare(p.protocol)} ${field}`
   }
   if ('meta' in o) {
-    const key = (o.meta as { key: string }).key
+    const key = bare((o.meta as { key: unknown }).key)
     return key === 'iifname' || key === 'oifname' ? key : `meta ${key}`
   }
-  if ('ct' in o) return `ct ${(o.ct as { key: string }).key}`
+  if ('ct' in o) return `ct ${bare((o.ct as { key: unknown }).key)}`
   if ('&' in o) {
     const [l, r] = o['&'] as [unknown, unknown]
-    return `${value(l)} & (${Array.isArray(r) ? r.map(value).join(' | ') : value(r)})`
+    return `${left(l)} & (${Array.isArray(r) ? r.map((x) => value(x)).join(' | ') : value(r)})`
   }
-  return JSON.stringify(v)
+  return fail()
 }
+
+const IFNAME = (l: unknown): boolean => {
+  const key = (l as { meta?: { key?: unknown } } | null)?.meta?.key
+  return key === 'iifname' || key === 'oifname'
+}
+
+const OPS = new Set(['==', '!=', '<', '>', '<=', '>=', 'in'])
 
 function statement(st: NftStatement): string {
   const s = st as Loose
-  if ('match' in s) {
+  const kind = only(s)
+  if (kind === 'match') {
     const m = s.match as { op: string; left: unknown; right: unknown }
+    if (!OPS.has(m.op)) return fail()
     // `tcp flags & (syn | ack) == syn`: after a binary operation the operator must be spelled out.
     const binop = typeof m.left === 'object' && m.left !== null && '&' in m.left
     const op = (m.op === '==' || m.op === 'in') && !binop ? '' : `${m.op} `
-    const right = Array.isArray(m.right) ? m.right.map(value).join(',') : value(m.right)
-    return `${value(m.left)} ${op}${right}`
+    const quoted = IFNAME(m.left)
+    // A list on the right (`ct state established,related`): comma-separated, as a listing writes it.
+    const right = Array.isArray(m.right) ? m.right.map((x) => value(x, quoted)).join(',') : value(m.right, quoted)
+    return `${left(m.left)} ${op}${right}`
   }
-  if ('counter' in s) return 'counter'
-  if ('accept' in s) return 'accept'
-  if ('drop' in s) return 'drop'
-  if ('reject' in s) {
-    const r = s.reject as { type?: string } | null
-    return r?.type ? `reject with ${r.type}` : 'reject'
+  if (kind === 'counter') return 'counter'
+  if (kind === 'accept' && s.accept === null) return 'accept'
+  if (kind === 'drop' && s.drop === null) return 'drop'
+  if (kind === 'reject') {
+    const r = s.reject as { type?: unknown } | null
+    if (r === null) return 'reject'
+    if (r.type === 'tcp reset' && Object.keys(r).length === 1) return 'reject with tcp reset'
+    return fail()
   }
-  if ('limit' in s) {
-    const l = s.limit as { rate: number; per: string; burst?: number }
-    return `limit rate ${l.rate}/${l.per}${l.burst !== undefined ? ` burst ${l.burst} packets` : ''}`
+  if (kind === 'limit') {
+    const l = s.limit as { rate: unknown; per: unknown; burst?: unknown }
+    return `limit rate ${int(l.rate)}/${bare(l.per)}${l.burst !== undefined ? ` burst ${int(l.burst)} packets` : ''}`
   }
-  if ('log' in s) {
-    const l = (s.log ?? {}) as { prefix?: string; group?: number }
-    return ['log', ...(l.prefix !== undefined ? [`prefix ${q(l.prefix)}`] : []), ...(l.group !== undefined ? [`group ${l.group}`] : [])].join(' ')
+  if (kind === 'log') {
+    const l = (s.log ?? {}) as { prefix?: unknown; group?: unknown }
+    return ['log', ...(l.prefix !== undefined ? [`prefix ${q(l.prefix)}`] : []), ...(l.group !== undefined ? [`group ${int(l.group)}`] : [])].join(' ')
   }
-  if ('jump' in s) return `jump ${(s.jump as { target: string }).target}`
-  if ('vmap' in s) {
+  if (kind === 'jump') return `jump ${bare((s.jump as { target: unknown }).target)}`
+  if (kind === 'goto') return `goto ${bare((s.goto as { target: unknown }).target)}`
+  if (kind === 'vmap') {
     const v = s.vmap as { key: unknown; data: unknown }
-    return `${value(v.key)} vmap ${value(v.data)}`
+    return `${left(v.key)} vmap ${bare(v.data)}`
   }
-  return JSON.stringify(s)
+  return fail()
 }
 
-/** Renders a JSON command list as nft text (one command per line). */
+/** A rule's statements and comment, as written after `add rule <family> <table> <chain>` or inside a chain block. */
+function ruleBody(o: Loose): string {
+  if (!Array.isArray(o.expr) || o.expr.length === 0) return fail()
+  let text = ''
+  for (const st of o.expr as NftStatement[]) text += (text ? ' ' : '') + statement(st)
+  return o.comment === undefined ? text : `${text} comment ${q(o.comment)}`
+}
+
+function elements(o: Loose): string[] {
+  if (!Array.isArray(o.elem)) return fail()
+  return (o.elem as unknown[]).map((e) => (Array.isArray(e) && e.length === 2 ? `${q(e[0])} : ${statement(e[1] as NftStatement)}` : q(e)))
+}
+
+/** One command as one line (strict). */
+function commandLine(cmd: NftCommand): string {
+  const verb = only(cmd)
+  if (verb !== 'add' && verb !== 'create' && verb !== 'delete' && verb !== 'flush') return fail()
+  const body = (cmd as unknown as Record<string, Record<string, Loose>>)[verb]!
+  const kind = only(body)
+  const o = body[kind]!
+  const where = `${bare(o.family)} ${bare(kind === 'table' ? o.name : o.table)}`
+  switch (kind) {
+    case 'table':
+      return `${verb} table ${where}`
+    case 'set':
+      if (verb !== 'add' && verb !== 'create') return `${verb} set ${where} ${bare(o.name)}`
+      return `${verb} set ${where} ${bare(o.name)} { ${setSpec(o)} }`
+    case 'map':
+      if (verb !== 'add' && verb !== 'create') return `${verb} map ${where} ${bare(o.name)}`
+      return `${verb} map ${where} ${bare(o.name)} { ${mapSpec(o)} }`
+    case 'chain':
+      return `${verb} chain ${where} ${bare(o.name)}${o.hook !== undefined && (verb === 'add' || verb === 'create') ? ` { ${chainSpec(o)} }` : ''}`
+    case 'rule':
+      // `delete rule ... handle N` (the compat facade removes the old layout's jumps by handle).
+      if (verb === 'delete' && o.expr === undefined) return `delete rule ${where} ${bare(o.chain)} handle ${int(o.handle)}`
+      if (verb !== 'add' || o.handle !== undefined || o.position !== undefined || o.index !== undefined) return fail()
+      return `add rule ${where} ${bare(o.chain)} ${ruleBody(o)}`
+    case 'element':
+      return `${verb} element ${where} ${bare(o.name)} { ${elements(o).join(', ')} }`
+    default:
+      return fail()
+  }
+}
+
+const setSpec = (o: Loose): string =>
+  `type ${bare(o.type)};${Array.isArray(o.elem) && o.elem.length > 0 ? ` elements = { ${(o.elem as unknown[]).map((x) => value(x)).join(', ')} };` : ''}`
+const mapSpec = (o: Loose): string => `type ${bare(o.type)} : ${bare(o.map)};`
+const chainSpec = (o: Loose): string => `type ${bare(o.type)} hook ${bare(o.hook)} priority ${int(o.prio)}; policy ${bare(o.policy)};`
+
+/** Renders a JSON command list as nft text (one command per line); a command outside the known subset is
+ *  written as a `#` comment holding its JSON (for humans: `plan()`). */
 export function renderCommands(commands: NftCommand[]): string {
   const lines: string[] = []
   for (const cmd of commands) {
-    const [verb, body] = Object.entries(cmd)[0] as [string, Record<string, Record<string, unknown>>]
-    const [kind, o] = Object.entries(body)[0] as [string, Record<string, unknown>]
-    const where = `${o.family} ${o.table ?? o.name}`
-    switch (kind) {
-      case 'table':
-        lines.push(`${verb} table ${o.family} ${o.name}`)
-        break
-      case 'set':
-        lines.push(`${verb} set ${where} ${o.name} { type ${o.type}; elements = { ${(o.elem as unknown[]).map(value).join(', ')} }; }`)
-        break
-      case 'map':
-        lines.push(`${verb} map ${where} ${o.name} { type ${o.type} : ${o.map}; }`)
-        break
-      case 'chain': {
-        const base = o.hook ? ` { type ${o.type} hook ${o.hook} priority ${o.prio}; policy ${o.policy}; }` : ''
-        lines.push(`${verb} chain ${where} ${o.name}${base}`)
-        break
-      }
-      case 'rule': {
-        const stmts = (o.expr as NftStatement[]).map(statement).join(' ')
-        const comment = typeof o.comment === 'string' ? ` comment ${q(o.comment)}` : ''
-        lines.push(`${verb} rule ${where} ${o.chain} ${stmts}${comment}`)
-        break
-      }
-      case 'element': {
-        const elems = (o.elem as unknown[]).map((e) => (Array.isArray(e) ? `${q(String(e[0]))} : ${statement(e[1] as NftStatement)}` : q(String(e))))
-        lines.push(`${verb} element ${where} ${o.name} { ${elems.join(', ')} }`)
-        break
-      }
-      default:
-        lines.push(`# ${JSON.stringify(cmd)}`)
+    try {
+      lines.push(commandLine(cmd))
+    } catch (e) {
+      if (!(e instanceof Unrenderable)) throw e
+      lines.push(`# ${JSON.stringify(cmd)}`)
     }
   }
   return lines.join('\n') + '\n'
+}
+
+/**
+ * The batch as nft text that libnftables turns into exactly the same netlink messages, in the same order, or
+ * undefined when a command is outside the known subset (send the JSON then). Runs of `add`s to one table are
+ * written as a `table { ... }` block, rules inside `chain { ... }` blocks, when one block holds the whole
+ * batch: libnftables parses a block ~15% faster than the same `add rule` lines (1000 VMs x 26 rules, 1.0.6:
+ * 0.22 s vs 0.36 s user time), which is how `nft list` writes a ruleset. Consecutive element adds to one map become one command. Anything else (flush,
+ * delete, create) is a line of its own at its place, so the order of operations is the batch's.
+ */
+export function batchText(commands: readonly NftCommand[]): string | undefined {
+  try {
+    // Each `table { }` block is a table update for the kernel, and those cost more the larger the table (10 VMs
+    // synced into 1000 as ~40 blocks: +180 ms): a batch that would need several blocks is written as lines.
+    const blocks = writeBatch(commands, true)
+    return blocks.blocks <= 1 ? blocks.text : writeBatch(commands, false).text
+  } catch (e) {
+    if (e instanceof Unrenderable) return undefined
+    throw e
+  }
+}
+
+function writeBatch(commands: readonly NftCommand[], useBlocks: boolean): { text: string; blocks: number } {
+  const out: string[] = []
+  let blocks = 0
+  let block: string | undefined // `family table` of the open table block
+  let chain: string | undefined // open chain block inside it
+  let elems: { head: string; items: string[] } | undefined
+  const closeChain = () => {
+    if (chain !== undefined) out.push('\t}')
+    chain = undefined
+  }
+  const closeBlock = () => {
+    closeChain()
+    if (block !== undefined) out.push('}')
+    block = undefined
+  }
+  const flushElems = () => {
+    if (elems) out.push(`${elems.head} { ${elems.items.join(', ')} }`)
+    elems = undefined
+  }
+  const open = (where: string) => {
+    if (block === where) return
+    closeBlock()
+    out.push(`table ${where} {`)
+    block = where
+    blocks++
+  }
+  for (const cmd of commands) {
+    const verb = only(cmd)
+    const body = (cmd as unknown as Record<string, Record<string, Loose>>)[verb]!
+    const kind = only(body)
+    const o = body[kind]!
+    if (verb === 'add' && kind === 'element') {
+      const head = `add element ${bare(o.family)} ${bare(o.table)} ${bare(o.name)}`
+      if (elems?.head !== head) {
+        flushElems()
+        closeBlock()
+        elems = { head, items: [] }
+      }
+      elems.items.push(...elements(o))
+      continue
+    }
+    flushElems()
+    if (verb !== 'add' || kind === 'element' || !useBlocks) {
+      closeBlock()
+      out.push(commandLine(cmd))
+      continue
+    }
+    // `add` of a table, set, map, chain or rule: inside the table's block.
+    const where = `${bare(o.family)} ${bare(kind === 'table' ? o.name : o.table)}`
+    switch (kind) {
+      case 'table':
+        open(where)
+        break
+      case 'set':
+        open(where)
+        closeChain()
+        out.push(`\tset ${bare(o.name)} { ${setSpec(o)} }`)
+        break
+      case 'map':
+        open(where)
+        closeChain()
+        out.push(`\tmap ${bare(o.name)} { ${mapSpec(o)} }`)
+        break
+      case 'chain':
+        open(where)
+        closeChain()
+        if (o.hook !== undefined) out.push(`\tchain ${bare(o.name)} { ${chainSpec(o)} }`)
+        else {
+          out.push(`\tchain ${bare(o.name)} {`)
+          chain = o.name as string
+        }
+        break
+      case 'rule': {
+        if (o.handle !== undefined || o.position !== undefined || o.index !== undefined) fail()
+        const line = ruleBody(o)
+        open(where)
+        if (chain !== o.chain) {
+          closeChain()
+          out.push(`\tchain ${bare(o.chain)} {`)
+          chain = o.chain as string
+        }
+        out.push(`\t\t${line}`)
+        break
+      }
+      default:
+        fail()
+    }
+  }
+  flushElems()
+  closeBlock()
+  return { text: out.join('\n') + '\n', blocks }
 }
