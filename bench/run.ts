@@ -4,7 +4,7 @@
 // --no-python, --no-dataplane,
 // --rules 0,1000,... --chains N --vms 1,100,1000 --bulk 1000x50 --bulk-rounds N --dp-vms N --dp-seconds S --rounds N.
 // --only levers (issue 15, never part of a default run): --lever-vms 10,100,... --lever-shards 1,2,4,... --lever-rounds N
-// --lever-dp-vms N --lever-dp-rounds N.
+// --lever-dp-vms N --lever-dp-rounds N --lever-variants B,B2,B3 (one-table variants besides A).
 import { mkdirSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { machineInfo } from './lib/machine.js'
@@ -18,6 +18,7 @@ import { addRuleWorkload, bulkSyncWorkload, bulkWorkload, overheadWorkload, vmSu
 import { lagWorkload } from './lib/lag.js'
 import { dataplaneWorkload } from './lib/dataplane.js'
 import { leversWorkload } from './lib/levers.js'
+import { LEVER_VARIANTS, type LeverVariant } from './lib/levers-gen.js'
 
 interface Config {
   quick: boolean
@@ -33,7 +34,7 @@ interface Config {
   bulk: { vms: number; rules: number; rounds: number; syncRounds: number; spawnSampleVms: number }
   syncFraction: number
   dataplane: { enabled: boolean; vms: number; rulesPerVm: number; seconds: number; rounds: number; udp: boolean }
-  levers: { vmCounts: number[]; shards: number[]; rounds: number; floorIterations: number; dpVms: number; dpRounds: number; udp: boolean }
+  levers: { vmCounts: number[]; shards: number[]; variants: LeverVariant[]; rounds: number; floorIterations: number; dpVms: number; dpRounds: number; udp: boolean }
 }
 
 function parseArgs(argv: string[]): Config {
@@ -78,6 +79,7 @@ function parseArgs(argv: string[]): Config {
     levers: {
       vmCounts: nums(value('lever-vms'), quick ? [10, 100] : [10, 100, 500, 1000, 2000]),
       shards: nums(value('lever-shards'), quick ? [1, 2, 4] : [1, 2, 4, 8, 16]).filter((k) => k >= 1),
+      variants: (value('lever-variants')?.split(',') ?? [...LEVER_VARIANTS]).filter((v): v is LeverVariant => (LEVER_VARIANTS as readonly string[]).includes(v)),
       rounds: Number(value('lever-rounds') ?? (quick ? 3 : 21)),
       floorIterations: 3,
       dpVms: Number(value('lever-dp-vms') ?? (quick ? 50 : 1000)),
@@ -225,11 +227,11 @@ async function main(): Promise<number> {
   if (cfg.only?.has('levers')) {
     await attempt('levers', async () => {
       const l = cfg.levers
-      log(`commit cost levers: replace one VM at ${l.vmCounts.join(', ')} VMs, variants A, B, C (K = ${l.shards.filter((k) => k > 1).join(', ')}), ${l.rounds} rounds`)
-      results.levers = await leversWorkload(ctx, { vmCounts: l.vmCounts, shards: l.shards, rounds: l.rounds, floorIterations: l.floorIterations })
+      log(`commit cost levers: replace one VM at ${l.vmCounts.join(', ')} VMs, variants A, ${l.variants.filter((v) => v !== 'A').join(', ')}, C (K = ${l.shards.filter((k) => k > 1).join(', ') || 'none'}), ${l.rounds} rounds`)
+      results.levers = await leversWorkload(ctx, { vmCounts: l.vmCounts, shards: l.shards, variants: l.variants, rounds: l.rounds, floorIterations: l.floorIterations })
       if (cfg.dataplane.enabled && iperf) {
         log(`commit cost levers, data plane: ${l.dpVms} VMs, ${cfg.dataplane.seconds}s x ${l.dpRounds} rounds`)
-        results.levers.dataplane = await dataplaneWorkload(ctx, { vms: l.dpVms, rulesPerVm: 22, seconds: cfg.dataplane.seconds, rounds: l.dpRounds, udp: l.udp, levers: l.shards })
+        results.levers.dataplane = await dataplaneWorkload(ctx, { vms: l.dpVms, rulesPerVm: 22, seconds: cfg.dataplane.seconds, rounds: l.dpRounds, udp: l.udp, levers: l.shards, leverVariants: l.variants })
       } else if (!iperf) {
         results.levers.notes.push('iperf3 is not installed: the data plane of the levers was not measured')
       }

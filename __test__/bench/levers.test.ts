@@ -5,27 +5,37 @@ import { vmNames } from '../../bench/lib/gen.js'
 import {
   counterSum,
   deleteLeverTablesText,
+  guardChains,
+  guardRulesPre,
   identity,
+  identityElementCount,
+  identityRuleCount,
+  identityRulesOut,
+  leverIdentityText,
   leverReplaceText,
   leverRulesetText,
   leverSpecs,
   replaceRuleCount,
   roundTrip,
   shardOf,
+  sharedRuleCount,
   sharedRulesPre,
   specLabel,
+  spoofChains,
   tableOf,
   validatedRules,
   vmsInShard,
   type LeverSpec,
 } from '../../bench/lib/levers-gen.js'
-import { buildMarkdown, leversConclusion, leversMarkdown } from '../../bench/lib/report.js'
+import { buildMarkdown, leverShapeLines, leversConclusion, leversMarkdown } from '../../bench/lib/report.js'
 import { summarize } from '../../bench/lib/stats.js'
 import type { BenchResults, LeverCell, LeverPath, LeversResult } from '../../bench/lib/types.js'
 
 const A: LeverSpec = { variant: 'A', shards: 1 }
 const B: LeverSpec = { variant: 'B', shards: 1 }
 const C4: LeverSpec = { variant: 'B', shards: 4 }
+const B2: LeverSpec = { variant: 'B2', shards: 1 }
+const B3: LeverSpec = { variant: 'B3', shards: 1 }
 const lines = (t: string) => t.trim().split('\n')
 const count = (t: string, re: RegExp) => lines(t).filter((l) => re.test(l)).length
 
@@ -84,7 +94,70 @@ describe('lever rulesets', () => {
   it('counts the rules a commit re-validates and lists the specs per N', () => {
     expect(validatedRules(A, 100, 50)).toBe(100 * 41 + 2)
     expect(validatedRules(C4, 100, 50)).toBe(25 * 22 + validatedRules(B, 0, 0))
-    expect(leverSpecs(10, [1, 2, 16, 4, 2]).map(specLabel)).toEqual(['A identity rules', 'B shared sets', 'C 2 shards', 'C 4 shards'])
+    expect(leverSpecs(10, [1, 2, 16, 4, 2]).map(specLabel)).toEqual(['A identity rules', 'B shared sets', 'B2 protocol guard', 'B3 positive lookup', 'C 2 shards', 'C 4 shards'])
+  })
+
+  const tag = (r: string) => /comment "b:([^"]+)"/.exec(r)?.[1]
+  const verdictTags = (rules: string[], verdict: 'accept' | 'drop') => [...new Set(rules.filter((r) => new RegExp(` ${verdict} comment`).test(r)).map(tag))].sort()
+  const guardRules = (s: LeverSpec) => [...guardRulesPre(s), ...guardChains(s).flatMap(([, r]) => r)]
+
+  it('B2/B3: the same accepts and drops as A, in guard chains behind one protocol dispatch', () => {
+    const out = identityRulesOut(identity(0))
+    for (const s of [B2, B3]) {
+      const g = guardRules(s)
+      expect(verdictTags(g, 'accept')).toEqual(verdictTags(out, 'accept'))
+      expect(verdictTags(g, 'drop')).toEqual(verdictTags(out, 'drop'))
+      // Every drop but the VLAN one is gated on a membership lookup placed last (cheap matches first).
+      for (const r of g.filter((x) => / drop comment/.test(x) && !x.includes('vlan'))) expect(r).toMatch(/[io]ifname @\w+_taps counter drop/)
+      const t = leverRulesetText(s, 5)
+      expect(count(t, /^add rule bridge bench_lv_s0 vm_/)).toBe(5 * 22)
+      expect(lines(t).filter((l) => /^add rule .* vm_/.test(l)).some((l) => l.includes('saddr !=') || l.includes('@vm_'))).toBe(false)
+      // The VM dispatch is one rule; each guard chain is reached from one rule only (validated once per commit).
+      expect(count(t, /@from_vm$/)).toBe(1)
+      // (B3's tail chains: from the two exits of their own guard chain.)
+      for (const [name] of guardChains(s)) {
+        const from = lines(t).filter((l) => new RegExp(`(jump|goto) ${name}( |,|$)`).test(l)).map((l) => l.split(' ')[4])
+        expect(from).toEqual(name.endsWith('_tail') ? [name.replace('_tail', ''), name.replace('_tail', '')] : ['pre'])
+      }
+      expect(count(t, new RegExp(`^add chain bridge bench_lv_s0 guard_`))).toBe(guardChains(s).length)
+      expect(validatedRules(s, 10, 5)).toBe(10 * 22 + sharedRuleCount(s))
+    }
+    expect(guardRulesPre(B2)[0]).toContain('iifname . ether saddr != @vm_mac')
+    expect(guardRulesPre(B2)[1]).toMatch(/^ether type vmap \{ ip : jump guard_ip, ip6 : jump guard_ip6, arp : jump guard_arp, 8021q : jump guard_vlan/)
+    expect(spoofChains(B2, 3)).toEqual(['guard_ip', 'guard_arp'])
+    expect(spoofChains(A, 3)).toEqual([vmNames(3).out])
+  })
+
+  it('B3: one positive MAC . address lookup per protocol skips the per-field checks', () => {
+    const g = new Map(guardChains(B3))
+    expect(g.get('guard_ip')![0]).toBe('iifname . ether saddr . ip saddr @vm_id4 goto guard_ip_tail comment "b:id4"')
+    expect(g.get('guard_ip')!.at(-1)).toBe('goto guard_ip_tail')
+    expect(g.get('guard_ip6')![0]).toContain('@vm_id6 goto guard_ip6_tail')
+    // Frames of the protocols with a guard chain have their MAC checked there; the others in the base chain.
+    expect(g.get('guard_arp')![0]).toContain('iifname . ether saddr != @vm_mac')
+    expect(guardRulesPre(B3)[1]).toMatch(/^ether type != \{ ip, ip6, arp, 8021q, 8021ad \} iifname . ether saddr != @vm_mac/)
+    const t = leverRulesetText(B3, 3)
+    expect(t).toContain(`add element bridge bench_lv_s0 vm_id4 { "${vmNames(1).tap}" . ${identity(1).mac} . ${identity(1).ipv4} }`)
+    expect(identityElementCount(B3)).toBe(7)
+    expect(identityElementCount(B2)).toBe(4)
+  })
+
+  it('an identity change: A re-adds the out chain, B shapes swap elements only (no rule, no verdict)', () => {
+    const ia = leverIdentityText(A, 2, 0, 1)
+    expect(lines(ia)[0]).toBe(`flush chain bridge bench_lv ${vmNames(2).out}`)
+    expect(count(ia, /^add rule /)).toBe(identityRuleCount(A))
+    expect(identityRuleCount(A)).toBe(26)
+    expect(ia).toContain(`ether saddr != ${identity(2, 1).mac}`)
+    for (const s of [B, B2, B3]) {
+      const t = leverIdentityText(s, 2, 3, 4)
+      expect(identityRuleCount(s)).toBe(0)
+      expect(lines(t).every((l) => /^(add|delete) element /.test(l))).toBe(true)
+      expect(t).not.toMatch(/jump|goto|accept|drop/)
+      expect(count(t, /^delete /)).toBe(count(t, /^add /))
+      expect(t).toContain(identity(2, 3).ipv4)
+      expect(t).toContain(identity(2, 4).ipv4)
+    }
+    expect(leverSpecs(10, [1, 4], ['B2']).map(specLabel)).toEqual(['A identity rules', 'B2 protocol guard', 'C 4 shards'])
   })
 
   it('compares a chain listing with the rules as written, and sums tagged counters', () => {
@@ -97,7 +170,7 @@ describe('lever rulesets', () => {
 // ---------------------------------------------------------------------------------------------
 
 function cell(label: string, vms: number, med: Partial<Record<LeverPath, number>>, a?: Partial<Record<LeverPath, number>>): LeverCell {
-  const variant = label.startsWith('A') ? 'A' : label.startsWith('B') ? 'B' : 'C'
+  const variant = label.startsWith('A') ? 'A' : label.startsWith('B2') ? 'B2' : label.startsWith('B3') ? 'B3' : label.startsWith('B') ? 'B' : 'C'
   const paths: LeverCell['paths'] = {}
   const vsNftF: LeverCell['vsNftF'] = {}
   const vsA: LeverCell['vsA'] = {}
@@ -177,5 +250,43 @@ describe('commit cost levers report', () => {
   it('is part of the harness report', () => {
     const r = { version: 1, startedAt: '', finishedAt: '', durationS: 1, mode: 'full', config: {}, machine: { cpu: '', cores: 2, kernel: '', os: '', node: '', libnftables: '', nft: '', python3Nftables: '', memoryGb: 1 }, vmFirewall: { available: false, note: '' }, workloads: [], levers: l, targets: [], errors: [] } satisfies BenchResults
     expect(buildMarkdown(r)).toContain('## Commit cost levers')
+  })
+})
+
+describe('lever 1 shapes in the report', () => {
+  const id = (rules: number, elements: number, lib: number, vsA?: number): LeverCell['identity'] => ({
+    rules,
+    elements,
+    paths: { 'nft-f': { samples: [20], summary: summarize([20]) }, 'lib-text': { samples: [lib], summary: summarize([lib]) } },
+    vsA: vsA === undefined ? {} : { 'lib-text': vsA },
+  })
+  const a = { 'nft-f': 30, 'lib-text': 15, floor: 12 }
+  const withShapes = (udp: Record<string, number>): LeversResult => {
+    const l = levers(udp)
+    const cA = cell('A identity rules', 1000, a)
+    cA.identity = id(26, 0, 14)
+    const cB = cell('B shared sets', 1000, { 'nft-f': 25, 'lib-text': 8, floor: 6 }, a)
+    cB.identity = id(0, 4, 2, 7)
+    const cB2 = cell('B2 protocol guard', 1000, { 'nft-f': 24, 'lib-text': 8, floor: 6 }, a)
+    cB2.identity = id(0, 4, 2, 7)
+    l.cells = [cA, cB, cB2]
+    return l
+  }
+
+  it('has the identity-change table and a line per shape', () => {
+    const l = withShapes({ empty: 1, 'A identity rules': 0.74, 'B shared sets': 0.63, 'B2 protocol guard': 0.75 })
+    const md = leversMarkdown(l).join('\n')
+    expect(md).toContain('| B2 protocol guard | 1000 | 0 | 4 | 20.0 ms | 2.00 ms | – | 7.00× | 4.00× |')
+    expect(md).toContain('| A identity rules | 1000 | 26 | 0 | 20.0 ms | 14.0 ms | – | 1 | 1.07× |')
+    const c = leverShapeLines(l).join('\n')
+    expect(c).toContain('B2 protocol guard: floor 12.0 ms → 6.00 ms (2.00×)')
+    expect(c).toContain('64-byte UDP 0.75 (+1 points vs A)')
+    expect(c).toContain('64-byte UDP 0.63 (−11 points vs A)')
+    expect(c).toContain('**Shape to build:** B2 protocol guard')
+  })
+
+  it('builds no shape when each costs too much data plane', () => {
+    const c = leverShapeLines(withShapes({ empty: 1, 'A identity rules': 0.74, 'B shared sets': 0.63, 'B2 protocol guard': 0.6 })).join('\n')
+    expect(c).toContain('**Shape to build:** none of B shared sets, B2 protocol guard')
   })
 })

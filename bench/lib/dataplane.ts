@@ -6,7 +6,7 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { Nft } from '../../ts/index.js'
 import { batch, deleteTableCmd, fullRulesetCmds, vmNames } from './gen.js'
-import { counterSum, deleteLeverTablesText, leverRulesetText, leverSpecs, specLabel, tableOf, type Identities, type LeverSpec } from './levers-gen.js'
+import { counterSum, deleteLeverTablesText, leverRulesetText, leverSpecs, specLabel, spoofChains, tableOf, type Identities, type LeverVariant } from './levers-gen.js'
 import { createNetns, deleteNetns, killChild, sh, trackChild } from './netns.js'
 import { median, pairedRatio, rotate } from './stats.js'
 import type { DataplaneResult } from './types.js'
@@ -27,6 +27,8 @@ export interface DataplaneOptions {
   udp: boolean
   /** Instead of the raw/VmFirewall/linear rulesets: the lever variants of issue 15 (A, B, C with these shard counts). */
   levers?: number[]
+  /** With `levers`: the one-table variants besides A (default all). */
+  leverVariants?: LeverVariant[]
 }
 
 function ping(ns: string, from: string): boolean {
@@ -117,7 +119,7 @@ export async function dataplaneWorkload(ctx: Ctx, o: DataplaneOptions): Promise<
     if (o.levers) {
       // The two VMs' identities are the hosts' real addresses, so their traffic passes the identity checks.
       const ids: Identities = { [ia]: { mac: MAC_A, ipv4: A, ipv6: '2001:db8:99::1' }, [ib]: { mac: MAC_B, ipv4: B, ipv6: '2001:db8:99::2' } }
-      for (const spec of leverSpecs(o.vms, o.levers)) {
+      for (const spec of leverSpecs(o.vms, o.levers, o.leverVariants)) {
         const text = leverRulesetText(spec, o.vms, ids)
         const label = specLabel(spec)
         configs[label] = {
@@ -125,21 +127,28 @@ export async function dataplaneWorkload(ctx: Ctx, o: DataplaneOptions): Promise<
           teardown: async () => void (await nft.run(deleteLeverTablesText(spec))),
           verify: async () => {
             await verifyDefault(tableOf(spec, ia), label)
-            // Identity checks work: the real address passes, a second (spoofed) address of the same host is dropped.
+            // Identity checks work: the real address passes, a second (spoofed) address of the same host is dropped:
+            // first its ARP (arp-ip-spoof), then, with the peer's MAC as a static neighbour, its IPv4 packets (ip-spoof).
             const legit = ping(h1, A)
             sh('ip', ['-n', h1, 'addr', 'add', `${SPOOF}/24`, 'dev', 'eth0'])
             let spoofed: boolean
+            let spoofedIp: boolean
             try {
               spoofed = ping(h1, SPOOF)
+              sh('ip', ['-n', h1, 'neigh', 'replace', B, 'lladdr', MAC_B, 'dev', 'eth0', 'nud', 'permanent'])
+              spoofedIp = ping(h1, SPOOF)
             } finally {
+              sh('ip', ['-n', h1, 'neigh', 'del', B, 'dev', 'eth0'])
               sh('ip', ['-n', h1, 'addr', 'del', `${SPOOF}/24`, 'dev', 'eth0'])
             }
-            const chain = spec.variant === 'A' ? va.out : 'pre'
-            const drops = counterSum(await nft.run(`list chain bridge ${tableOf(spec, ia)} ${chain}`), 'ip-spoof"')
+            let listing = ''
+            for (const chain of spoofChains(spec, ia)) listing += await nft.run(`list chain bridge ${tableOf(spec, ia)} ${chain}`)
+            const arpDrops = counterSum(listing, 'arp-ip-spoof"')
+            const ipDrops = counterSum(listing, '"b:ip-spoof"')
             notes.push(
-              legit && !spoofed && drops > 0
-                ? `verified (${label}): ping from ${A} passes, from ${SPOOF} (not the VM's address) is dropped by the ip-spoof/arp-ip-spoof rules (${drops} packets)`
-                : `WARNING (${label}): identity check: ping from ${A} ${legit ? 'passed' : 'failed'}, from ${SPOOF} ${spoofed ? 'passed' : 'failed'}, spoof-rule drops ${drops}`,
+              legit && !spoofed && !spoofedIp && ipDrops > 0
+                ? `verified (${label}): ping from ${A} passes, from ${SPOOF} (not the VM's address) is dropped by ip-spoof (${ipDrops} packets; ${arpDrops} of its ARP by arp-ip-spoof: the peer's MAC is already in the neighbour cache), also with the peer as a static neighbour`
+                : `WARNING (${label}): identity check: ping from ${A} ${legit ? 'passed' : 'failed'}, from ${SPOOF} ${spoofed ? 'passed' : 'failed'} (ARP) / ${spoofedIp ? 'passed' : 'failed'} (static neighbour), arp-ip-spoof drops ${arpDrops}, ip-spoof drops ${ipDrops}`,
             )
           },
         }

@@ -7,6 +7,13 @@
 //      keep the user rules and the default.
 //   C  B spread over K tables ("shards"), each with its own base chains at the same hook and priority, its
 //      own dispatch maps and sets; VM i lives in shard i mod K. B is C with K = 1.
+//   B2 B's sets, protocol-dispatched guard: the prerouting chain checks the MAC once, then
+//      `ether type vmap { ip : jump guard_ip, ... }` sends a frame to the guard chain of its protocol only
+//      (regular chains, each referenced once), which returns to the `iifname vmap @from_vm` dispatch.
+//   B3 B2 with a positive identity lookup per protocol: `iifname . ether saddr . ip saddr @vm_id4` (MAC and
+//      address in one lookup) jumps past the negated per-field checks, which only frames failing it walk.
+//   Every shared rule puts its cheap matches and its identity lookup before the tap-membership lookup
+//   (`iifname . ether saddr != @vm_mac iifname @spoof_taps`), so a frame that passes walks one lookup per check.
 // Every rule of a VM chain comes from gen.ts (`vmRule`): none matches the data-plane test traffic.
 import { eui64LinkLocal } from '../../ts/firewall/address.js'
 import { FAMILY, vmNames, vmRule, type VmNames } from './gen.js'
@@ -14,12 +21,20 @@ import { FAMILY, vmNames, vmRule, type VmNames } from './gen.js'
 /** User rules per VM chain (each chain then ends with the default rule). */
 export const USER_RULES_PER_CHAIN = 10
 
+export type LeverVariant = 'A' | 'B' | 'B2' | 'B3'
+
 export interface LeverSpec {
-  /** 'A': identity rules in each VM's chains; 'B': shared identity rules over sets (C when shards > 1). */
-  variant: 'A' | 'B'
-  /** Tables the VMs are spread over (1 for A). */
+  /**
+   * 'A': identity rules in each VM's chains; 'B': shared identity rules over sets (C when shards > 1);
+   * 'B2': B's sets behind a protocol dispatch to guard chains; 'B3': B2 with one positive identity lookup per protocol.
+   */
+  variant: LeverVariant
+  /** Tables the VMs are spread over (1 except for B). */
   shards: number
 }
+
+/** Identity checks over shared sets (every variant but A). */
+export const sharedIdentity = (s: LeverSpec): boolean => s.variant !== 'A'
 
 export interface Identity {
   mac: string
@@ -43,13 +58,25 @@ export function identity(index: number, variant = 0, overrides?: Identities): Id
   }
 }
 
-/** The specs measured at `vms` VMs: A, B, then C for each shard count 1 < K ≤ vms. */
-export function leverSpecs(vms: number, shards: number[]): LeverSpec[] {
-  return [{ variant: 'A', shards: 1 }, { variant: 'B', shards: 1 }, ...[...new Set(shards)].filter((k) => k > 1 && k <= vms).sort((a, b) => a - b).map((k) => ({ variant: 'B' as const, shards: k }))]
+export const LEVER_VARIANTS: readonly LeverVariant[] = ['A', 'B', 'B2', 'B3']
+
+/** The specs measured at `vms` VMs: A, B, B2, B3 (those of `variants`), then C for each shard count 1 < K ≤ vms. */
+export function leverSpecs(vms: number, shards: number[], variants: readonly LeverVariant[] = LEVER_VARIANTS): LeverSpec[] {
+  const one = LEVER_VARIANTS.filter((v) => v === 'A' || variants.includes(v)).map((variant) => ({ variant, shards: 1 }))
+  return [...one, ...[...new Set(shards)].filter((k) => k > 1 && k <= vms).sort((a, b) => a - b).map((k) => ({ variant: 'B' as const, shards: k }))]
 }
 
 export function specLabel(s: LeverSpec): string {
-  return s.variant === 'A' ? 'A identity rules' : s.shards === 1 ? 'B shared sets' : `C ${s.shards} shards`
+  switch (s.variant) {
+    case 'A':
+      return 'A identity rules'
+    case 'B2':
+      return 'B2 protocol guard'
+    case 'B3':
+      return 'B3 positive lookup'
+    default:
+      return s.shards === 1 ? 'B shared sets' : `C ${s.shards} shards`
+  }
 }
 
 export function shardOf(index: number, shards: number): number {
@@ -60,9 +87,11 @@ export function leverTable(s: LeverSpec, shard = 0): string {
   return s.variant === 'A' ? 'bench_lv' : `bench_lv_s${shard}`
 }
 
+const shardCount = (s: LeverSpec) => (s.variant === 'B' ? s.shards : 1)
+
 /** The table holding VM `index`. */
 export function tableOf(s: LeverSpec, index: number): string {
-  return leverTable(s, s.variant === 'A' ? 0 : shardOf(index, s.shards))
+  return leverTable(s, shardOf(index, shardCount(s)))
 }
 
 /** VMs of shard `shard` when `vms` VMs are spread over `shards` tables. */
@@ -86,6 +115,12 @@ const ID_SETS: [string, string][] = [
   ['vm_ipv4', 'ifname . ipv4_addr'],
   ['vm_ipv6', 'ifname . ipv6_addr'],
 ]
+/** B3 adds one set per protocol holding MAC and address together. */
+const ID_SETS_B3: [string, string][] = [
+  ['vm_id4', 'ifname . ether_addr . ipv4_addr'],
+  ['vm_id6', 'ifname . ether_addr . ipv6_addr'],
+]
+const idSets = (s: LeverSpec) => (s.variant === 'B3' ? [...ID_SETS, ...ID_SETS_B3] : ID_SETS)
 
 const dhcpOut = (guard: string): string[] => [
   `${guard}meta l4proto udp udp sport 67 counter drop comment "b:dhcp-server-from-vm"`,
@@ -153,6 +188,90 @@ export function sharedRulesPost(): string[] {
   return [`oifname != @vm_taps accept comment "b:not-here"`, ...builtinRulesIn('oifname @dhcp_taps '), `oifname vmap @to_vm`]
 }
 
+/** B2/B3: the DHCP guards from a VM, membership lookup last (every frame of a VM's protocol walks the four cheap matches only). */
+const dhcpOutLast = (): string[] => [
+  `meta l4proto udp udp sport 67 iifname @dhcp_taps counter drop comment "b:dhcp-server-from-vm"`,
+  `meta l4proto udp udp sport 547 iifname @dhcp_taps counter drop comment "b:dhcp6-server-from-vm"`,
+  `meta l4proto udp udp sport 68 udp dport 67 iifname @dhcp_taps counter accept comment "b:dhcp-client"`,
+  `meta l4proto udp udp sport 546 udp dport 547 iifname @dhcp_taps counter accept comment "b:dhcp6-client"`,
+]
+const MAC_CHECK = `iifname . ether saddr != @vm_mac iifname @spoof_taps counter drop comment "b:mac-spoof"`
+/** B2/B3: the protocol dispatch of the prerouting chain (a constant anonymous verdict map, validated once). */
+export const GUARD_DISPATCH = 'ether type vmap { ip : jump guard_ip, ip6 : jump guard_ip6, arp : jump guard_arp, 8021q : jump guard_vlan, 8021ad : jump guard_vlan }'
+
+/**
+ * B2/B3: the regular chains the protocol dispatch jumps to, name → rules, in the order of A's per-VM rules for
+ * that protocol (A's accepts stay accepts, everything else falls off the end and returns to the base chain).
+ * B3's guard_ip/guard_ip6 start with one positive lookup of MAC and address together; a frame it finds goes to
+ * the `_tail` chain (goto: its end still returns to the base chain), the others walk the per-field checks first.
+ */
+export function guardChains(s: LeverSpec): [string, string[]][] {
+  const b3 = s.variant === 'B3'
+  const ip = [
+    ...(b3 ? [MAC_CHECK] : []),
+    `ip saddr 0.0.0.0 meta l4proto udp udp sport 68 udp dport 67 iifname @dhcp_taps counter accept comment "b:dhcp-discover"`,
+    `iifname . ip saddr != @vm_ipv4 iifname @spoof4_taps counter drop comment "b:ip-spoof"`,
+  ]
+  const ip6 = [
+    ...(b3 ? [MAC_CHECK] : []),
+    `ip6 saddr :: icmpv6 type @dad_mld iifname @spoof6_taps counter accept comment "b:ip6-unspecified"`,
+    `iifname . ip6 saddr != @vm_ipv6 iifname @spoof6_taps counter drop comment "b:ip6-spoof"`,
+  ]
+  const ip6Tail = [`icmpv6 type @ra_redirect iifname @spoof_taps counter drop comment "b:ra-from-vm"`, ...dhcpOutLast(), `icmpv6 type @ndp_from_vm counter accept comment "b:ndp"`]
+  const arp = [
+    ...(b3 ? [MAC_CHECK] : []),
+    `iifname . arp saddr ether != @vm_mac iifname @spoof_taps counter drop comment "b:arp-mac-spoof"`,
+    `arp saddr ip != 0.0.0.0 iifname . arp saddr ip != @vm_ipv4 iifname @spoof4_taps counter drop comment "b:arp-ip-spoof"`,
+    `counter accept comment "b:arp"`,
+  ]
+  const vlan = [`iifname @spoof_taps counter drop comment "b:vlan-from-vm"`]
+  if (!b3) return [['guard_ip', [...ip, ...dhcpOutLast()]], ['guard_ip6', [...ip6, ...ip6Tail]], ['guard_arp', arp], ['guard_vlan', vlan]]
+  return [
+    ['guard_ip', [`iifname . ether saddr . ip saddr @vm_id4 goto guard_ip_tail comment "b:id4"`, ...ip, 'goto guard_ip_tail']],
+    ['guard_ip_tail', dhcpOutLast()],
+    ['guard_ip6', [`iifname . ether saddr . ip6 saddr @vm_id6 goto guard_ip6_tail comment "b:id6"`, ...ip6, 'goto guard_ip6_tail']],
+    ['guard_ip6_tail', ip6Tail],
+    ['guard_arp', arp],
+    ['guard_vlan', vlan],
+  ]
+}
+
+/**
+ * B2/B3: the prerouting base chain. B2 checks the MAC of every frame once, then dispatches on the protocol;
+ * B3 checks it inside the guards (its positive lookups include the MAC) and here only for the other protocols.
+ * No `not-here` rule: in one table the guards' membership lookups come last, so frames of other ports pay
+ * them only where an identity lookup fails.
+ */
+export function guardRulesPre(s: LeverSpec): string[] {
+  if (s.variant === 'B3') return [GUARD_DISPATCH, `ether type != { ip, ip6, arp, 8021q, 8021ad } ${MAC_CHECK}`, 'iifname vmap @from_vm']
+  return [MAC_CHECK, GUARD_DISPATCH, 'iifname vmap @from_vm']
+}
+
+/** B2/B3: the postrouting base chain: A's inbound builtins (membership lookup last), then the dispatch. */
+export function guardRulesPost(): string[] {
+  return [
+    `ether type arp counter accept comment "b:arp"`,
+    `icmpv6 type @ndp_to_vm counter accept comment "b:ndp"`,
+    `meta l4proto udp udp sport 67 udp dport 68 oifname @dhcp_taps counter accept comment "b:dhcp-reply"`,
+    `meta l4proto udp udp sport 547 udp dport 546 oifname @dhcp_taps counter accept comment "b:dhcp6-reply"`,
+    'oifname vmap @to_vm',
+  ]
+}
+
+/** Rules of the base and guard chains of a table (all but the VM chains). */
+export function sharedRuleCount(s: LeverSpec): number {
+  if (s.variant === 'A') return 2
+  if (s.variant === 'B') return sharedRulesPre().length + sharedRulesPost().length
+  return guardRulesPre(s).length + guardRulesPost().length + guardChains(s).reduce((n, [, r]) => n + r.length, 0)
+}
+
+/** Chains whose counters tagged `ip-spoof"` count the spoofed frames VM `index` sends (the data-plane check). */
+export function spoofChains(s: LeverSpec, index: number): string[] {
+  if (s.variant === 'A') return [vmNames(index).out]
+  if (s.variant === 'B') return ['pre']
+  return ['guard_ip', 'guard_arp']
+}
+
 function userRules(variant: number): string[] {
   const r: string[] = []
   for (let i = 0; i < USER_RULES_PER_CHAIN; i++) r.push(vmRule(i, variant).text)
@@ -168,29 +287,47 @@ function vmChainRules(s: LeverSpec, id: Identity, variant: number): { out: strin
   return s.variant === 'A' ? { out: [...identityRulesOut(id), ...u], in: [...builtinRulesIn(), ...u] } : { out: u, in: u }
 }
 
-/** Variant B: the identity elements of one VM, one command per set. */
-function identityElements(verb: 'add' | 'delete', table: string, tap: string, id: Identity): string[] {
+/** Variants B*: the identity elements of one VM, one command per set (B3 also fills its MAC . address sets). */
+export function identityElements(s: LeverSpec, verb: 'add' | 'delete', table: string, tap: string, id: Identity): string[] {
   const ll = eui64LinkLocal(id.mac)
-  return [
+  const l = [
     `${verb} element ${FAMILY} ${table} vm_mac { "${tap}" . ${id.mac} }`,
     `${verb} element ${FAMILY} ${table} vm_ipv4 { "${tap}" . ${id.ipv4} }`,
     `${verb} element ${FAMILY} ${table} vm_ipv6 { "${tap}" . ${ll}, "${tap}" . ${id.ipv6} }`,
   ]
+  if (s.variant === 'B3') {
+    l.push(
+      `${verb} element ${FAMILY} ${table} vm_id4 { "${tap}" . ${id.mac} . ${id.ipv4} }`,
+      `${verb} element ${FAMILY} ${table} vm_id6 { "${tap}" . ${id.mac} . ${ll}, "${tap}" . ${id.mac} . ${id.ipv6} }`,
+    )
+  }
+  return l
+}
+
+/** Identity elements one VM holds (a concatenation per element). */
+export function identityElementCount(s: LeverSpec): number {
+  return s.variant === 'A' ? 0 : s.variant === 'B3' ? 7 : 4
 }
 
 function tableText(s: LeverSpec, table: string): string[] {
   const l = [`add table ${FAMILY} ${table}`]
   for (const [name, type, elem] of CONST_SETS) l.push(`add set ${FAMILY} ${table} ${name} { type ${type} ; elements = { ${elem.join(', ')} } ; }`)
-  if (s.variant === 'B') {
+  if (sharedIdentity(s)) {
     for (const name of TAP_SETS) l.push(`add set ${FAMILY} ${table} ${name} { type ifname ; }`)
-    for (const [name, type] of ID_SETS) l.push(`add set ${FAMILY} ${table} ${name} { type ${type} ; }`)
+    for (const [name, type] of idSets(s)) l.push(`add set ${FAMILY} ${table} ${name} { type ${type} ; }`)
   }
   l.push(`add map ${FAMILY} ${table} from_vm { type ifname : verdict ; }`, `add map ${FAMILY} ${table} to_vm { type ifname : verdict ; }`)
+  const guards = s.variant === 'B2' || s.variant === 'B3' ? guardChains(s) : []
+  for (const [name] of guards) l.push(`add chain ${FAMILY} ${table} ${name}`)
   l.push(`add chain ${FAMILY} ${table} pre { type filter hook prerouting priority 0 ; policy accept ; }`)
   l.push(`add chain ${FAMILY} ${table} post { type filter hook postrouting priority 0 ; policy accept ; }`)
   if (s.variant === 'B') {
     for (const r of sharedRulesPre()) l.push(rule(table, 'pre', r))
     for (const r of sharedRulesPost()) l.push(rule(table, 'post', r))
+  } else if (guards.length) {
+    for (const [name, rules] of guards) for (const r of rules) l.push(rule(table, name, r))
+    for (const r of guardRulesPre(s)) l.push(rule(table, 'pre', r))
+    for (const r of guardRulesPost()) l.push(rule(table, 'post', r))
   } else {
     l.push(rule(table, 'pre', 'iifname vmap @from_vm'), rule(table, 'post', 'oifname vmap @to_vm'))
   }
@@ -202,9 +339,9 @@ function vmText(s: LeverSpec, table: string, vm: VmNames, id: Identity): string[
   const r = vmChainRules(s, id, 0)
   for (const x of r.out) l.push(rule(table, vm.out, x))
   for (const x of r.in) l.push(rule(table, vm.in, x))
-  if (s.variant === 'B') {
+  if (sharedIdentity(s)) {
     for (const set of TAP_SETS) l.push(`add element ${FAMILY} ${table} ${set} { "${vm.tap}" }`)
-    l.push(...identityElements('add', table, vm.tap, id))
+    l.push(...identityElements(s, 'add', table, vm.tap, id))
   }
   l.push(`add element ${FAMILY} ${table} from_vm { "${vm.tap}" : jump ${vm.out} }`, `add element ${FAMILY} ${table} to_vm { "${vm.tap}" : jump ${vm.in} }`)
   return l
@@ -212,7 +349,7 @@ function vmText(s: LeverSpec, table: string, vm: VmNames, id: Identity): string[
 
 /** The whole ruleset (every table of the spec) with `vms` VMs; `ids` overrides the identity of some VMs. */
 export function leverRulesetText(s: LeverSpec, vms: number, ids?: Identities): string {
-  const shards = s.variant === 'A' ? 1 : s.shards
+  const shards = shardCount(s)
   const l: string[] = []
   for (let k = 0; k < shards; k++) l.push(...tableText(s, leverTable(s, k)))
   for (let i = 0; i < vms; i++) l.push(...vmText(s, tableOf(s, i), vmNames(i), identity(i, 0, ids)))
@@ -220,7 +357,7 @@ export function leverRulesetText(s: LeverSpec, vms: number, ids?: Identities): s
 }
 
 export function deleteLeverTablesText(s: LeverSpec): string {
-  const shards = s.variant === 'A' ? 1 : s.shards
+  const shards = shardCount(s)
   return Array.from({ length: shards }, (_, k) => `delete table ${FAMILY} ${leverTable(s, k)}`).join('\n') + '\n'
 }
 
@@ -235,8 +372,25 @@ export function leverReplaceText(s: LeverSpec, index: number, from: number, to: 
   const r = vmChainRules(s, identity(index, to), to)
   for (const x of r.out) l.push(rule(table, vm.out, x))
   for (const x of r.in) l.push(rule(table, vm.in, x))
-  if (s.variant === 'B') l.push(...identityElements('delete', table, vm.tap, identity(index, from)), ...identityElements('add', table, vm.tap, identity(index, to)))
+  if (sharedIdentity(s)) l.push(...identityElements(s, 'delete', table, vm.tap, identity(index, from)), ...identityElements(s, 'add', table, vm.tap, identity(index, to)))
   return l.join('\n') + '\n'
+}
+
+/**
+ * Change VM `index`'s identity from that of variant `from` to `to` (one transaction), its user rules unchanged.
+ * A: flush its out chain and add it again with the new identity rules (what a per-VM chain shape must do).
+ * B*: delete the old identity elements, add the new ones; no rule, and no element with a verdict.
+ */
+export function leverIdentityText(s: LeverSpec, index: number, from: number, to: number): string {
+  const vm = vmNames(index)
+  const table = tableOf(s, index)
+  if (sharedIdentity(s)) return [...identityElements(s, 'delete', table, vm.tap, identity(index, from)), ...identityElements(s, 'add', table, vm.tap, identity(index, to))].join('\n') + '\n'
+  return [`flush chain ${FAMILY} ${table} ${vm.out}`, ...[...identityRulesOut(identity(index, to)), ...userRules(0)].map((x) => rule(table, vm.out, x))].join('\n') + '\n'
+}
+
+/** Rules one identity change adds (A: the whole out chain; B*: none). */
+export function identityRuleCount(s: LeverSpec): number {
+  return sharedIdentity(s) ? 0 : identityRulesOut(identity(0)).length + USER_RULES_PER_CHAIN + 1
 }
 
 /** Rules one replace adds (what the kernel floor sends). */
@@ -248,7 +402,7 @@ export function replaceRuleCount(s: LeverSpec): number {
 /** Rules the kernel re-validates on a commit in the table holding VM `index` (all reachable from its base chains). */
 export function validatedRules(s: LeverSpec, vms: number, index: number): number {
   if (s.variant === 'A') return vms * replaceRuleCount(s) + 2
-  return vmsInShard(vms, s.shards, shardOf(index, s.shards)) * replaceRuleCount(s) + sharedRulesPre().length + sharedRulesPost().length
+  return vmsInShard(vms, shardCount(s), shardOf(index, shardCount(s))) * replaceRuleCount(s) + sharedRuleCount(s)
 }
 
 /** Lines of `listing` (rules of a chain) compared with the rules as written; counters are zeroed first. */

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { Drivers } from './drivers.js'
 import { vmNames } from './gen.js'
-import { leverSpecs, leverRulesetText, roundTrip, leverReplaceText, replaceRuleCount, sharedRulesPre, specLabel, tableOf, USER_RULES_PER_CHAIN, validatedRules, type LeverSpec } from './levers-gen.js'
+import { guardRulesPre, identityElementCount, identityRuleCount, leverIdentityText, leverSpecs, leverRulesetText, roundTrip, leverReplaceText, replaceRuleCount, sharedRulesPre, specLabel, tableOf, USER_RULES_PER_CHAIN, validatedRules, type LeverSpec, type LeverVariant } from './levers-gen.js'
 import { createNetns, deleteNetns } from './netns.js'
 import { median, pairedRatio, rotate, summarize } from './stats.js'
 import type { LeverCell, LeverPath, LeversResult } from './types.js'
@@ -22,6 +22,8 @@ export interface LeverOptions {
   rounds: number
   /** Batches per floor run (its per-round sample is their median). */
   floorIterations: number
+  /** One-table variants besides A (default all: B, B2, B3). */
+  variants?: LeverVariant[]
 }
 
 export const FLOOR_SRC = process.env.BENCH_FLOOR_SRC ?? path.resolve(__dirname, '../../../shared/tools/kernel-floor/floor.c')
@@ -55,9 +57,10 @@ export async function leversWorkload(ctx: Ctx, o: LeverOptions): Promise<LeversR
   const cells: LeverCell[] = []
   const paths: LeverPath[] = floor.bin ? ['nft-f', 'lib-text', 'floor'] : ['nft-f', 'lib-text']
   let syntaxChecked = false
+  const notedGuard = new Set<string>()
   try {
     for (const vms of o.vmCounts) {
-      const specs = leverSpecs(vms, o.shards)
+      const specs = leverSpecs(vms, o.shards, o.variants)
       const target = Math.floor(vms / 2)
       const vm = vmNames(target)
       const open: { spec: LeverSpec; ns: string; d: Drivers; cur: number }[] = []
@@ -69,6 +72,11 @@ export async function leversWorkload(ctx: Ctx, o: LeverOptions): Promise<LeversR
           const t0 = Date.now()
           await d.nft.run(leverRulesetText(spec, vms))
           ctx.log(`    ${vms} VMs, ${specLabel(spec)}: loaded in ${Date.now() - t0} ms`)
+          if ((spec.variant === 'B2' || spec.variant === 'B3') && !notedGuard.has(spec.variant)) {
+            notedGuard.add(spec.variant)
+            const rt = roundTrip(guardRulesPre(spec), await d.nft.run(`list chain bridge ${tableOf(spec, target)} pre`))
+            notes.push(`variant ${spec.variant} syntax: loads; ${rt.exact} of ${guardRulesPre(spec).length} prerouting rules list back exactly as written${rt.differ.length ? ` (${rt.differ.map(([w, l]) => `\`${w}\` -> \`${l}\``).join('; ')})` : ''}`)
+          }
           if (spec.variant === 'B' && !syntaxChecked) {
             syntaxChecked = true
             const rt = roundTrip(sharedRulesPre(), await d.nft.run(`list chain bridge ${tableOf(spec, target)} pre`))
@@ -81,7 +89,14 @@ export async function leversWorkload(ctx: Ctx, o: LeverOptions): Promise<LeversR
           }
         }
         const samples = new Map<LeverSpec, Record<LeverPath, number[]>>()
-        for (const x of open) samples.set(x.spec, { 'nft-f': [], 'lib-text': [], floor: [] })
+        const idSamples = new Map<LeverSpec, Record<LeverPath, number[]>>()
+        for (const x of open) {
+          samples.set(x.spec, { 'nft-f': [], 'lib-text': [], floor: [] })
+          idSamples.set(x.spec, { 'nft-f': [], 'lib-text': [], floor: [] })
+        }
+        // An identity change's paths per variant: the floor only where the change is rules (A); an
+        // element-only change has no rule batch for floor.c to send.
+        const idPaths = (s: LeverSpec): LeverPath[] => paths.filter((p) => p !== 'floor' || identityRuleCount(s) > 0)
         for (let r = -1; r < o.rounds; r++) {
           for (const x of rotate(open, r + 1)) {
             for (const p of rotate(paths, r + 1)) {
@@ -100,13 +115,30 @@ export async function leversWorkload(ctx: Ctx, o: LeverOptions): Promise<LeversR
               }
               if (r >= 0) samples.get(x.spec)![p][r] = ms
             }
+            for (const p of rotate(idPaths(x.spec), r)) {
+              let ms: number
+              if (p === 'floor') {
+                ms = runFloor(floor.bin!, x.ns, tableOf(x.spec, target), vm.out, identityRuleCount(x.spec), o.floorIterations)
+              } else {
+                const text = leverIdentityText(x.spec, target, x.cur, x.cur + 1)
+                x.cur++
+                if (p === 'nft-f') {
+                  await x.d.settle()
+                  ms = await x.d.nftF(text)
+                } else {
+                  ms = await x.d.libText(text)
+                }
+              }
+              if (r >= 0) idSamples.get(x.spec)![p][r] = ms
+            }
           }
         }
+        const aId = idSamples.get(specs[0]!)!
         const a = samples.get(specs[0]!)!
         for (const spec of specs) {
           const s = samples.get(spec)!
           const cell: LeverCell = {
-            variant: spec.variant === 'A' ? 'A' : spec.shards === 1 ? 'B' : 'C',
+            variant: spec.variant === 'B' && spec.shards > 1 ? 'C' : spec.variant,
             shards: spec.shards,
             label: specLabel(spec),
             vms,
@@ -121,8 +153,15 @@ export async function leversWorkload(ctx: Ctx, o: LeverOptions): Promise<LeversR
             if (p !== 'nft-f') cell.vsNftF[p] = pairedRatio(s['nft-f'], s[p])
             if (spec !== specs[0]) cell.vsA[p] = pairedRatio(a[p], s[p])
           }
+          const si = idSamples.get(spec)!
+          const id: NonNullable<LeverCell['identity']> = { rules: identityRuleCount(spec), elements: identityElementCount(spec), paths: {}, vsA: {} }
+          for (const p of idPaths(spec)) {
+            id.paths[p] = { samples: si[p], summary: summarize(si[p]) }
+            if (spec !== specs[0]) id.vsA[p] = pairedRatio(aId[p], si[p])
+          }
+          cell.identity = id
           cells.push(cell)
-          ctx.log(`    ${vms} VMs, ${cell.label}: ${paths.map((p) => `${p} ${cell.paths[p]!.summary.median.toFixed(2)} ms`).join(', ')}`)
+          ctx.log(`    ${vms} VMs, ${cell.label}: ${paths.map((p) => `${p} ${cell.paths[p]!.summary.median.toFixed(2)} ms`).join(', ')}; identity change ${idPaths(spec).map((p) => `${p} ${id.paths[p]!.summary.median.toFixed(2)} ms`).join(', ')}`)
         }
       } finally {
         for (const x of open) {
@@ -136,6 +175,9 @@ export async function leversWorkload(ctx: Ctx, o: LeverOptions): Promise<LeversR
   }
   notes.push(
     `replace = flush both VM chains + add their rules (A: ${replaceRuleCount({ variant: 'A', shards: 1 })} rules, B/C: ${replaceRuleCount({ variant: 'B', shards: 1 })} rules + delete/add of the VM's 3 identity elements: MAC, IPv4, IPv6 pair), one transaction, VM #⌊N/2⌋; its identity and rules change every replace`,
+  )
+  notes.push(
+    `identity change = the VM's MAC/IPv4/IPv6 change, its user rules do not: A flushes its out chain and adds it again (${identityRuleCount({ variant: 'A', shards: 1 })} rules, the identity ones with the new addresses; its floor is that batch), B/B2/B3 only delete the old identity elements and add the new ones (B, B2: ${identityElementCount({ variant: 'B', shards: 1 })} elements each way, B3: ${identityElementCount({ variant: 'B3', shards: 1 })}), no rule and no element carrying a verdict, so the kernel has no reason to validate the table; floor.c sends rule batches only, so an element-only change has no floor column: compare its Nft.run time with the floor of the rule batches`,
   )
   if (floor.bin) {
     notes.push(

@@ -539,6 +539,7 @@ export function leversConclusion(l: LeversResult): string[] {
     t.push(`data plane TCP ≥ 0.90 / 64-byte UDP ≥ 0.85 of empty: ${names.map((x) => `${x} ${f2(d.configs[x]!.ratioToEmpty)} / ${f2(d.udp![x]?.ratioToEmpty)}${d.configs[x]!.ratioToEmpty >= 0.9 && (d.udp![x]?.ratioToEmpty ?? 0) >= 0.85 ? ' (met)' : ''}`).join('; ')}`)
   }
   if (t.length) out.push('Issue 15 targets on these rulesets: ' + t.join('; ') + '.')
+  out.push(...leverShapeLines(l))
   if (a && b) {
     const key: LeverPath = hasFloor ? 'floor' : 'lib-text'
     const gain = b.vsA[key] ?? NaN
@@ -554,13 +555,63 @@ export function leversConclusion(l: LeversResult): string[] {
   return out
 }
 
+/**
+ * Lever 1's shapes (B, B2, B3 vs A at the reference N): commit gain, data plane, element-only identity change, and
+ * the shape to build: among those with > 1.2× kernel (else Nft.run) commit gain and at most SHARD_UDP_BUDGET
+ * of 64-byte UDP lost vs A, the best 64-byte UDP ratio (TCP breaks ties within a point).
+ */
+export function leverShapeLines(l: LeversResult): string[] {
+  const n = leverReferenceVms(l)
+  const at = l.cells.filter((c) => c.vms === n)
+  const a = at.find((c) => c.variant === 'A')
+  const shapes = at.filter((c) => c.variant === 'B' || c.variant === 'B2' || c.variant === 'B3')
+  if (!a || !shapes.length) return []
+  const key: LeverPath = l.floor.available ? 'floor' : 'lib-text'
+  const dpA = dpRatios(l, a.label)
+  const pts = (x?: number, y?: number) => (x === undefined || y === undefined ? '' : ` (${x >= y ? '+' : '−'}${Math.abs((x - y) * 100).toFixed(0)} points vs A)`)
+  const rows = shapes.map((c) => ({ c, gain: c.vsA[key] ?? NaN, dp: dpRatios(l, c.label) }))
+  const out: string[] = [
+    `**Lever 1 shapes at ${n} VMs (vs A, paired):** ` +
+      rows
+        .map(
+          ({ c, gain, dp }) =>
+            `${c.label}: ${key === 'floor' ? 'floor' : 'Nft.run'} ${fmtMs(cellMed(a, key))} → ${fmtMs(cellMed(c, key))} (${fmtRatio(gain)}), Nft.run ${fmtRatio(c.vsA['lib-text'])}, ${c.validatedRules} rules validated; ` +
+            `TCP ${f2(dp.tcp)}${pts(dp.tcp, dpA.tcp)}, 64-byte UDP ${f2(dp.udp)}${pts(dp.udp, dpA.udp)}`,
+        )
+        .join('; ') +
+      `. A: TCP ${f2(dpA.tcp)}, 64-byte UDP ${f2(dpA.udp)}.`,
+  ]
+  const idA = a.identity
+  const idRows = shapes.filter((c) => c.identity)
+  if (idA && idRows.length) {
+    const floorA = cellMed(a, 'floor')
+    out.push(
+      `**Identity change at ${n} VMs:** A re-adds the out chain (${idA.rules} rules): Nft.run ${fmtMs(idA.paths['lib-text']?.summary.median)}${idA.paths.floor ? `, floor ${fmtMs(idA.paths.floor.summary.median)}` : ''}; ` +
+        idRows
+          .map((c) => `${c.label} swaps ${c.identity!.elements} elements, no rule: Nft.run ${fmtMs(c.identity!.paths['lib-text']?.summary.median)} (${fmtRatio(c.identity!.vsA['lib-text'])} faster than A's), nft -f ${fmtMs(c.identity!.paths['nft-f']?.summary.median)}`)
+          .join('; ') +
+        (floorA !== undefined ? `; for scale, the kernel floor of a rule batch at this N is ${fmtMs(floorA)} (A's replace) and ${fmtMs(cellMed(shapes[0], 'floor'))} (${shapes[0]!.label}'s), most of it the validation walk of the table.` : '.'),
+    )
+  }
+  if (l.dataplane?.udp && dpA.udp !== undefined) {
+    const ok = rows.filter((r) => r.gain > 1.2 && r.dp.udp !== undefined && dpA.udp! - r.dp.udp <= SHARD_UDP_BUDGET)
+    const best = ok.sort((x, y) => (Math.abs(y.dp.udp! - x.dp.udp!) < 0.01 ? (y.dp.tcp ?? 0) - (x.dp.tcp ?? 0) : y.dp.udp! - x.dp.udp!))[0]
+    out.push(
+      best
+        ? `**Shape to build:** ${best.c.label} — ${fmtRatio(best.gain)} ${key === 'floor' ? 'kernel' : 'Nft.run'} commit time vs A at ${f2(best.dp.udp)} of empty 64-byte UDP (A ${f2(dpA.udp)}), TCP ${f2(best.dp.tcp)} (A ${f2(dpA.tcp)}) (criterion: > 1.2× commit gain, ≤ ${(SHARD_UDP_BUDGET * 100).toFixed(0)} points of UDP lost vs A, then the best UDP ratio).`
+        : `**Shape to build:** none of ${rows.map((r) => r.c.label).join(', ')} gains > 1.2× commit time within ${(SHARD_UDP_BUDGET * 100).toFixed(0)} points of A's 64-byte UDP rate.`,
+    )
+  }
+  return out
+}
+
 export function leversMarkdown(l: LeversResult): string[] {
   const out: string[] = []
   out.push(`## Commit cost levers (issue 15)`)
   out.push('')
   out.push(
     `Replace one VM (flush its two chains, add its rules; B/C also swap its identity elements) in one transaction, at ${l.vmCounts.join(', ')} VMs; ${l.rounds} rounds, in each round every path runs on every variant (orders rotated), so the ratios are paired. ` +
-      `Each VM has ${l.userRulesPerChain} user rules + a default per chain. A = identity rules in each VM's chains (today's shape); B = identity checks as shared base-chain rules over concatenated sets, VMs contribute elements; C = B over K tables (VM i in table i mod K). ${l.floor.note}.`,
+      `Each VM has ${l.userRulesPerChain} user rules + a default per chain. A = identity rules in each VM's chains (today's shape); B = identity checks as shared base-chain rules over concatenated sets, VMs contribute elements; C = B over K tables (VM i in table i mod K); B2 = B's sets behind an \`ether type vmap\` dispatch to one guard chain per protocol (MAC checked once per frame); B3 = B2 with one positive \`iifname . ether saddr . ip saddr\` lookup per protocol in front of the per-field checks. ${l.floor.note}.`,
   )
   out.push('')
   const byVariant = [...new Set(l.cells.map((c) => c.label))]
@@ -598,6 +649,26 @@ export function leversMarkdown(l: LeversResult): string[] {
     ),
   )
   out.push('')
+  const ids = l.cells.filter((c) => c.identity)
+  if (ids.length) {
+    out.push(`Identity change: the VM's MAC/IPv4/IPv6 change, its user rules do not (A: flush and re-add its out chain; B/B2/B3: delete its old identity elements, add the new ones, no rule), one transaction; same rounds, paired with A:`)
+    out.push('')
+    out.push(
+      table(
+        ['variant', 'VMs', 'rules added', 'elements (each way)', ...LEVER_PATHS.map(([, n]) => `${n} (median)`), 'Nft.run vs A', 'Nft.run vs this variant\'s replace'],
+        ids.map((c) => [
+          c.label,
+          String(c.vms),
+          String(c.identity!.rules),
+          String(c.identity!.elements),
+          ...LEVER_PATHS.map(([p]) => fmtMs(c.identity!.paths[p]?.summary.median)),
+          c.variant === 'A' ? '1' : fmtRatio(c.identity!.vsA['lib-text']),
+          fmtRatio((cellMed(c, 'lib-text') ?? NaN) / (c.identity!.paths['lib-text']?.summary.median ?? NaN)),
+        ]),
+      ),
+    )
+    out.push('')
+  }
   const d = l.dataplane
   if (d) {
     out.push(`Data plane per variant: iperf3 across a bridge, ${d.vms} VMs, ${d.seconds} s runs × ${d.rounds} rounds, ratios paired per round against the empty ruleset (worst case: no rule matches, two VMs' chains in the middle of the ruleset):`)

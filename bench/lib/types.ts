@@ -68,8 +68,8 @@ export interface DataplaneResult {
 export type LeverPath = 'nft-f' | 'lib-text' | 'floor'
 
 export interface LeverCell {
-  /** 'A' identity rules per VM, 'B' shared identity sets, 'C' B over `shards` tables. */
-  variant: 'A' | 'B' | 'C'
+  /** 'A' identity rules per VM, 'B' shared identity sets, 'B2' B behind a protocol dispatch, 'B3' B2 with positive lookups, 'C' B over `shards` tables. */
+  variant: 'A' | 'B' | 'B2' | 'B3' | 'C'
   shards: number
   label: string
   vms: number
@@ -80,6 +80,17 @@ export interface LeverCell {
   /** Median of per-round ratios time(nft -f) / time(path). */
   vsNftF: Partial<Record<LeverPath, number>>
   /** Median of per-round ratios time(path in variant A) / time(path here), same N, same round. */
+  vsA: Partial<Record<LeverPath, number>>
+  /** Change the VM's identity only (A: re-add its out chain; B*: swap its identity elements, no rule). */
+  identity?: LeverIdentityCell
+}
+
+export interface LeverIdentityCell {
+  /** Rules the change adds, identity elements it deletes and adds. */
+  rules: number
+  elements: number
+  paths: Partial<Record<LeverPath, PathResult>>
+  /** Median of per-round ratios time(A's identity change) / time(this one), same path, same round. */
   vsA: Partial<Record<LeverPath, number>>
 }
 
