@@ -72,6 +72,17 @@ export declare class NativeNft {
   generation(): Promise<NativeGeneration>
   /** Same as `generation`, waiting on the calling thread. */
   generationSync(): NativeGeneration
+  /**
+   * Commits nf_tables netlink messages (bridge family, each naming table `table`) as one batch on the
+   * worker thread, without libnftables, after the calls queued before it. Only regular chains, chain
+   * flushes, rules and set elements are accepted; anything else, another table, or a malformed buffer is
+   * refused (`BATCH_REFUSED`) before anything is sent. A kernel refusal carries its errno's code and the
+   * index of the refused message. `dryRun`: the kernel checks the batch and commits nothing (the batch is
+   * sent without its end message, as libnftables does). The promise always resolves.
+   */
+  commitBatch(table: string, messages: Buffer, dryRun: boolean): Promise<NativeResponse>
+  /** Same as `commitBatch`, waiting on the calling thread. */
+  commitBatchSync(table: string, messages: Buffer, dryRun: boolean): NativeResponse
   /** Stops accepting calls; calls already queued still complete. Idempotent. */
   close(): void
   /** Whether `close()` was called (or the context never opened). */
@@ -91,7 +102,8 @@ export interface NativeError {
   /**
    * Stable code: an errno name (`ENOENT`, `EEXIST`, `EPERM`, ...) when the failure carries one,
    * `SYNTAX` for input libnftables could not parse, `EINVAL` for other rejected input, or one of
-   * `LIBNFTABLES_UNAVAILABLE`, `NETNS`, `CLOSED`, `INTERNAL` raised by the binding itself. A
+   * `LIBNFTABLES_UNAVAILABLE`, `NETNS`, `CLOSED`, `INTERNAL`, `BATCH_REFUSED` (a `commitBatch` buffer that
+   * was not sent: malformed, or a message outside what it may carry) raised by the binding itself. A
    * system call of the binding's own that fails for lack of resources keeps its errno name
    * (`EMFILE`, `ENFILE`, `ENOMEM`).
    */

@@ -16,7 +16,8 @@ use napi_derive::napi;
 pub struct NativeError {
   /// Stable code: an errno name (`ENOENT`, `EEXIST`, `EPERM`, ...) when the failure carries one,
   /// `SYNTAX` for input libnftables could not parse, `EINVAL` for other rejected input, or one of
-  /// `LIBNFTABLES_UNAVAILABLE`, `NETNS`, `CLOSED`, `INTERNAL` raised by the binding itself. A
+  /// `LIBNFTABLES_UNAVAILABLE`, `NETNS`, `CLOSED`, `INTERNAL`, `BATCH_REFUSED` (a `commitBatch` buffer that
+  /// was not sent: malformed, or a message outside what it may carry) raised by the binding itself. A
   /// system call of the binding's own that fails for lack of resources keeps its errno name
   /// (`EMFILE`, `ENFILE`, `ENOMEM`).
   pub code: String,

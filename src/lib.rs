@@ -2,6 +2,7 @@
 //! network namespaces, and structured errors. Firewall policy lives in the TypeScript layer.
 #![deny(clippy::all)]
 
+mod batch;
 mod context;
 pub mod error;
 mod fdtable;

@@ -12,6 +12,7 @@ const NLA_TYPE_MASK: u16 = 0x3fff;
 /// `SOL_NETLINK` options (linux/netlink.h).
 const NETLINK_ADD_MEMBERSHIP: libc::c_int = 1;
 const NETLINK_NO_ENOBUFS: libc::c_int = 5;
+const NETLINK_CAP_ACK: libc::c_int = 10;
 
 pub struct Socket {
   fd: OwnedFd,
@@ -107,6 +108,26 @@ impl Socket {
   /// Keeps the kernel from reporting overruns as ENOBUFS (nfnetlink_log: drops are counted elsewhere).
   pub fn no_enobufs(&self) -> std::io::Result<()> {
     self.set(libc::SOL_NETLINK, NETLINK_NO_ENOBUFS, &1 as &libc::c_int)
+  }
+
+  /// Error acknowledgements carry only the failing request's header, not the whole request.
+  pub fn cap_ack(&self) -> std::io::Result<()> {
+    self.set(libc::SOL_NETLINK, NETLINK_CAP_ACK, &1 as &libc::c_int)
+  }
+
+  /// Makes room for one datagram of `bytes` to send and `rcv` bytes of replies (FORCE goes past the
+  /// sysctl caps with CAP_NET_ADMIN; without it the capped sizes are tried).
+  pub fn buffers(&self, snd: usize, rcv: usize) -> std::io::Result<()> {
+    for (force, plain, bytes) in [
+      (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF, snd),
+      (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, rcv),
+    ] {
+      let size = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+      if self.set(libc::SOL_SOCKET, force, &size).is_err() {
+        self.set(libc::SOL_SOCKET, plain, &size)?;
+      }
+    }
+    Ok(())
   }
 
   pub fn send(&self, message: &[u8]) -> std::io::Result<()> {

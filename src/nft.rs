@@ -233,6 +233,46 @@ impl NativeNft {
     NativeGeneration::from(self.wait(Input::Generation, false))
   }
 
+  /// Commits nf_tables netlink messages (bridge family, each naming table `table`) as one batch on the
+  /// worker thread, without libnftables, after the calls queued before it. Only regular chains, chain
+  /// flushes, rules and set elements are accepted; anything else, another table, or a malformed buffer is
+  /// refused (`BATCH_REFUSED`) before anything is sent. A kernel refusal carries its errno's code and the
+  /// index of the refused message. `dryRun`: the kernel checks the batch and commits nothing (the batch is
+  /// sent without its end message, as libnftables does). The promise always resolves.
+  #[napi(ts_return_type = "Promise<NativeResponse>")]
+  pub fn commit_batch<'env>(
+    &self,
+    env: &'env Env,
+    table: String,
+    messages: Buffer,
+    dry_run: bool,
+  ) -> Result<Object<'env>> {
+    let (deferred, promise) = env.create_deferred()?;
+    self.submit_input(
+      Input::Batch {
+        table,
+        messages: messages.to_vec(),
+      },
+      dry_run,
+      Responder::Callback(Box::new(move |outcome| {
+        deferred.resolve(move |_| Ok(NativeResponse::from(outcome)))
+      })),
+    );
+    Ok(promise)
+  }
+
+  /// Same as `commitBatch`, waiting on the calling thread.
+  #[napi]
+  pub fn commit_batch_sync(&self, table: String, messages: Buffer, dry_run: bool) -> NativeResponse {
+    NativeResponse::from(self.wait(
+      Input::Batch {
+        table,
+        messages: messages.to_vec(),
+      },
+      dry_run,
+    ))
+  }
+
   /// Stops accepting calls; calls already queued still complete. Idempotent.
   #[napi]
   pub fn close(&self) {

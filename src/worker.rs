@@ -27,6 +27,11 @@ pub enum Input {
   TextEcho(String),
   /// No input: reads the namespace's ruleset generation id (the outcome is its decimal text).
   Generation,
+  /// nf_tables messages of one table, committed as one batch without libnftables (see `batch`).
+  Batch {
+    table: String,
+    messages: Vec<u8>,
+  },
 }
 
 pub struct Request {
@@ -233,6 +238,7 @@ fn execute(state: &mut State, request: &Request) -> Outcome {
       Err(error)
     }
     Input::Generation => crate::generation::read().map(|id| id.to_string()),
+    Input::Batch { table, messages } => crate::batch::commit(messages, table, request.dry_run).map(|()| String::new()),
   }
 }
 

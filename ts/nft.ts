@@ -146,6 +146,28 @@ export class Nft {
     return generationOf(this.#native.generationSync())
   }
 
+  /**
+   * Commits nf_tables netlink messages as one transaction, without libnftables: `messages` holds
+   * complete netlink messages (each a header, `nfgenmsg` and attributes), bridge family, each naming
+   * table `table` (sequence numbers, port and the ACK flag are set by the binding; the batch's begin and
+   * end are added by it). Only regular chains (NEWCHAIN), chain flushes (DELRULE), rules (NEWRULE) and set
+   * elements (NEWSETELEM/DELSETELEM) are accepted: any other message, another family or table, or a
+   * malformed buffer throws `BATCH_REFUSED` before anything is sent. A kernel refusal throws the errno's
+   * code (`ENOENT`, `EEXIST`, ...) with `index`, the refused message. A dry run checks without committing.
+   * The firewall's encoder (firewall/netlink-batch.ts) writes such messages; this is its transport.
+   */
+  async commitBatch(table: string, messages: Uint8Array): Promise<void> {
+    const buffer = bufferOf(messages)
+    const dryRun = this.#dryRun(false)
+    this.#text('', await this.#send(() => this.#native.commitBatch(name_('table', table), buffer, dryRun)))
+  }
+
+  commitBatchSync(table: string, messages: Uint8Array): void {
+    const buffer = bufferOf(messages)
+    this.#drain()
+    this.#text('', this.#native.commitBatchSync(name_('table', table), buffer, this.#dryRun(false)))
+  }
+
   /** Validates nft text against the kernel without changing anything; throws `NftError` if invalid. */
   async check(commands: string): Promise<void> {
     const input = text(commands)
@@ -373,6 +395,11 @@ export class Nft {
 function parseJsonOutput(response: NativeResponse): NftablesJson {
   const output = response.output?.trim()
   return output ? (JSON.parse(output) as NftablesJson) : { nftables: [] }
+}
+
+function bufferOf(messages: unknown): Buffer {
+  if (!(messages instanceof Uint8Array)) throw new NftError('EINVAL', 'EINVAL: messages must be a Buffer or Uint8Array')
+  return Buffer.isBuffer(messages) ? messages : Buffer.from(messages.buffer, messages.byteOffset, messages.byteLength)
 }
 
 function generationOf(response: NativeGeneration): number {

@@ -7,7 +7,7 @@ import { NftablesService, generateVMChainName, type FirewallRuleInput } from '..
 import { createNetns, type Netns } from '../support/netns.js'
 import { isWriteCall } from '../support/nft-writes.js'
 
-const CALLS = ['run', 'runJson', 'runEcho', 'check', 'checkJson', 'listRuleset', 'listTable', 'listChain'] as const
+const CALLS = ['run', 'runJson', 'commitBatch', 'runEcho', 'check', 'checkJson', 'listRuleset', 'listTable', 'listChain'] as const
 
 let ns: Netns
 let nft: Nft
@@ -23,8 +23,10 @@ beforeEach(() => {
   for (const m of CALLS) {
     const orig = (nft[m] as (...a: unknown[]) => Promise<unknown>).bind(nft)
     vi.spyOn(nft, m).mockImplementation((async (...args: unknown[]) => {
-      // A write is `write` whether it goes out as text (run) or JSON (runJson); JSON reads are `runJson:list`.
-      if (depth === 0) calls.push((m === 'run' || m === 'runJson') && isWriteCall(m, args[0]) ? 'write' : m === 'runJson' ? 'runJson:list' : m)
+      // A write is `write` whether it goes out as text (run), JSON (runJson) or netlink (commitBatch); JSON reads
+      // are `runJson:list`.
+      const write = m === 'commitBatch' || ((m === 'run' || m === 'runJson') && isWriteCall(m, args[0]))
+      if (depth === 0) calls.push(write ? 'write' : m === 'runJson' ? 'runJson:list' : m)
       depth++
       try {
         return await orig(...args)

@@ -29,10 +29,10 @@ const spec = (vmId: string, tap: string, port = 22, defaultAction: 'accept' | 'd
 })
 const cli = (...args: string[]) => ns.exec('nft', args)
 const map = (name: string) => cli('list', 'map', 'bridge', 'infinization', name)
-/** libnftables calls (not generation reads) made through `nft` while `fn` runs. */
+/** Calls (libnftables, and lean writes: commitBatch; not generation reads) made through `nft` while `fn` runs. */
 async function calls(fn: () => Promise<unknown>): Promise<number> {
   let n = 0
-  const spies = (['run', 'runJson', 'runEcho', 'listChain', 'listTable'] as const).map((m) => {
+  const spies = (['run', 'runJson', 'commitBatch', 'runEcho', 'listChain', 'listTable'] as const).map((m) => {
     const orig = (nft[m] as (...a: unknown[]) => Promise<unknown>).bind(nft)
     return vi.spyOn(nft, m).mockImplementation(((...a: unknown[]) => (n++, orig(...a))) as never)
   })

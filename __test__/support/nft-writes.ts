@@ -1,6 +1,7 @@
 // Counting (and failing) the write transactions an Nft sends. The firewall writes nft text through `run()`
-// when its writer knows every command of a batch, and JSON through `runJson()` otherwise, so a count of
-// writes looks at both; a batch is a write when it holds anything but `list` commands.
+// when its writer knows every command of a batch, JSON through `runJson()` otherwise, and a VM's chains as
+// netlink messages through `commitBatch()` (issue 15), so a count of writes looks at all three; a `run`/`runJson`
+// batch is a write when it holds anything but `list` commands, a `commitBatch` always.
 import { vi } from 'vitest'
 import type { Nft, NftablesJson } from '../../ts/index.js'
 
@@ -16,13 +17,14 @@ export function isWriteCall(method: 'run' | 'runJson', arg: unknown): boolean {
     .some((l) => l !== '' && !l.startsWith('#') && !/^list\s/.test(l))
 }
 
-/** Wraps `run` and `runJson` of `nft`: `onWrite` sees each write before it is sent (it may throw instead). */
-function wrapWrites(nft: Nft, onWrite: (method: 'run' | 'runJson') => void): () => void {
-  const spies = (['run', 'runJson'] as const).map((m) => {
-    const orig = (nft[m] as (a: unknown) => Promise<unknown>).bind(nft)
-    return vi.spyOn(nft, m).mockImplementation((async (arg: unknown) => {
-      if (isWriteCall(m, arg)) onWrite(m)
-      return orig(arg)
+/** Wraps `run`, `runJson` and `commitBatch` of `nft`: `onWrite` sees each write before it is sent (it may
+ *  throw instead). */
+function wrapWrites(nft: Nft, onWrite: (method: 'run' | 'runJson' | 'commitBatch') => void): () => void {
+  const spies = (['run', 'runJson', 'commitBatch'] as const).map((m) => {
+    const orig = (nft[m] as (...a: unknown[]) => Promise<unknown>).bind(nft)
+    return vi.spyOn(nft, m).mockImplementation((async (...args: unknown[]) => {
+      if (m === 'commitBatch' || isWriteCall(m, args[0])) onWrite(m)
+      return orig(...args)
     }) as never)
   })
   return () => spies.forEach((s) => s.mockRestore())

@@ -60,10 +60,11 @@ export class KernelView {
 
   /**
    * Runs one batch and keeps the view exact: `effect` says what the batch did to the maps (applied to a copy of
-   * the current maps), `createsSets` whether it (re)added the table and its shared sets. On failure the view is
+   * the current maps), `createsSets` whether it (re)added the table and its shared sets, `lean` that the batch
+   * may go without libnftables (kernel.ts). On failure the view is
    * dropped and the error rethrown.
    */
-  async write(commands: NftCommand[], effect: { createsSets?: boolean } = {}): Promise<WriteResult> {
+  async write(commands: NftCommand[], effect: { createsSets?: boolean; lean?: boolean } = {}): Promise<WriteResult> {
     if (commands.length === 0) {
       const g = await this.kernel.generation()
       return { output: { nftables: [] }, before: g, after: g }
@@ -73,7 +74,7 @@ export class KernelView {
     let out: NftablesJson
     try {
       g0 = await this.kernel.generation()
-      out = await this.kernel.write(commands)
+      out = await this.kernel.write(commands, { lean: effect.lean === true })
     } catch (e) {
       this.invalidate()
       throw e

@@ -8,6 +8,7 @@ import { isNotFound } from './errors.js'
 import { FAMILY, parseTable, type KernelTable } from './layout.js'
 import { mapElements } from './map-elements.js'
 import type { FirewallCapabilities } from './model.js'
+import { encodeBatch } from './netlink-batch.js'
 import { batchText } from './render.js'
 
 /** A rule as listed: its comment and statements (counters included). */
@@ -45,7 +46,17 @@ export class FirewallKernel {
   /** One transaction of commands for this table, sent as nft text when the writer knows every command (it
    *  then spells exactly the same batch), else as JSON. Text because libnftables 1.0.6 parses it faster (see
    *  render.ts); errors carry the same errno-based codes either way. The output of a write is never read. */
-  async write(commands: NftCommand[]): Promise<NftablesJson> {
+  async write(commands: NftCommand[], options: { lean?: boolean } = {}): Promise<NftablesJson> {
+    // Issue 15: `lean` (the caller knows the table and its sets exist): a batch the netlink encoder spells exactly
+    // (a VM's chains, rules and dispatch elements) goes to the kernel without libnftables. Same kernel errors,
+    // same errno codes; anything else (or a dry run) takes libnftables.
+    if (options.lean && !this.dryRun) {
+      const messages = encodeBatch(this.table, commands)
+      if (messages) {
+        await this.nft.commitBatch(this.table, messages)
+        return { nftables: [] }
+      }
+    }
     const text = batchText(commands)
     if (text === undefined) return this.nft.runJson({ nftables: commands })
     await this.nft.run(text)

@@ -64,6 +64,9 @@ export interface VmFirewallOptions {
   /** Log blocked traffic to an nfnetlink_log group (read it with `blocked()`): true for the defaults, or
    *  which drop paths, group and rate (see LogDropsOptions). Default off. */
   logDrops?: boolean | LogDropsOptions
+  /** Issue 15: applyVm writes a VM's chains, rules and dispatch elements as netlink messages, without
+   *  libnftables, when its encoder spells every command exactly (default true); false: always libnftables. */
+  leanWrites?: boolean
 }
 
 export interface SyncOptions {
@@ -177,6 +180,7 @@ export class VmFirewall {
   readonly #known = new Map<string, Known>()
   readonly #rendering: KernelRendering
   readonly #view: KernelView
+  readonly #lean: boolean
   readonly #group: GroupCommit<{ maps: DispatchMaps | undefined; setsKnown: boolean }>
   /** The table as our last full sync left it, valid while the generation has not moved since. */
   #synced?: { generation: number; table: KernelTable }
@@ -188,6 +192,7 @@ export class VmFirewall {
     this.#kernel = new FirewallKernel(nft, this.table)
     this.#rendering = new KernelRendering(this.#kernel)
     this.#view = new KernelView(this.#kernel)
+    this.#lean = options.leanWrites !== false
     this.#group = new GroupCommit(
       () => this.#view.current(),
       async (commands, view) => {
@@ -200,7 +205,9 @@ export class VmFirewall {
           const key = JSON.stringify(c)
           return !seen.has(key) && seen.add(key) !== undefined
         })
-        await this.#view.write([...head, ...body], { createsSets: !view.setsKnown })
+        // Issue 15: with the table and its sets known to exist, a batch of VM chains and dispatch elements goes
+        // to the kernel as netlink messages (no libnftables cache refresh and parse); anything else through libnftables.
+        await this.#view.write([...head, ...body], { createsSets: !view.setsKnown, lean: view.setsKnown && this.#lean })
       },
       isConflict,
       CONFLICT_ATTEMPTS,
