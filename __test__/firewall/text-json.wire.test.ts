@@ -121,6 +121,10 @@ describe('batch text and JSON make the same table', () => {
       [{ create: { chain: { family: 'bridge', table: T, name: a!.chains.out } } } as NftCommand],
       // ENOENT: deleting a dispatch entry that is not there.
       [elementDelete(T, MAP_FROM_VM, 'vnet-none')],
+      // ENOENT: a rule for a chain that does not exist (a chain block would create it).
+      [{ add: { rule: { family: 'bridge', table: T, chain: 'nochain', expr: [{ accept: null }] } } } as NftCommand],
+      // ENOENT: a chain in a table that does not exist (a table block would create it).
+      [{ add: { chain: { family: 'bridge', table: `${T}_none`, name: 'x' } } } as NftCommand],
     ]
     try {
       for (const cmds of cases) {

@@ -211,6 +211,8 @@ function writeBatch(commands: readonly NftCommand[], useBlocks: boolean): { text
   let block: string | undefined // `family table` of the open table block
   let chain: string | undefined // open chain block inside it
   let elems: { head: string; items: string[] } | undefined
+  /** `family table` of tables and `family table chain` of chains this batch adds. */
+  const added = new Set<string>()
   const closeChain = () => {
     if (chain !== undefined) out.push('\t}')
     chain = undefined
@@ -252,8 +254,18 @@ function writeBatch(commands: readonly NftCommand[], useBlocks: boolean): { text
       out.push(commandLine(cmd))
       continue
     }
-    // `add` of a table, set, map, chain or rule: inside the table's block.
+    // `add` of a table, set, map, chain or rule: inside the table's block, but only where the block creates
+    // nothing the JSON would not: a block creates its table and its chains when they are missing, while a JSON
+    // `add chain` to a missing table or `add rule` to a missing chain fails (ENOENT). So only a table added by
+    // this batch is opened as a block, and only rules of a chain added by it go inside a chain block.
     const where = `${bare(o.family)} ${bare(kind === 'table' ? o.name : o.table)}`
+    if (kind === 'table') added.add(where)
+    else if (kind === 'chain' && added.has(where)) added.add(`${where} ${String(o.name)}`)
+    if (!added.has(kind === 'rule' ? `${where} ${String(o.chain)}` : where)) {
+      closeBlock()
+      out.push(commandLine(cmd))
+      continue
+    }
     switch (kind) {
       case 'table':
         open(where)
