@@ -107,6 +107,8 @@ function kernelDump(table: string, chain: string): string {
     .split('\n')
     .filter((l) => l.startsWith('bridge ') || l.startsWith('  ['))
     .map((l) => l.replace(`bridge ${table} `, 'bridge T '))
+    // A rule's header carries its handle and the previous rule's: numbers of the table, not of the rule.
+    .map((l) => l.replace(/^(bridge T \S+)( \d+)+$/, '$1'))
     .map((l) => l.replace(/^ {2}\[ range eq reg (\d+) (\S+) (\S+) \]$/, '  [ cmp gte reg $1 $2 ]\n  [ cmp lte reg $1 $3 ]'))
     .join('\n')
 }
