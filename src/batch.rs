@@ -17,7 +17,7 @@ use std::cell::{Cell, RefCell};
 use std::time::Duration;
 
 use crate::error::{from_errno, NativeError};
-use crate::netlink::{align4, attributes, u16_at, u32_at, Socket, NFGENMSG_LEN, NLMSG_HDRLEN};
+use crate::netlink::{align4, attributes, u16_at, u32_at, whole_messages, Socket, NFGENMSG_LEN, NLMSG_HDRLEN};
 
 /// `NFNL_SUBSYS_NFTABLES` and the batch delimiters (linux/netfilter/nfnetlink.h).
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
@@ -194,21 +194,18 @@ struct Acks {
 
 impl Acks {
   fn read(&mut self, datagram: &[u8], seq: u32) -> Option<Result<(), Failure>> {
-    let mut at = 0;
-    while at + NLMSG_HDRLEN <= datagram.len() {
-      let len = u32_at(datagram, at)? as usize;
-      if len < NLMSG_HDRLEN || at + len > datagram.len() {
-        return Some(Err(Failure::Malformed("truncated netlink message")));
-      }
-      let message = &datagram[at..at + len];
-      at += align4(len);
-      if u16_at(message, 4)? != libc::NLMSG_ERROR as u16 {
+    let messages = match whole_messages(datagram) {
+      Ok(messages) => messages,
+      Err(what) => return Some(Err(Failure::Malformed(what))),
+    };
+    for message in messages {
+      if message.kind != libc::NLMSG_ERROR as u16 {
         continue;
       }
-      let Some(error) = u32_at(message, NLMSG_HDRLEN).map(|e| e as i32) else {
+      let Some(error) = u32_at(message.body, 0).map(|e| e as i32) else {
         return Some(Err(Failure::Malformed("short acknowledgement")));
       };
-      let offset = u32_at(message, 8)?.wrapping_sub(seq);
+      let offset = message.seq.wrapping_sub(seq);
       if offset == 0 {
         // The batch itself (its begin message) was refused: no message was looked at.
         return Some(Err(Failure::Kernel {

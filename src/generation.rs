@@ -12,7 +12,7 @@ use std::cell::{Cell, RefCell};
 use std::time::Duration;
 
 use crate::error::NativeError;
-use crate::netlink::{align4, attributes, be32, u16_at, u32_at, Socket, NFGENMSG_LEN, NLMSG_HDRLEN};
+use crate::netlink::{attributes, be32, u32_at, whole_messages, Socket, NFGENMSG_LEN, NLMSG_HDRLEN};
 
 /// `NFNL_SUBSYS_NFTABLES` (linux/netfilter/nfnetlink.h).
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
@@ -105,21 +105,14 @@ fn request(seq: u32) -> [u8; NLMSG_HDRLEN + NFGENMSG_LEN] {
 
 /// The answer to request `seq` in one datagram, or `None` if the datagram holds none (a stale reply).
 fn parse_reply(datagram: &[u8], seq: u32) -> Option<Result<u32, Failure>> {
-  let mut at = 0;
-  while at + NLMSG_HDRLEN <= datagram.len() {
-    let len = u32_at(datagram, at)? as usize;
-    if len < NLMSG_HDRLEN || at + len > datagram.len() {
-      return Some(Err(Failure::Malformed("truncated netlink message")));
-    }
-    let message = &datagram[at..at + len];
-    at += align4(len);
-    if u32_at(message, 8)? != seq {
-      continue;
-    }
-    let kind = u16_at(message, 4)?;
-    if kind == libc::NLMSG_ERROR as u16 {
+  let messages = match whole_messages(datagram) {
+    Ok(messages) => messages,
+    Err(what) => return Some(Err(Failure::Malformed(what))),
+  };
+  for message in messages.into_iter().filter(|m| m.seq == seq) {
+    if message.kind == libc::NLMSG_ERROR as u16 {
       // struct nlmsgerr: a negative errno (0 for an acknowledgement), then the request's header.
-      let Some(error) = u32_at(message, NLMSG_HDRLEN).map(|e| e as i32) else {
+      let Some(error) = u32_at(message.body, 0).map(|e| e as i32) else {
         return Some(Err(Failure::Malformed("short error message")));
       };
       return Some(match error {
@@ -127,16 +120,17 @@ fn parse_reply(datagram: &[u8], seq: u32) -> Option<Result<u32, Failure>> {
         e => Err(Failure::Kernel(-e)),
       });
     }
-    if kind != NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_NEWGEN {
+    if message.kind != NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_NEWGEN {
       continue;
     }
-    return Some(generation_attribute(message).ok_or(Failure::Malformed("no NFTA_GEN_ID attribute")));
+    return Some(generation_attribute(message.body).ok_or(Failure::Malformed("no NFTA_GEN_ID attribute")));
   }
   None
 }
 
-fn generation_attribute(message: &[u8]) -> Option<u32> {
-  let attrs = message.get(NLMSG_HDRLEN + NFGENMSG_LEN..)?;
+/// `NFTA_GEN_ID` of a NEWGEN message's body (after the netlink header).
+fn generation_attribute(body: &[u8]) -> Option<u32> {
+  let attrs = body.get(NFGENMSG_LEN..)?;
   attributes(attrs)
     .find(|&(kind, payload)| kind == NFTA_GEN_ID && payload.len() >= 4)
     .and_then(|(_, payload)| be32(payload))
@@ -145,6 +139,7 @@ fn generation_attribute(message: &[u8]) -> Option<u32> {
 #[cfg(test)]
 mod tests {
   use super::*;
+  use crate::netlink::u16_at;
 
   fn header(len: usize, kind: u16, seq: u32) -> Vec<u8> {
     let mut h = Vec::new();

@@ -212,23 +212,40 @@ pub const fn align4(n: usize) -> usize {
   (n + 3) & !3
 }
 
-/// The messages of one datagram; a truncated tail ends the walk.
-pub fn messages(datagram: &[u8]) -> impl Iterator<Item = Message<'_>> {
+/// The messages of one datagram, each `Err` where a message's length runs past the datagram (or below a
+/// header), after which the walk stops; bytes too few for a header end it cleanly.
+fn walk(datagram: &[u8]) -> impl Iterator<Item = Result<Message<'_>, &'static str>> {
   let mut at = 0;
+  let mut done = false;
   std::iter::from_fn(move || {
+    if done || at + NLMSG_HDRLEN > datagram.len() {
+      return None;
+    }
     let len = u32_at(datagram, at)? as usize;
     if len < NLMSG_HDRLEN || at + len > datagram.len() {
-      return None;
+      done = true;
+      return Some(Err("truncated netlink message"));
     }
     let m = &datagram[at..at + len];
     at += align4(len);
-    Some(Message {
+    Some(Ok(Message {
       kind: u16_at(m, 4)?,
       seq: u32_at(m, 8)?,
       port: u32_at(m, 12)?,
       body: &m[NLMSG_HDRLEN..],
-    })
+    }))
   })
+}
+
+/// The messages of one datagram; a truncated tail ends the walk (event streams: keep what arrived whole).
+pub fn messages(datagram: &[u8]) -> impl Iterator<Item = Message<'_>> {
+  walk(datagram).map_while(Result::ok)
+}
+
+/// The messages of one reply datagram, or the error when it holds a truncated one (replies to a request are
+/// read whole or not trusted).
+pub fn whole_messages(datagram: &[u8]) -> Result<Vec<Message<'_>>, &'static str> {
+  walk(datagram).collect()
 }
 
 /// The attributes (type without flags, payload) of `bytes`; a malformed tail ends the walk.
