@@ -97,38 +97,24 @@ export async function leversWorkload(ctx: Ctx, o: LeverOptions): Promise<LeversR
         // An identity change's paths per variant: the floor only where the change is rules (A); an
         // element-only change has no rule batch for floor.c to send.
         const idPaths = (s: LeverSpec): LeverPath[] => paths.filter((p) => p !== 'floor' || identityRuleCount(s) > 0)
+        // One timed operation of one path on one variant: the floor (when the change has rules to send), else
+        // the next text of `change` through nft -f or Nft.run.
+        const timeOne = async (p: LeverPath, x: (typeof open)[number], change: typeof leverReplaceText, ruleCount: number): Promise<number> => {
+          if (p === 'floor') return runFloor(floor.bin!, x.ns, tableOf(x.spec, target), vm.out, ruleCount, o.floorIterations)
+          const text = change(x.spec, target, x.cur, x.cur + 1)
+          x.cur++
+          if (p !== 'nft-f') return x.d.libText(text)
+          await x.d.settle()
+          return x.d.nftF(text)
+        }
         for (let r = -1; r < o.rounds; r++) {
           for (const x of rotate(open, r + 1)) {
             for (const p of rotate(paths, r + 1)) {
-              let ms: number
-              if (p === 'floor') {
-                ms = runFloor(floor.bin!, x.ns, tableOf(x.spec, target), vm.out, replaceRuleCount(x.spec), o.floorIterations)
-              } else {
-                const text = leverReplaceText(x.spec, target, x.cur, x.cur + 1)
-                x.cur++
-                if (p === 'nft-f') {
-                  await x.d.settle()
-                  ms = await x.d.nftF(text)
-                } else {
-                  ms = await x.d.libText(text)
-                }
-              }
+              const ms = await timeOne(p, x, leverReplaceText, replaceRuleCount(x.spec))
               if (r >= 0) samples.get(x.spec)![p][r] = ms
             }
             for (const p of rotate(idPaths(x.spec), r)) {
-              let ms: number
-              if (p === 'floor') {
-                ms = runFloor(floor.bin!, x.ns, tableOf(x.spec, target), vm.out, identityRuleCount(x.spec), o.floorIterations)
-              } else {
-                const text = leverIdentityText(x.spec, target, x.cur, x.cur + 1)
-                x.cur++
-                if (p === 'nft-f') {
-                  await x.d.settle()
-                  ms = await x.d.nftF(text)
-                } else {
-                  ms = await x.d.libText(text)
-                }
-              }
+              const ms = await timeOne(p, x, leverIdentityText, identityRuleCount(x.spec))
               if (r >= 0) idSamples.get(x.spec)![p][r] = ms
             }
           }
