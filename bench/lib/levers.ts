@@ -1,13 +1,11 @@
 // The commit-cost levers of issue 15, control plane: replace one VM's chains at N VMs for variants A
 // (identity rules per VM), B (shared identity sets) and C (B over K shard tables), through `nft -f -`,
-// Nft.run (text) and the kernel floor (a raw libnftnl batch, ../shared/tools/kernel-floor/floor.c, built
-// here with gcc when its headers are installed). All variants of one N are loaded side by side, each in
+// Nft.run (text) and the kernel floor (the same kind of rule batch as netlink messages, committed without
+// libnftables through Nft.commitBatch). All variants of one N are loaded side by side, each in
 // its own namespace (libnftables 1.0.6 dumps every table of a namespace into its cache), and every round
 // runs every path on every variant (orders rotated), so ratios between paths and between variants are paired.
-import { execFileSync } from 'node:child_process'
-import { existsSync, mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import path from 'node:path'
+import type { Nft } from '../../ts/index.js'
+import { encodeBatch } from '../../ts/firewall/netlink-batch.js'
 import { Drivers } from './drivers.js'
 import { vmNames } from './gen.js'
 import { guardRulesPre, identityElementCount, identityRuleCount, leverIdentityText, leverSpecs, leverRulesetText, roundTrip, leverReplaceText, replaceRuleCount, sharedRulesPre, specLabel, tableOf, USER_RULES_PER_CHAIN, validatedRules, type LeverSpec, type LeverVariant } from './levers-gen.js'
@@ -26,36 +24,48 @@ export interface LeverOptions {
   variants?: LeverVariant[]
 }
 
-export const FLOOR_SRC = process.env.BENCH_FLOOR_SRC ?? path.resolve(__dirname, '../../../shared/tools/kernel-floor/floor.c')
-
-/** Builds floor.c into a temporary directory; returns the binary or why it could not be built. */
-export function buildFloor(): { bin?: string; dir?: string; note: string } {
-  if (!existsSync(FLOOR_SRC)) return { note: `kernel floor not measured: ${FLOOR_SRC} not found (set BENCH_FLOOR_SRC)` }
-  const dir = mkdtempSync(path.join(tmpdir(), 'nftb-floor-'))
-  const bin = path.join(dir, 'floor')
-  try {
-    execFileSync('gcc', ['-O2', '-o', bin, FLOOR_SRC, '-lnftnl', '-lmnl'], { stdio: ['ignore', 'pipe', 'pipe'] })
-    return { bin, dir, note: `kernel floor: ${FLOOR_SRC} built with gcc -O2 -lnftnl -lmnl` }
-  } catch (e) {
-    rmSync(dir, { recursive: true, force: true })
-    const err = (e as { stderr?: Buffer }).stderr?.toString().split('\n').find((l) => /error|not found/i.test(l)) ?? String(e)
-    return { note: `kernel floor not measured: cannot build ${path.basename(FLOOR_SRC)} (needs gcc, libnftnl-dev, libmnl-dev): ${err.slice(0, 200)}` }
+/**
+ * The kernel floor of a rule batch: the VM's out chain flushed and `rules` generic rules added (ip saddr, tcp
+ * dport, counter, drop, comment), as nf_tables netlink messages encoded before the clock starts and
+ * committed without libnftables (`Nft.commitBatchSync`: no cache, no parse; what is left is the kernel's
+ * commit and one round trip to the instance's thread). Undefined if the encoder cannot spell it.
+ */
+export function floorBatch(table: string, chain: string, rules: number, variant: number): Buffer | undefined {
+  const match = (left: unknown, right: unknown) => ({ match: { op: '==', left, right } })
+  const commands: unknown[] = [{ flush: { chain: { family: 'bridge', table, name: chain } } }]
+  for (let i = 0; i < rules; i++) {
+    const expr = [
+      match({ payload: { protocol: 'ip', field: 'saddr' } }, `198.51.${100 + (variant % 100)}.${1 + (i % 250)}`),
+      match({ meta: { key: 'l4proto' } }, 'tcp'),
+      match({ payload: { protocol: 'tcp', field: 'dport' } }, 1000 + i),
+      { counter: { packets: 0, bytes: 0 } },
+      { drop: null },
+    ]
+    commands.push({ add: { rule: { family: 'bridge', table, chain, comment: `floor${i}v${variant}`, expr } } })
   }
+  return encodeBatch(table, commands)
 }
 
-/** One floor run inside `ns`: flush the chain + `rules` new rules, `iters` batches; the median batch time. */
-function runFloor(bin: string, ns: string, table: string, chain: string, rules: number, iters: number): number {
-  const out = execFileSync('ip', ['netns', 'exec', ns, bin, '-t', table, '-c', chain, '-n', String(rules), '-i', String(iters)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
-  const j = JSON.parse(out.trim().split('\n').pop()!) as { ms: number[] }
-  return median(j.ms)
+/** One floor run on `nft`'s namespace: `iters` batches (each encoded beforehand); the median batch time. */
+function runFloor(nft: Nft, table: string, chain: string, rules: number, iters: number, variant: number): number {
+  const times: number[] = []
+  for (let i = 0; i < iters; i++) {
+    const buffer = floorBatch(table, chain, rules, variant * iters + i)!
+    const t0 = process.hrtime.bigint()
+    nft.commitBatchSync(table, buffer)
+    times.push(Number(process.hrtime.bigint() - t0) / 1e6)
+  }
+  return median(times)
 }
 
 export async function leversWorkload(ctx: Ctx, o: LeverOptions): Promise<LeversResult> {
-  const floor = buildFloor()
+  const floor = floorBatch('t', 'c', 1, 0)
+    ? { available: true, note: 'kernel floor: the batch as netlink messages, committed without libnftables (Nft.commitBatchSync)' }
+    : { available: false, note: 'kernel floor not measured: the netlink encoder cannot spell its batch' }
   ctx.log(`    ${floor.note}`)
   const notes: string[] = []
   const cells: LeverCell[] = []
-  const paths: LeverPath[] = floor.bin ? ['nft-f', 'lib-text', 'floor'] : ['nft-f', 'lib-text']
+  const paths: LeverPath[] = floor.available ? ['nft-f', 'lib-text', 'floor'] : ['nft-f', 'lib-text']
   let syntaxChecked = false
   const notedGuard = new Set<string>()
   try {
@@ -95,12 +105,13 @@ export async function leversWorkload(ctx: Ctx, o: LeverOptions): Promise<LeversR
           idSamples.set(x.spec, { 'nft-f': [], 'lib-text': [], floor: [] })
         }
         // An identity change's paths per variant: the floor only where the change is rules (A); an
-        // element-only change has no rule batch for floor.c to send.
+        // element-only change has no rule batch for the floor to send.
         const idPaths = (s: LeverSpec): LeverPath[] => paths.filter((p) => p !== 'floor' || identityRuleCount(s) > 0)
         // One timed operation of one path on one variant: the floor (when the change has rules to send), else
         // the next text of `change` through nft -f or Nft.run.
+        let floorRuns = 0
         const timeOne = async (p: LeverPath, x: (typeof open)[number], change: typeof leverReplaceText, ruleCount: number): Promise<number> => {
-          if (p === 'floor') return runFloor(floor.bin!, x.ns, tableOf(x.spec, target), vm.out, ruleCount, o.floorIterations)
+          if (p === 'floor') return runFloor(x.d.nft, tableOf(x.spec, target), vm.out, ruleCount, o.floorIterations, floorRuns++)
           const text = change(x.spec, target, x.cur, x.cur + 1)
           x.cur++
           if (p !== 'nft-f') return x.d.libText(text)
@@ -157,18 +168,17 @@ export async function leversWorkload(ctx: Ctx, o: LeverOptions): Promise<LeversR
       }
     }
   } finally {
-    if (floor.dir) rmSync(floor.dir, { recursive: true, force: true })
   }
   notes.push(
     `replace = flush both VM chains + add their rules (A: ${replaceRuleCount({ variant: 'A', shards: 1 })} rules, B/C: ${replaceRuleCount({ variant: 'B', shards: 1 })} rules + delete/add of the VM's 3 identity elements: MAC, IPv4, IPv6 pair), one transaction, VM #⌊N/2⌋; its identity and rules change every replace`,
   )
   notes.push(
-    `identity change = the VM's MAC/IPv4/IPv6 change, its user rules do not: A flushes its out chain and adds it again (${identityRuleCount({ variant: 'A', shards: 1 })} rules, the identity ones with the new addresses; its floor is that batch), B/B2/B3 only delete the old identity elements and add the new ones (B, B2: ${identityElementCount({ variant: 'B', shards: 1 })} elements each way, B3: ${identityElementCount({ variant: 'B3', shards: 1 })}), no rule and no element carrying a verdict, so the kernel has no reason to validate the table; floor.c sends rule batches only, so an element-only change has no floor column: compare its Nft.run time with the floor of the rule batches`,
+    `identity change = the VM's MAC/IPv4/IPv6 change, its user rules do not: A flushes its out chain and adds it again (${identityRuleCount({ variant: 'A', shards: 1 })} rules, the identity ones with the new addresses; its floor is that batch), B/B2/B3 only delete the old identity elements and add the new ones (B, B2: ${identityElementCount({ variant: 'B', shards: 1 })} elements each way, B3: ${identityElementCount({ variant: 'B3', shards: 1 })}), no rule and no element carrying a verdict, so the kernel has no reason to validate the table; the floor batch is rules only, so an element-only change has no floor column: compare its Nft.run time with the floor of the rule batches`,
   )
-  if (floor.bin) {
+  if (floor.available) {
     notes.push(
-      `kernel floor: floor.c in the target's namespace: one batch = flush of the VM's out chain + as many generic rules (ip saddr, tcp dport, counter, drop, comment) as the variant's replace adds, no element update (the batch time, from building it to the last ack; median of ${o.floorIterations} batches per round); no libnftables, no cache`,
+      `kernel floor: in the target's namespace, one batch = flush of the VM's out chain + as many generic rules (ip saddr, tcp dport, counter, drop, comment) as the variant's replace adds, no element update (encoded beforehand, committed by Nft.commitBatchSync without libnftables: the time from the send to the last ack; median of ${o.floorIterations} batches per round); no libnftables, no cache`,
     )
   }
-  return { vmCounts: o.vmCounts, shards: o.shards, rounds: o.rounds, userRulesPerChain: USER_RULES_PER_CHAIN, floor: { available: !!floor.bin, note: floor.note, iterations: o.floorIterations }, cells, notes }
+  return { vmCounts: o.vmCounts, shards: o.shards, rounds: o.rounds, userRulesPerChain: USER_RULES_PER_CHAIN, floor: { available: floor.available, note: floor.note, iterations: o.floorIterations }, cells, notes }
 }
