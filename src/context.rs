@@ -9,6 +9,9 @@ use crate::error::NativeError;
 use crate::fdtable::PrivateStdio;
 use crate::library::{output_flags, Libnftables, NftCtx};
 
+/// Held around every libnftables call with JSON input or output (see `Context::call`).
+static JSON_CALLS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// The name libnftables gives input it reads from fd 0 (`nft -f -`); error locations start with it.
 pub const STDIN_NAME: &str = "/dev/stdin";
 
@@ -194,7 +197,13 @@ impl Context {
       // Whatever was printed between calls (nothing should be) is not this call's.
       stdio.take_capture();
     }
-    let rc = run(&self.lib, self.ctx);
+    let rc = {
+      // libnftables 1.0.x prints a set's key type in JSON with strtok(3), whose state is the process's: two
+      // instances' threads printing sets at once corrupt each other's walk and libnftables aborts. JSON calls
+      // of all instances therefore run one at a time (text calls stay parallel).
+      let _one_json_call = json.then(|| JSON_CALLS.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+      run(&self.lib, self.ctx)
+    };
     // SAFETY: buffering was enabled in `open_ctx`, so both getters return valid NUL-terminated
     // strings owned by the context; they are copied before the next libnftables call can change them.
     let (output, error) = unsafe {
