@@ -1,6 +1,6 @@
 // Anti-spoofing, DHCP and NDP on the wire: forged frames sent from inside a VM namespace.
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
-import { VmFirewall, type VmSpec } from '../../ts/firewall/index.js'
+import { VmFirewall, vmChainNames, type VmSpec } from '../../ts/firewall/index.js'
 import { arpFrame, buildWorld, routerAdvertFrame, token, udp4Frame, type Vm, type World } from '../support/world.js'
 
 let w: World
@@ -106,6 +106,73 @@ describe('anti-spoofing', () => {
     // Genuine ARP from A still works.
     expect(await passes(() => w.ping(w.host, A.ipv4))).toBe(true)
     expect(hostNeigh(A.ipv4)).toContain(A.mac)
+  })
+})
+
+describe('the shared identity guard (issue 15)', () => {
+  /** Handles of the rules of a VM's two chains (the kernel's identity of each rule). */
+  const handles = (vm: Vm): string => {
+    const c = vmChainNames(vm.vmId)
+    return [c.out, c.in].map((ch) => w.hostNft(['-a', 'list', 'chain', 'bridge', 'infinization', ch]).match(/# handle \d+/g)!.join(',')).join('|')
+  }
+  const elements = (set: string): string => w.hostNft(['list', 'set', 'bridge', 'infinization', set])
+
+  it('an identity change is element-only: the VM chains keep every rule, the new address passes, the old is dropped', async () => {
+    await fw.sync([spec(A, 'accept'), spec(B, 'accept'), spec(C, 'accept')])
+    const fake4 = '10.72.0.98'
+    A.ns.exec('ip', ['addr', 'add', `${fake4}/24`, 'dev', 'eth0'])
+    try {
+      expect(await passes(() => w.tcp(A, B.ipv4, 80, { bind: A.ipv4 }))).toBe(true)
+      expect(await w.tcp(A, B.ipv4, 80, { bind: fake4 })).toBe(false)
+      const before = handles(A)
+      const gen = w.nft.generation()
+      await fw.applyVm(spec(A, 'accept', { ipv4: [fake4] }))
+      expect(await gen).toBeLessThan(await w.nft.generation())
+      expect(handles(A)).toBe(before)
+      expect(elements('id_ipv4')).toContain(`"${A.tap}" . ${fake4}`)
+      expect(elements('id_ipv4')).not.toContain(`"${A.tap}" . ${A.ipv4}`)
+      expect(await passes(() => w.tcp(A, B.ipv4, 80, { bind: fake4 }))).toBe(true)
+      const dropped = (await fw.stats(A.vmId)).builtin['ip-spoof']!.out.packets
+      expect(await w.tcp(A, B.ipv4, 80, { bind: A.ipv4 })).toBe(false)
+      expect((await fw.stats(A.vmId)).builtin['ip-spoof']!.out.packets).toBeGreaterThan(dropped)
+      // B, untouched, keeps its own identity and its counters.
+      expect(elements('id_ipv4')).toContain(`"${B.tap}" . ${B.ipv4}`)
+    } finally {
+      await fw.applyVm(spec(A, 'accept'))
+      A.ns.exec('ip', ['addr', 'del', `${fake4}/24`, 'dev', 'eth0'])
+    }
+    expect(await passes(() => w.tcp(A, B.ipv4, 80, { bind: A.ipv4 }))).toBe(true)
+  })
+
+  it("a tap moving to another VM takes that VM's identity with it; the VM it left holds none", async () => {
+    await fw.sync([spec(A, 'accept'), spec(B, 'accept'), spec(C, 'accept')])
+    const other = { ...spec(A, 'accept'), vmId: `${A.vmId}-next`, ipv4: ['10.72.0.97'] }
+    await fw.applyVm(other)
+    try {
+      // A's frames from its tap are now judged by the other VM's identity: A's own address is a spoof there.
+      expect(await w.tcp(A, B.ipv4, 80, { bind: A.ipv4 })).toBe(false)
+      expect(elements('id_ipv4')).toContain(`"${A.tap}" . 10.72.0.97`)
+      expect(elements('id_ipv4')).not.toContain(`"${A.tap}" . ${A.ipv4}`)
+      expect((await fw.stats(other.vmId)).builtin['ip-spoof']!.out.packets).toBeGreaterThan(0)
+      expect((await fw.stats(A.vmId)).builtin).toEqual({})
+      expect((await fw.verify()).vms.every((v) => v.status === 'ok')).toBe(true)
+    } finally {
+      await fw.removeVm(other.vmId)
+      await fw.applyVm(spec(A, 'accept'))
+    }
+    expect(await passes(() => w.tcp(A, B.ipv4, 80, { bind: A.ipv4 }))).toBe(true)
+    expect(elements('id_ipv4')).not.toContain('10.72.0.97')
+  })
+
+  it('detach removes the VM from the guard (its tap is no VM then), attach puts it back', async () => {
+    await fw.sync([spec(A, 'accept'), spec(B, 'accept'), spec(C, 'accept')])
+    await fw.detachVm(A.vmId)
+    expect(elements('b_ip_spoof')).not.toContain(`"${A.tap}"`)
+    expect(elements('id_mac')).not.toContain(`"${A.tap}"`)
+    await fw.attachVm(A.vmId, A.tap)
+    expect(elements('b_ip_spoof')).toContain(`"${A.tap}"`)
+    expect(await w.tcp(A, B.ipv4, 80, { bind: '10.72.0.96' }).catch(() => false)).toBe(false)
+    expect(await passes(() => w.tcp(A, B.ipv4, 80, { bind: A.ipv4 }))).toBe(true)
   })
 })
 

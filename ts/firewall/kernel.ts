@@ -5,7 +5,7 @@ import type { Nft } from '../nft.js'
 import type { NftablesJson, NftCommand } from '../schema.js'
 import { probeCapabilities } from './capabilities.js'
 import { isNotFound } from './errors.js'
-import { FAMILY, parseTable, type KernelTable } from './layout.js'
+import { FAMILY, parseTable, setContentsOf, type KernelTable, type SetContents, type SetCounters } from './layout.js'
 import { mapElements } from './map-elements.js'
 import type { FirewallCapabilities } from './model.js'
 import { encodeBatch } from './netlink-batch.js'
@@ -106,6 +106,15 @@ export class FirewallKernel {
     if (!doc) return undefined
     const m = doc.nftables.find((o) => 'map' in o && (o.map as { name?: string }).name === name) as { map?: Record<string, unknown> } | undefined
     return mapElements(m?.map)
+  }
+
+  /** The guard's per-VM sets of this table (one `list sets`: every bridge set with its elements), their element
+   *  counters and the names of those missing; undefined without the table. */
+  async sets(): Promise<{ contents: SetContents; counters: SetCounters; missing: string[] } | undefined> {
+    const doc = await this.#missingAsUndefined(this.nft.runJson({ nftables: [{ list: { sets: { family: FAMILY } } }] } as never))
+    if (!doc) return undefined
+    const found = setContentsOf(doc as unknown as { nftables: unknown[] }, this.table)
+    return found.contents.size === 0 && !doc.nftables.some((o) => 'set' in o && (o.set as { table?: string }).table === this.table) ? undefined : found
   }
 
   async #missingAsUndefined<T>(p: Promise<T>): Promise<T | undefined> {
