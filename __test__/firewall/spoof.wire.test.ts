@@ -1,6 +1,10 @@
 // Anti-spoofing, DHCP and NDP on the wire: forged frames sent from inside a VM namespace.
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { VmFirewall, vmChainNames, type VmSpec } from '../../ts/firewall/index.js'
+import { compileVm } from '../../ts/firewall/compile.js'
+import { BASE_PRIORITY, MAP_FROM_VM, MAP_TO_VM, SHARED_SETS, chainReplaceCommands, elementAdd } from '../../ts/firewall/layout.js'
+import { normalizeVm } from '../../ts/firewall/validate.js'
+import { builtinRulesIn, identityRulesOut } from '../../bench/lib/levers-gen.js'
 import { arpFrame, buildWorld, routerAdvertFrame, token, udp4Frame, type Vm, type World } from '../support/world.js'
 
 let w: World
@@ -162,6 +166,79 @@ describe('the shared identity guard (issue 15)', () => {
     }
     expect(await passes(() => w.tcp(A, B.ipv4, 80, { bind: A.ipv4 }))).toBe(true)
     expect(elements('id_ipv4')).not.toContain('10.72.0.97')
+  })
+
+  it('a table of the layout before the guard is upgraded in place: guard first, old built-ins kept until sync, never open', async () => {
+    // Today's layout before issue 15: each VM's chains begin with its own built-ins (bench/lib/levers-gen.ts
+    // spells them as compile.ts did), the base chains hold the dispatch rule alone.
+    const T = 'infinization'
+    w.hostNft(['add', 'table', 'bridge', T])
+    w.hostNft(['delete', 'table', 'bridge', T])
+    const vms = [spec(A, 'accept'), spec(B, 'accept'), spec(C, 'accept')]
+    const compiled = vms.map((v) => compileVm(normalizeVm(v), { capabilities: { bridgeConntrack: false, bridgeReject: false }, conntrack: 'off' }))
+    await w.nft.runJson({
+      nftables: [
+        { add: { table: { family: 'bridge', name: T } } },
+        ...SHARED_SETS.map((x) => ({ add: { set: { family: 'bridge' as const, table: T, name: x.name, type: x.type, elem: x.elem } } })),
+        { add: { map: { family: 'bridge', table: T, name: MAP_FROM_VM, type: 'ifname', map: 'verdict' } } },
+        { add: { map: { family: 'bridge', table: T, name: MAP_TO_VM, type: 'ifname', map: 'verdict' } } },
+        { add: { chain: { family: 'bridge', table: T, name: 'prerouting', type: 'filter', hook: 'prerouting', prio: BASE_PRIORITY, policy: 'accept' } } },
+        { add: { chain: { family: 'bridge', table: T, name: 'postrouting', type: 'filter', hook: 'postrouting', prio: BASE_PRIORITY, policy: 'accept' } } },
+        { add: { rule: { family: 'bridge', table: T, chain: 'prerouting', expr: [{ vmap: { key: { meta: { key: 'iifname' } }, data: `@${MAP_FROM_VM}` } }] } } },
+        { add: { rule: { family: 'bridge', table: T, chain: 'postrouting', expr: [{ vmap: { key: { meta: { key: 'oifname' } }, data: `@${MAP_TO_VM}` } }] } } },
+        ...compiled.flatMap((c) => [
+          { add: { chain: { family: 'bridge', table: T, name: c.chains.out } } },
+          { add: { chain: { family: 'bridge', table: T, name: c.chains.in } } },
+          elementAdd(T, MAP_FROM_VM, c.tap, c.chains.out),
+          elementAdd(T, MAP_TO_VM, c.tap, c.chains.in),
+        ]),
+      ] as never,
+    })
+    await w.nft.run(
+      compiled
+        .flatMap((c, i) => {
+          const v = [A, B, C][i]!
+          return [
+            ...identityRulesOut({ mac: v.mac, ipv4: v.ipv4, ipv6: v.ipv6 }).map((r) => `add rule bridge ${T} ${c.chains.out} ${r}`),
+            ...builtinRulesIn().map((r) => `add rule bridge ${T} ${c.chains.in} ${r}`),
+          ]
+        })
+        .join('\n') + '\n',
+    )
+    // Then each VM's own rules, appended (the chains exist: no flush).
+    await w.nft.runJson({ nftables: compiled.flatMap((c) => [...chainReplaceCommands(T, c.chains.out, c.out, true), ...chainReplaceCommands(T, c.chains.in, c.in, true)]) as never })
+    const fake4 = '10.72.0.95'
+    A.ns.exec('ip', ['addr', 'add', `${fake4}/24`, 'dev', 'eth0'])
+    try {
+      const spoofDropped = async () => !(await w.tcp(A, B.ipv4, 80, { bind: fake4 }))
+      expect(await passes(() => w.tcp(A, B.ipv4, 80, { bind: A.ipv4 }))).toBe(true)
+      expect(await spoofDropped()).toBe(true)
+      const oldHandles = handles(A)
+      // init: the guard goes in first (one transaction); the VM chains keep their built-ins: both checks apply.
+      const next = new VmFirewall(w.nft)
+      await next.init()
+      expect(handles(A)).toBe(oldHandles)
+      expect(elements('b_ip_spoof')).not.toContain(`"${A.tap}"`)
+      expect(await spoofDropped()).toBe(true)
+      expect(await passes(() => w.tcp(A, B.ipv4, 80, { bind: A.ipv4 }))).toBe(true)
+      // verify: every VM is drift (its chains still hold built-ins, its guard elements are missing) until sync.
+      const drift = await next.verify(vms)
+      expect(drift.table).toEqual([])
+      expect(drift.vms.map((v) => v.status)).toEqual(['changed', 'changed', 'changed'])
+      // (The bench spells the old built-ins' comments without their hash: extra rules either way.)
+      expect(drift.vms[0]!.extra).toContain(`rule:${compiled[0]!.chains.out}:b:mac-spoof`)
+      expect(drift.vms[0]!.missing).toContain(`dispatch:b_ip_spoof:${A.tap}`)
+      const res = await next.sync(vms)
+      expect(res.changed.sort()).toEqual([A.vmId, B.vmId, C.vmId].sort())
+      expect((await next.verify(vms)).ok).toBe(true)
+      expect(w.hostNft(['list', 'chain', 'bridge', T, compiled[0]!.chains.out])).not.toContain('spoof')
+      expect(await spoofDropped()).toBe(true)
+      expect(await passes(() => w.tcp(A, B.ipv4, 80, { bind: A.ipv4 }))).toBe(true)
+      expect((await next.stats(A.vmId)).builtin['ip-spoof']!.out.packets).toBeGreaterThan(0)
+    } finally {
+      A.ns.exec('ip', ['addr', 'del', `${fake4}/24`, 'dev', 'eth0'])
+      await fw.sync([spec(A, 'accept'), spec(B, 'accept'), spec(C, 'accept')])
+    }
   })
 
   it('detach removes the VM from the guard (its tap is no VM then), attach puts it back', async () => {

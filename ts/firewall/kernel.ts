@@ -5,7 +5,7 @@ import type { Nft } from '../nft.js'
 import type { NftablesJson, NftCommand } from '../schema.js'
 import { probeCapabilities } from './capabilities.js'
 import { isNotFound } from './errors.js'
-import { FAMILY, parseTable, setContentsOf, type KernelTable, type SetContents, type SetCounters } from './layout.js'
+import { FAMILY, parseTable, setContentsOf, type GuardLog, type KernelTable, type SetContents, type SetCounters } from './layout.js'
 import { mapElements } from './map-elements.js'
 import type { FirewallCapabilities } from './model.js'
 import { encodeBatch } from './netlink-batch.js'
@@ -21,6 +21,8 @@ export class FirewallKernel {
   constructor(
     readonly nft: Nft,
     readonly table: string,
+    /** The guard's log chains the table should have (its listing is judged with them). */
+    readonly guardLog?: GuardLog,
   ) {}
 
   /** This instance cannot commit (a dry-run `Nft`): writes validate only, echoes nothing. */
@@ -75,7 +77,7 @@ export class FirewallKernel {
 
   /** The whole table, parsed (a missing table parses as such). */
   async listTable(): Promise<KernelTable> {
-    return parseTable(await this.#missingAsUndefined(this.nft.listTable(FAMILY, this.table)))
+    return parseTable(await this.#missingAsUndefined(this.nft.listTable(FAMILY, this.table)), this.guardLog)
   }
 
   /** One chain of the table: its own object (base chains: type, hook, priority) and its rules; undefined if absent. */

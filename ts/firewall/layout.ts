@@ -4,6 +4,7 @@
 import { createHash } from 'node:crypto'
 import type { NftablesJson, NftCommand, NftDataType, NftExpression } from '../schema.js'
 import type { CompiledRule, CompiledVm } from './compile.js'
+import { guardLogPrefix } from './log-drops.js'
 import { mapElements } from './map-elements.js'
 import type { VmInventoryEntry } from './model.js'
 
@@ -50,6 +51,16 @@ export const GUARD_ARP = 'guard_arp'
 export const GUARD_VLAN = 'guard_vlan'
 export const GUARD_CHAINS = [GUARD_IP, GUARD_IP6, GUARD_ARP, GUARD_VLAN] as const
 
+/** With `logDrops` (built-ins included), each built-in drop of the guard jumps to a chain of its own that logs
+ *  the frame (rate-limited) and drops it: the tap set's lookup, so the VM's counter, stays one per frame. */
+export interface GuardLog {
+  group: number
+  rate: number
+  burst: number
+  per: string
+}
+export const guardLogChain = (tag: string): string => `glog_${tag.replace(/-/g, '_')}`
+
 export type BuiltinSide = 'out' | 'in'
 /** The built-in checks, in the order a VM's chains held them before the guard: tag (the `builtin` key of
  *  stats and the `b:` comment tag), side, and its verdict. */
@@ -85,6 +96,8 @@ export const BUILTIN_SETS: ReadonlyMap<string, { tag: string; side: BuiltinSide;
 )
 /** Every per-VM set of the layout (identity and tap sets). */
 export const VM_SETS: readonly string[] = [...ID_SETS.map((s) => s.name), ...BUILTIN_SETS.keys()]
+/** The log chains of the built-in drops (see GuardLog). */
+export const GUARD_LOG_CHAINS: readonly string[] = BUILTINS.filter((b) => b.verdict === 'drop').map((b) => guardLogChain(b.tag))
 
 /** What one VM puts into the guard's sets (compile.ts decides it): the identities its checks compare with, and
  *  the built-ins that apply to it, per side. */
@@ -254,49 +267,60 @@ export interface GuardRule {
 
 /** One built-in as a guard rule: its matches, then (last, so that its element counter counts exactly the
  *  frames the built-in decides) the lookup of the tap in the built-in's set, then its verdict. */
-function guardRule(side: BuiltinSide, tag: string, matches: NftExpression[]): GuardRule {
+function guardRule(side: BuiltinSide, tag: string, matches: NftExpression[], log?: GuardLog): GuardRule {
   const b = BUILTIN_SETS.get(builtinSet(side, tag))!
-  const expr = [...matches, is(meta(side === 'out' ? 'iifname' : 'oifname'), `@${builtinSet(side, tag)}`), { [b.verdict]: null }]
+  const verdict = log && b.verdict === 'drop' ? { jump: { target: guardLogChain(tag) } } : { [b.verdict]: null }
+  const expr = [...matches, is(meta(side === 'out' ? 'iifname' : 'oifname'), `@${builtinSet(side, tag)}`), verdict]
   return { comment: ruleComment('b', expr, tag), expr }
 }
 
-const dhcpFromVm = (): GuardRule[] => [
-  guardRule('out', 'dhcp-server-from-vm', [l4('udp'), is(pl('udp', 'sport'), 67)]),
-  guardRule('out', 'dhcp6-server-from-vm', [l4('udp'), is(pl('udp', 'sport'), 547)]),
+/** The log chains (GuardLog): a rate-limited log of the frame, then its drop. */
+export function guardLogChainRules(log: GuardLog | undefined): [string, GuardRule[]][] {
+  if (!log) return []
+  return BUILTINS.filter((b) => b.verdict === 'drop').map((b) => {
+    // Key order as libnftables lists it (see log-drops.ts).
+    const logged = [{ limit: { rate: log.rate, burst: log.burst, per: log.per } }, { log: { prefix: guardLogPrefix(b.tag), group: log.group } }]
+    return [guardLogChain(b.tag), [{ comment: ruleComment('b', logged, `${b.tag}-log`), expr: logged }, { comment: ruleComment('b', [{ drop: null }], b.tag), expr: [{ drop: null }] }]]
+  })
+}
+
+const dhcpFromVm = (log?: GuardLog): GuardRule[] => [
+  guardRule('out', 'dhcp-server-from-vm', [l4('udp'), is(pl('udp', 'sport'), 67)], log),
+  guardRule('out', 'dhcp6-server-from-vm', [l4('udp'), is(pl('udp', 'sport'), 547)], log),
   guardRule('out', 'dhcp-client', [l4('udp'), is(pl('udp', 'sport'), 68), is(pl('udp', 'dport'), 67)]),
   guardRule('out', 'dhcp6-client', [l4('udp'), is(pl('udp', 'sport'), 546), is(pl('udp', 'dport'), 547)]),
 ]
 
 /** The guard chains and their rules: per protocol, the built-ins that can match it, in their order. */
-export function guardChainRules(): [string, GuardRule[]][] {
+export function guardChainRules(log?: GuardLog): [string, GuardRule[]][] {
   return [
     [
       GUARD_IP,
       [
         guardRule('out', 'dhcp-discover', [is(pl('ip', 'saddr'), '0.0.0.0'), l4('udp'), is(pl('udp', 'sport'), 68), is(pl('udp', 'dport'), 67)]),
-        guardRule('out', 'ip-spoof', [notIdentity(pl('ip', 'saddr'), SET_ID_IPV4)]),
-        ...dhcpFromVm(),
+        guardRule('out', 'ip-spoof', [notIdentity(pl('ip', 'saddr'), SET_ID_IPV4)], log),
+        ...dhcpFromVm(log),
       ],
     ],
     [
       GUARD_IP6,
       [
         guardRule('out', 'ip6-unspecified', [is(pl('ip6', 'saddr'), '::'), is(pl('icmpv6', 'type'), '@dad_mld')]),
-        guardRule('out', 'ip6-spoof', [notIdentity(pl('ip6', 'saddr'), SET_ID_IPV6)]),
-        guardRule('out', 'ra-from-vm', [is(pl('icmpv6', 'type'), '@ra_redirect')]),
-        ...dhcpFromVm(),
+        guardRule('out', 'ip6-spoof', [notIdentity(pl('ip6', 'saddr'), SET_ID_IPV6)], log),
+        guardRule('out', 'ra-from-vm', [is(pl('icmpv6', 'type'), '@ra_redirect')], log),
+        ...dhcpFromVm(log),
         guardRule('out', 'ndp', [is(pl('icmpv6', 'type'), '@ndp_from_vm')]),
       ],
     ],
     [
       GUARD_ARP,
       [
-        guardRule('out', 'arp-mac-spoof', [notIdentity(pl('arp', 'saddr ether'), SET_ID_MAC)]),
-        guardRule('out', 'arp-ip-spoof', [is(pl('arp', 'saddr ip'), '0.0.0.0', '!='), notIdentity(pl('arp', 'saddr ip'), SET_ID_IPV4)]),
+        guardRule('out', 'arp-mac-spoof', [notIdentity(pl('arp', 'saddr ether'), SET_ID_MAC)], log),
+        guardRule('out', 'arp-ip-spoof', [is(pl('arp', 'saddr ip'), '0.0.0.0', '!='), notIdentity(pl('arp', 'saddr ip'), SET_ID_IPV4)], log),
         guardRule('out', 'arp', []),
       ],
     ],
-    [GUARD_VLAN, [guardRule('out', 'vlan-from-vm', [])]],
+    [GUARD_VLAN, [guardRule('out', 'vlan-from-vm', [], log)]],
   ]
 }
 
@@ -317,9 +341,9 @@ const PROTOCOL_DISPATCH = {
 
 /** The rules of a base chain before its dispatch rule: prerouting checks the MAC once, then sends each frame
  *  to its protocol's guard chain (which returns here unless a built-in decides); postrouting the inbound built-ins. */
-export function baseGuardRules(name: typeof CHAIN_PREROUTING | typeof CHAIN_POSTROUTING): GuardRule[] {
+export function baseGuardRules(name: typeof CHAIN_PREROUTING | typeof CHAIN_POSTROUTING, log?: GuardLog): GuardRule[] {
   if (name === CHAIN_PREROUTING) {
-    return [guardRule('out', 'mac-spoof', [notIdentity(pl('ether', 'saddr'), SET_ID_MAC)]), { comment: ruleComment('b', [PROTOCOL_DISPATCH], 'guard'), expr: [PROTOCOL_DISPATCH] }]
+    return [guardRule('out', 'mac-spoof', [notIdentity(pl('ether', 'saddr'), SET_ID_MAC)], log), { comment: ruleComment('b', [PROTOCOL_DISPATCH], 'guard'), expr: [PROTOCOL_DISPATCH] }]
   }
   return [
     guardRule('in', 'arp', [is(pl('ether', 'type'), 'arp')]),
@@ -331,20 +355,25 @@ export function baseGuardRules(name: typeof CHAIN_PREROUTING | typeof CHAIN_POST
 
 /** `fresh`: the table does not exist before this batch, so nothing needs flushing (a flush between the adds
  *  would also split the batch's text into many blocks, each a table update for the kernel). */
-export function tableCommands(table: string, fresh = false): NftCommand[] {
+export function tableCommands(table: string, fresh = false, log?: GuardLog): NftCommand[] {
   const f = FAMILY
+  const logChains = guardLogChainRules(log)
   return [
     ...setCommands(table),
     { add: { map: { family: f, table, name: MAP_FROM_VM, type: 'ifname', map: 'verdict' } } },
     { add: { map: { family: f, table, name: MAP_TO_VM, type: 'ifname', map: 'verdict' } } },
-    ...GUARD_CHAINS.map((name): NftCommand => ({ add: { chain: { family: f, table, name } } })),
+    ...[...logChains.map(([name]) => name), ...GUARD_CHAINS].map((name): NftCommand => ({ add: { chain: { family: f, table, name } } })),
     { add: { chain: { family: f, table, name: CHAIN_PREROUTING, type: 'filter', hook: 'prerouting', prio: BASE_PRIORITY, policy: 'accept' } } },
     { add: { chain: { family: f, table, name: CHAIN_POSTROUTING, type: 'filter', hook: 'postrouting', prio: BASE_PRIORITY, policy: 'accept' } } },
-    ...(fresh ? [] : [...GUARD_CHAINS, CHAIN_PREROUTING, CHAIN_POSTROUTING].map((name): NftCommand => ({ flush: { chain: { family: f, table, name } } }))),
-    ...guardChainRules().flatMap(([chain, rules]) => rules.map((r) => ruleCommand(table, chain, r))),
-    ...baseGuardRules(CHAIN_PREROUTING).map((r) => ruleCommand(table, CHAIN_PREROUTING, r)),
+    ...(fresh
+      ? []
+      : [...logChains.map(([name]) => name), ...GUARD_CHAINS, CHAIN_PREROUTING, CHAIN_POSTROUTING].map((name): NftCommand => ({ flush: { chain: { family: f, table, name } } }))),
+    // Log chains of an earlier `logDrops` that this one does not log (the flushes above drop their references).
+    ...(fresh || log ? [] : GUARD_LOG_CHAINS.flatMap((name) => chainDeleteCommands(table, name))),
+    ...[...logChains, ...guardChainRules(log)].flatMap(([chain, rules]) => rules.map((r) => ruleCommand(table, chain, r))),
+    ...baseGuardRules(CHAIN_PREROUTING, log).map((r) => ruleCommand(table, CHAIN_PREROUTING, r)),
     { add: { rule: { family: f, table, chain: CHAIN_PREROUTING, expr: [{ vmap: { key: meta('iifname'), data: `@${MAP_FROM_VM}` } }] } } },
-    ...baseGuardRules(CHAIN_POSTROUTING).map((r) => ruleCommand(table, CHAIN_POSTROUTING, r)),
+    ...baseGuardRules(CHAIN_POSTROUTING, log).map((r) => ruleCommand(table, CHAIN_POSTROUTING, r)),
     { add: { rule: { family: f, table, chain: CHAIN_POSTROUTING, expr: [{ vmap: { key: meta('oifname'), data: `@${MAP_TO_VM}` } }] } } },
   ]
 }
@@ -468,6 +497,7 @@ export function baseChainProblems(
   name: typeof CHAIN_PREROUTING | typeof CHAIN_POSTROUTING,
   chain: Record<string, unknown> | undefined,
   rules: readonly { expr: unknown[] }[],
+  log?: GuardLog,
 ): { problems: string[]; recreate: boolean } {
   const { hook, key, map } = BASE_CHAINS[name]
   if (!chain) return { problems: [`base chain ${name} missing`], recreate: false }
@@ -477,7 +507,7 @@ export function baseChainProblems(
   if (recreate) problems.push(`base chain ${name} changed (type ${String(chain.type)} hook ${String(chain.hook)} priority ${String(chain.prio)})`)
   if (chain.policy !== 'accept') problems.push(`base chain ${name} policy ${String(chain.policy)} (expected accept)`)
   // The guard's rules (by comment: each names its built-in and hashes what we wrote), then the dispatch rule.
-  const guard = baseGuardRules(name)
+  const guard = baseGuardRules(name, log)
   const listed = rules as readonly { expr: unknown[]; comment?: string }[]
   const guardOk = listed.length === guard.length + 1 && guard.every((g, i) => listed[i]!.comment === g.comment)
   if (!guardOk) problems.push(`guard rules in ${name} missing or changed`)
@@ -488,9 +518,11 @@ export function baseChainProblems(
 }
 
 /** Problems of the guard chains (missing, a base chain, or rules other than the layout's, by comment). */
-export function guardChainProblems(chains: ReadonlyMap<string, Record<string, unknown>>, rules: ReadonlyMap<string, readonly { comment?: string }[]>): string[] {
+export function guardChainProblems(chains: ReadonlyMap<string, Record<string, unknown>>, rules: ReadonlyMap<string, readonly { comment?: string }[]>, log?: GuardLog): string[] {
   const problems: string[] = []
-  for (const [name, want] of guardChainRules()) {
+  const logChains = guardLogChainRules(log)
+  if (!log) for (const name of GUARD_LOG_CHAINS) if (chains.has(name)) problems.push(`guard log chain ${name} left over`)
+  for (const [name, want] of [...guardChainRules(log), ...logChains]) {
     const c = chains.get(name)
     if (!c) problems.push(`guard chain ${name} missing`)
     else if (c.hook) problems.push(`guard chain ${name} is a base chain`)
@@ -502,7 +534,7 @@ export function guardChainProblems(chains: ReadonlyMap<string, Record<string, un
   return problems
 }
 
-export function parseTable(doc: NftablesJson | undefined): KernelTable {
+export function parseTable(doc: NftablesJson | undefined, log?: GuardLog): KernelTable {
   const t: KernelTable = {
     exists: doc !== undefined,
     chains: new Set(),
@@ -549,10 +581,10 @@ export function parseTable(doc: NftablesJson | undefined): KernelTable {
   t.sets = guardSets.contents
   t.setCounters = guardSets.counters
   if (guardSets.missing.length) t.problems.push(`guard sets missing: ${guardSets.missing.join(', ')}`)
-  t.problems.push(...guardChainProblems(chainObjects, t.rules))
+  t.problems.push(...guardChainProblems(chainObjects, t.rules, log))
   for (const name of [CHAIN_PREROUTING, CHAIN_POSTROUTING] as const) {
     const c = base.get(name) ?? (t.chains.has(name) ? {} : undefined)
-    const found = baseChainProblems(name, c, t.rules.get(name) ?? [])
+    const found = baseChainProblems(name, c, t.rules.get(name) ?? [], log)
     t.problems.push(...found.problems)
     if (found.recreate) t.recreate.push(name)
   }

@@ -20,6 +20,7 @@ import {
   vmApplyCommands,
   type DispatchMaps,
   type KernelTable,
+  type GuardLog,
   type SetContents,
   type SetElement,
 } from './layout.js'
@@ -249,9 +250,9 @@ export interface SyncPlan {
 export function planSync(
   k: KernelTable,
   compiled: readonly CompiledVm[],
-  opts: { table: string; prune: 'all' | 'none'; renderings: Renderings },
+  opts: { table: string; prune: 'all' | 'none'; renderings: Renderings; log?: GuardLog },
 ): SyncPlan {
-  const { table, prune, renderings } = opts
+  const { table, prune, renderings, log } = opts
   const ids = new Set(compiled.map((c) => c.vmId))
   const res: SyncResult = { added: [], changed: [], removed: [], reattached: [], unchanged: [], removedChains: [], results: {} }
   const deletes: NftCommand[] = []
@@ -261,7 +262,7 @@ export function planSync(
   const fresh = !k.exists
   const head =
     !k.exists || k.problems.length > 0
-      ? [...recreateBaseChains(k, table), ...tableCommands(table, fresh)]
+      ? [...recreateBaseChains(k, table), ...tableCommands(table, fresh, log)]
       : []
   const wanted = new Map<string, string>() // chain -> vmId
   const fromWant = new Map<string, string>() // tap -> chain
@@ -346,9 +347,9 @@ export function planSync(
 export function planRepair(
   k: KernelTable,
   known: readonly Desired[],
-  opts: { table: string; renderings: Renderings },
+  opts: { table: string; renderings: Renderings; log?: GuardLog },
 ): { commands: NftCommand[]; table: boolean; vms: string[] } {
-  const { table, renderings } = opts
+  const { table, renderings, log } = opts
   const damaged = !k.exists || k.problems.length > 0
   const vms: string[] = []
   const body: NftCommand[] = []
@@ -362,7 +363,7 @@ export function planRepair(
     body.push(...vmApplyCommands(table, c, staleEntries(k.maps, c.chains, attached ? c.tap : undefined), attached, false, vmElementChanges(k.maps, k.sets, c, attached)))
   }
   if (!damaged && body.length === 0) return { commands: [], table: false, vms: [] }
-  const head = damaged ? [...recreateBaseChains(k, table), ...tableCommands(table)] : setCommands(table)
+  const head = damaged ? [...recreateBaseChains(k, table), ...tableCommands(table, false, log)] : setCommands(table)
   return { commands: [...head, ...body], table: damaged, vms }
 }
 

@@ -28,6 +28,7 @@ import {
   vmChainNames,
   type Elements,
   type KernelTable,
+  type GuardLog,
   type SetContents,
 } from './layout.js'
 import type {
@@ -47,7 +48,7 @@ import { GroupCommit } from './group-commit.js'
 import { FirewallKernel } from './kernel.js'
 import { BlockedStream, type BlockedOptions } from './blocked.js'
 import { FirewallWatch, type RepairResult, type WatchOptions } from './watch.js'
-import { resolveLogDrops, type LogDropsOptions, type ResolvedLogDrops } from './log-drops.js'
+import { guardLogOf, resolveLogDrops, type LogDropsOptions, type ResolvedLogDrops } from './log-drops.js'
 import { KernelView, isConflict, type DispatchMaps } from './kernel-view.js'
 import { planVm, type VmPlan } from './plan.js'
 import { dispatchDrift, planRepair, planSync, staleEntries, verifyTable, vmDrift } from './reconcile.js'
@@ -186,6 +187,8 @@ export class VmFirewall {
   readonly #rendering: KernelRendering
   readonly #view: KernelView
   readonly #lean: boolean
+  /** The shared guard's log chains (logDrops with built-ins), part of the table's layout. */
+  readonly #guardLog: GuardLog | undefined
   readonly #group: GroupCommit<{ readonly maps: DispatchMaps | undefined; readonly setsKnown: boolean; readonly sets: SetContents | undefined }>
   /** The table as our last full sync left it, valid while the generation has not moved since. */
   #synced?: { generation: number; table: KernelTable }
@@ -194,7 +197,9 @@ export class VmFirewall {
 
   constructor(nft: Nft, options: VmFirewallOptions = {}) {
     this.table = checkTableName(options.table ?? DEFAULT_TABLE)
-    this.#kernel = new FirewallKernel(nft, this.table)
+    this.logDrops = resolveLogDrops(options.logDrops)
+    this.#guardLog = guardLogOf(this.logDrops)
+    this.#kernel = new FirewallKernel(nft, this.table, this.#guardLog)
     this.#rendering = new KernelRendering(this.#kernel)
     this.#view = new KernelView(this.#kernel)
     this.#lean = options.leanWrites !== false
@@ -204,7 +209,7 @@ export class VmFirewall {
         // The table and its shared sets are re-added only when we do not know them to exist (idempotent adds).
         // A table without the shared guard's sets (none yet, or one of the layout before the guard) gets the whole
         // layout first, in the same transaction: a VM's chains no longer hold its built-ins.
-        const head = view.setsKnown ? [] : view.maps && view.sets ? setCommands(this.table) : tableCommands(this.table)
+        const head = view.setsKnown ? [] : view.maps && view.sets ? setCommands(this.table) : tableCommands(this.table, false, this.#guardLog)
         // Two VMs of a group may both find the same stale dispatch entry (a tap moving between them): delete once.
         const seen = new Set<string>()
         const body = (commands as NftCommand[]).filter((c) => {
@@ -224,7 +229,6 @@ export class VmFirewall {
       throw new FirewallValidationError('conntrack', "must be 'auto', 'require' or 'off'")
     }
     this.conntrack = mode
-    this.logDrops = resolveLogDrops(options.logDrops)
     if (options.capabilities) {
       this.#capsValue = { ...options.capabilities }
       this.#caps = Promise.resolve(this.#capsValue)
@@ -248,7 +252,7 @@ export class VmFirewall {
   /** Creates the table, dispatch maps and base chains (idempotent; other tables are never touched). */
   async init(): Promise<void> {
     return this.#sched.exclusive(async () => {
-      await this.#view.write([...(await this.#baseChainRepairs()), ...tableCommands(this.table)], { createsSets: true })
+      await this.#view.write([...(await this.#baseChainRepairs()), ...tableCommands(this.table, false, this.#guardLog)], { createsSets: true })
     })
   }
 
@@ -295,7 +299,7 @@ export class VmFirewall {
       const changed = drift.status !== 'ok' || d.force
       if (changed) {
         // A broken base chain or dispatch rule is repaired in the same transaction (as init() would).
-        const repairs = tableBroken ? [...(await this.#baseChainRepairs()), ...tableCommands(this.table)] : []
+        const repairs = tableBroken ? [...(await this.#baseChainRepairs()), ...tableCommands(this.table, false, this.#guardLog)] : []
         const epoch = this.#view.epoch
         await this.#apply(d.compiled, d.attach, [...d.also, ...repairs])
         if (tableBroken && this.#view.epoch === epoch) this.#tableOkEpoch = epoch
@@ -547,7 +551,7 @@ export class VmFirewall {
       const k = known ?? (await this.#readTable())
       const readAt = known || (await this.#kernel.generation()) === read ? read : -1
       if (!known) await this.#learnRenderings(k, compiled)
-      const { commands, result: res, createsSets } = planSync(k, compiled, { table: this.table, prune, renderings: this.#rendering })
+      const { commands, result: res, createsSets } = planSync(k, compiled, { table: this.table, prune, renderings: this.#rendering, log: this.#guardLog })
       this.#synced = undefined
       const w = await this.#view.write(commands, { createsSets })
       this.#known.clear()
@@ -589,7 +593,7 @@ export class VmFirewall {
       const known = [...this.#known.values()]
       const k = await this.#readTable()
       await this.#learnRenderings(k, known.map((e) => e.compiled))
-      const { commands, table, vms } = planRepair(k, known, { table: this.table, renderings: this.#rendering })
+      const { commands, table, vms } = planRepair(k, known, { table: this.table, renderings: this.#rendering, log: this.#guardLog })
       if (commands.length === 0) return { ok: true, table: false, vms: [] }
       this.#synced = undefined
       const w = await this.#view.write(commands, { createsSets: true })
@@ -714,6 +718,12 @@ export class VmFirewall {
     return this.#stateOf(vmId)
   }
 
+  /** Issue 15: the VM chain `tap`'s frames are dispatched to (from the engine's view: no listing while nobody
+   *  else committed), for events of the shared guard, which name the interface and not the VM. */
+  async chainOfTap(tap: string): Promise<string | undefined> {
+    return (await this.#view.maps())?.[MAP_FROM_VM].get(tap)
+  }
+
   /** Names of the table's chains, in the kernel's order, from the engine's view ([] without the table). */
   async chainNames(): Promise<string[]> {
     return [...(await this.#view.chainNames())]
@@ -740,7 +750,7 @@ export class VmFirewall {
     const problems: string[] = []
     for (const name of [CHAIN_PREROUTING, CHAIN_POSTROUTING] as const) {
       const listed = await this.#kernel.chain(name)
-      problems.push(...baseChainProblems(name, listed?.chain, listed?.rules ?? []).problems)
+      problems.push(...baseChainProblems(name, listed?.chain, listed?.rules ?? [], this.#guardLog).problems)
     }
     return problems
   }
@@ -913,7 +923,7 @@ export class VmFirewall {
     const repairs: NftCommand[] = []
     for (const name of [CHAIN_PREROUTING, CHAIN_POSTROUTING] as const) {
       const listed = await this.#kernel.chain(name)
-      if (!listed || !baseChainProblems(name, listed.chain, listed.rules).recreate) continue
+      if (!listed || !baseChainProblems(name, listed.chain, listed.rules, this.#guardLog).recreate) continue
       repairs.push({ flush: { chain: { family: FAMILY, table: this.table, name } } }, { delete: { chain: { family: FAMILY, table: this.table, name } } })
     }
     return repairs
