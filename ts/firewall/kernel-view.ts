@@ -156,10 +156,8 @@ export class KernelView {
   }
 
   async #readMaps(): Promise<DispatchMaps | undefined> {
-    // One list per call: libnftables 1.0.6 fails the second `list map` of a JSON batch with ENOENT.
-    const from = await this.kernel.map(MAP_FROM_VM)
-    const to = from && (await this.kernel.map(MAP_TO_VM))
-    return from && to ? { [MAP_FROM_VM]: from, [MAP_TO_VM]: to } : undefined
+    // Both in one `list maps` (issue 15: with the guard's `list sets`, a re-read stays two calls).
+    return this.kernel.dispatchMaps()
   }
 
 }

@@ -5,7 +5,7 @@ import type { Nft } from '../nft.js'
 import type { NftablesJson, NftCommand } from '../schema.js'
 import { probeCapabilities } from './capabilities.js'
 import { isNotFound } from './errors.js'
-import { FAMILY, parseTable, setContentsOf, type GuardLog, type KernelTable, type SetContents, type SetCounters } from './layout.js'
+import { FAMILY, MAP_FROM_VM, MAP_TO_VM, parseTable, setContentsOf, type GuardLog, type KernelTable, type SetContents, type SetCounters } from './layout.js'
 import { mapElements } from './map-elements.js'
 import type { FirewallCapabilities } from './model.js'
 import { encodeBatch } from './netlink-batch.js'
@@ -108,6 +108,19 @@ export class FirewallKernel {
     if (!doc) return undefined
     const m = doc.nftables.find((o) => 'map' in o && (o.map as { name?: string }).name === name) as { map?: Record<string, unknown> } | undefined
     return mapElements(m?.map)
+  }
+
+  /** Both dispatch maps of this table (one `list maps`: every bridge map with its elements); undefined unless
+   *  both exist. */
+  async dispatchMaps(): Promise<{ [MAP_FROM_VM]: Map<string, string>; [MAP_TO_VM]: Map<string, string> } | undefined> {
+    const doc = await this.#missingAsUndefined(this.nft.runJson({ nftables: [{ list: { maps: { family: FAMILY } } }] } as never))
+    const mine = (name: string) =>
+      doc?.nftables.find((o) => 'map' in o && (o.map as { table?: string; name?: string }).table === this.table && (o.map as { name?: string }).name === name) as
+        | { map: Record<string, unknown> }
+        | undefined
+    const from = mine(MAP_FROM_VM)
+    const to = mine(MAP_TO_VM)
+    return from && to ? { [MAP_FROM_VM]: mapElements(from.map), [MAP_TO_VM]: mapElements(to.map) } : undefined
   }
 
   /** The guard's per-VM sets of this table (one `list sets`: every bridge set with its elements), their element

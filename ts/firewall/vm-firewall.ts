@@ -2,7 +2,7 @@
 import type { Nft } from '../nft.js'
 import type { NftCommand } from '../schema.js'
 import { FirewallError, FirewallValidationError, isNotFound } from './errors.js'
-import { compileVm, type CompiledRule, type CompiledVm } from './compile.js'
+import { compileVm, vmIdentity, type CompiledRule, type CompiledVm } from './compile.js'
 import {
   CHAIN_POSTROUTING,
   CHAIN_PREROUTING,
@@ -74,6 +74,9 @@ export interface VmFirewallOptions {
    *  libnftables, when its encoder spells every command exactly (default true); false: always libnftables. */
   leanWrites?: boolean
 }
+
+/** What the shared guard needs of a VM (issue 15): the fields of its VmSpec that decide its built-ins. */
+export type VmIdentitySpec = Pick<VmSpec, 'mac' | 'ipv4' | 'ipv6' | 'antiSpoofing' | 'dhcp'>
 
 export interface SyncOptions {
   /** 'all' (default): the set is the whole firewall; VM chains and dispatch entries not in it are removed.
@@ -488,15 +491,18 @@ export class VmFirewall {
     })
   }
 
-  /** Dispatches `tap`'s traffic to the VM's existing chains (VM started). Idempotent. */
-  async attachVm(vmId: string, tap: string): Promise<void> {
+  /** Dispatches `tap`'s traffic to the VM's existing chains (VM started), and puts its identity into the shared
+   *  guard for `tap`. Idempotent. The identity is the one this instance last applied; for a VM it did not apply
+   *  (another process's, or before a restart) give `options.identity` (its mac/ipv4/ipv6/antiSpoofing/dhcp as
+   *  in its VmSpec), else it is refused: attaching without its built-ins would leave the VM unguarded. */
+  async attachVm(vmId: string, tap: string, options: { identity?: VmIdentitySpec } = {}): Promise<void> {
     checkToken(vmId, 'vmId', VMID_MAX, {})
     checkIfname(tap, 'tap', { vmId })
+    const given = options.identity && vmIdentity(normalizeVm({ mac: options.identity.mac, ipv4: options.identity.ipv4, ipv6: options.identity.ipv6, antiSpoofing: options.identity.antiSpoofing, dhcp: options.identity.dhcp, vmId, tap, defaultAction: 'drop' }))
     return this.#sched.vm(vmId, async () => {
       const chains = vmChainNames(vmId)
-      // Issue 15: the guard needs the VM's identity for the tap; only what this instance applied knows it.
-      const identity = this.#known.get(vmId)?.compiled.identity
-      if (!identity) throw new FirewallError('VM_NOT_FOUND', `VM ${vmId} was not applied by this instance: apply it (its identity is needed for the guard)`, vmId)
+      const identity = given ?? this.#known.get(vmId)?.compiled.identity
+      if (!identity) throw new FirewallValidationError('identity', `VM ${vmId} was not applied by this instance: give its identity (the shared guard needs it)`, { vmId })
       try {
         await this.#write((maps, sets) => {
           if (!maps) throw new FirewallError('VM_NOT_FOUND', `no firewall table: apply VM ${vmId} first`, vmId)
