@@ -502,7 +502,11 @@ export class VmFirewall {
     return this.#sched.vm(vmId, async () => {
       const chains = vmChainNames(vmId)
       const identity = given ?? this.#known.get(vmId)?.compiled.identity
-      if (!identity) throw new FirewallValidationError('identity', `VM ${vmId} was not applied by this instance: give its identity (the shared guard needs it)`, { vmId })
+      if (!identity) {
+        const names = await this.#view.chainNames()
+        if (!names.has(chains.out) || !names.has(chains.in)) throw new FirewallError('VM_NOT_FOUND', `VM ${vmId} has no chains: apply it first`, vmId)
+        throw new FirewallValidationError('identity', `VM ${vmId} was not applied by this instance: give its identity (the shared guard needs it)`, { vmId })
+      }
       try {
         await this.#write((maps, sets) => {
           if (!maps) throw new FirewallError('VM_NOT_FOUND', `no firewall table: apply VM ${vmId} first`, vmId)
