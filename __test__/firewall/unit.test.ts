@@ -21,7 +21,7 @@ import {
 } from '../../ts/firewall/index.js'
 import { Scheduler } from '../../ts/firewall/scheduler.js'
 import { canonicalExpr } from '../../ts/firewall/reconcile.js'
-import { BASE_PRIORITY, baseChainProblems, baseGuardRules, identityElements, parseTable } from '../../ts/firewall/layout.js'
+import { BASE_PRIORITY, baseChainProblems, baseGuardRules, identityElements, parseTable, setContentsOfText } from '../../ts/firewall/layout.js'
 import { thrown } from '../support/errors.js'
 
 const NO_CAPS = { bridgeConntrack: false, bridgeReject: false }
@@ -518,5 +518,45 @@ describe('base chain check (parseTable and tableProblems judge alike)', () => {
       'base chain postrouting is a regular chain',
     ])
     expect(t.recreate).toEqual(['prerouting', 'postrouting'])
+  })
+})
+
+describe("the guard's sets read from `list sets` text (issue 15: libnftables 1.0.6's JSON set printer is not thread-safe)", () => {
+  it('reads only this table, elements across lines, concatenations and element counters; reports missing sets', () => {
+    const text = [
+      'table bridge other {',
+      '\tset id_mac {',
+      '\t\ttype ifname . ether_addr',
+      '\t\telements = { "x" . 02:00:00:00:00:09 }',
+      '\t}',
+      '}',
+      'table bridge t {',
+      '\tset icmp_protos {',
+      '\t\ttype inet_proto',
+      '\t\telements = { icmp, ipv6-icmp }',
+      '\t}',
+      '\tset id_mac {',
+      '\t\ttype ifname . ether_addr',
+      '\t\telements = { "vnet0" . 52:54:00:aa:bb:01,',
+      '\t\t\t     "vnet1" . 52:54:00:aa:bb:02 }',
+      '\t}',
+      '\tset id_ipv6 {',
+      '\t\ttype ifname . ipv6_addr',
+      '\t}',
+      '\tset b_ip_spoof {',
+      '\t\ttype ifname',
+      '\t\tcounter',
+      '\t\telements = { "vnet0" counter packets 3 bytes 180,',
+      '\t\t\t     "vnet1" counter packets 0 bytes 0 }',
+      '\t}',
+      '}',
+    ].join('\n')
+    const r = setContentsOfText(text, 't')
+    expect([...r.contents.get('id_mac')!]).toEqual(['vnet0 . 52:54:00:aa:bb:01', 'vnet1 . 52:54:00:aa:bb:02'])
+    expect([...r.contents.get('id_ipv6')!]).toEqual([])
+    expect(r.counters.get('b_ip_spoof')!.get('vnet0')).toEqual({ packets: 3, bytes: 180 })
+    expect(r.contents.has('icmp_protos')).toBe(false)
+    expect(r.missing).toContain('id_ipv4')
+    expect(r.missing).not.toContain('id_mac')
   })
 })

@@ -241,7 +241,8 @@ export function runNodeAsync(script: string, timeoutMs: number): Promise<unknown
     child.stdout.on('data', (d: Buffer) => (out += d.toString()))
     child.stderr.on('data', (d: Buffer) => (err += d.toString()))
     child.on('error', reject)
-    child.on('close', (code) => {
+    child.on('close', (code, signal) => {
+      if (code === null) err += ` [signal ${String(signal)}]` // e.g. SIGABRT: an assertion in a native library
       clearTimeout(timer)
       if (code !== 0) return reject(new Error(`child failed (${code}): ${err}`))
       const lines = out.trim().split('\n')

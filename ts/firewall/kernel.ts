@@ -5,7 +5,7 @@ import type { Nft } from '../nft.js'
 import type { NftablesJson, NftCommand } from '../schema.js'
 import { probeCapabilities } from './capabilities.js'
 import { isNotFound } from './errors.js'
-import { FAMILY, MAP_FROM_VM, MAP_TO_VM, parseTable, setContentsOf, type GuardLog, type KernelTable, type SetContents, type SetCounters } from './layout.js'
+import { FAMILY, MAP_FROM_VM, MAP_TO_VM, parseTable, setContentsOfText, type GuardLog, type KernelTable, type SetContents, type SetCounters } from './layout.js'
 import { mapElements } from './map-elements.js'
 import type { FirewallCapabilities } from './model.js'
 import { encodeBatch } from './netlink-batch.js'
@@ -126,10 +126,10 @@ export class FirewallKernel {
   /** The guard's per-VM sets of this table (one `list sets`: every bridge set with its elements), their element
    *  counters and the names of those missing; undefined without the table. */
   async sets(): Promise<{ contents: SetContents; counters: SetCounters; missing: string[] } | undefined> {
-    const doc = await this.#missingAsUndefined(this.nft.runJson({ nftables: [{ list: { sets: { family: FAMILY } } }] } as never))
-    if (!doc) return undefined
-    const found = setContentsOf(doc as unknown as { nftables: unknown[] }, this.table)
-    return found.contents.size === 0 && !doc.nftables.some((o) => 'set' in o && (o.set as { table?: string }).table === this.table) ? undefined : found
+    // Text, not JSON: see setContentsOfText (libnftables 1.0.6's JSON set printer is not thread-safe).
+    const text = await this.#missingAsUndefined(this.nft.run(`list sets ${FAMILY}`))
+    if (text === undefined || !text.includes(`table ${FAMILY} ${this.table} {`)) return undefined
+    return setContentsOfText(text, this.table)
   }
 
   async #missingAsUndefined<T>(p: Promise<T>): Promise<T | undefined> {

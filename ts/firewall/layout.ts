@@ -166,6 +166,63 @@ export function listedKey(e: unknown): { key: string; packets: number; bytes: nu
 }
 
 export type SetCounters = Map<string, Map<string, { packets: number; bytes: number }>>
+
+/**
+ * The layout's per-VM sets in the *text* of `list sets bridge` (every bridge table's sets with their elements):
+ * the engine reads them this way because libnftables 1.0.6's JSON printer of a set's type is not thread-safe
+ * (`strtok` in set_dtype_json: two Nft instances of one process listing sets in JSON at once can abort the
+ * process); the text printer is. Elements as nft prints them: `"tap"` or `"tap" . value`, each optionally
+ * followed by `counter packets N bytes M`.
+ */
+export function setContentsOfText(text: string, table: string): { contents: SetContents; counters: SetCounters; missing: string[] } {
+  const contents: SetContents = new Map()
+  const counters: SetCounters = new Map()
+  let inTable = false
+  let set: string | undefined
+  let elements: string | undefined
+  const take = (body: string) => {
+    for (const item of body.replace(/}\s*$/, '').split(',')) {
+      const m = /^"([^"]*)"(?: \. (\S+))?(?: counter packets (\d+) bytes (\d+))?$/.exec(item.trim())
+      if (!m || !set) continue
+      const key = setKey(m[1]!, m[2])
+      contents.get(set)!.add(key)
+      counters.get(set)!.set(key, { packets: Number(m[3] ?? 0), bytes: Number(m[4] ?? 0) })
+    }
+  }
+  for (const raw of text.split('\n')) {
+    const line = raw.trim()
+    const t = /^table bridge (\S+) \{$/.exec(line)
+    if (t) {
+      inTable = t[1] === table
+      continue
+    }
+    if (raw === '}') inTable = false
+    if (!inTable) continue
+    const head = /^set (\S+) \{$/.exec(line)
+    if (head) {
+      set = VM_SETS.includes(head[1]!) ? head[1]! : undefined
+      if (set) {
+        contents.set(set, new Set())
+        counters.set(set, new Map())
+      }
+      continue
+    }
+    if (!set) continue
+    if (elements !== undefined) {
+      elements += ` ${line}`
+    } else if (line.startsWith('elements = {')) {
+      elements = line.slice('elements = {'.length)
+    } else {
+      if (line === '}') set = undefined
+      continue
+    }
+    if (elements.trimEnd().endsWith('}')) {
+      take(elements)
+      elements = undefined
+    }
+  }
+  return { contents, counters, missing: VM_SETS.filter((n) => !contents.has(n)) }
+}
 /** The layout's per-VM sets in a `list sets` / `list table` JSON document: contents, element counters, and the
  *  names of those missing. */
 export function setContentsOf(doc: { nftables: unknown[] } | undefined, table: string): { contents: SetContents; counters: SetCounters; missing: string[] } {

@@ -564,7 +564,9 @@ export class VmFirewall {
       const { commands, result: res, createsSets } = planSync(k, compiled, { table: this.table, prune, renderings: this.#rendering, log: this.#guardLog })
       this.#synced = undefined
       const w = await this.#view.write(commands, { createsSets })
-      this.#known.clear()
+      // prune 'none' leaves the other VMs in the kernel as they were: what this instance applied of them (their
+      // identities too, which attachVm needs for the guard) still holds.
+      if (prune === 'all') this.#known.clear()
       for (const c of compiled) this.#known.set(c.vmId, { compiled: c, attached: true })
       // The table is now exactly the set (prune 'all'), if only this batch was committed since the read.
       if (prune === 'all' && readAt === w.before && w.after - w.before <= 1 && !this.#kernel.dryRun) {
