@@ -167,9 +167,10 @@ function copySets(sets: SetContents): SetContents {
 }
 
 /** The guard's set contents after a batch of ours: sets it adds (empty when new), element adds and deletes; a
- *  deleted table has none. */
+ *  deleted table has none. Updates `sets` in place (the snapshot it belongs to is replaced by the one made from
+ *  it, after the commit): a VM's write costs its own elements, not a copy of the table's. */
 function applySetElements(sets: SetContents, commands: NftCommand[]): SetContents {
-  let next = copySets(sets)
+  let next = sets
   for (const cmd of commands) {
     const [verb, body] = Object.entries(cmd)[0] as [string, Record<string, Record<string, unknown>>]
     if ('table' in body && verb === 'delete') next = new Map()

@@ -504,7 +504,14 @@ export function identityChanges(have: SetContents | undefined, taps: Iterable<st
   const wanted = new Set(want.map((e) => `${e.set}\0${e.key}`))
   const del: SetElement[] = []
   for (const set of VM_SETS) {
-    for (const key of have.get(set) ?? []) if (tapSet.has(keyTap(key)) && !wanted.has(`${set}\0${key}`)) del.push({ set, key })
+    const keys = have.get(set)
+    if (!keys) continue
+    if (BUILTIN_SETS.has(set)) {
+      // A tap set's key is the tap itself: no scan (a VM apply stays O(its taps), not O(the table's elements)).
+      for (const tap of tapSet) if (keys.has(tap) && !wanted.has(`${set}\0${tap}`)) del.push({ set, key: tap })
+    } else {
+      for (const key of keys) if (tapSet.has(keyTap(key)) && !wanted.has(`${set}\0${key}`)) del.push({ set, key })
+    }
   }
   const add = want.filter((e) => !have.get(e.set)?.has(e.key))
   return { del, add }
