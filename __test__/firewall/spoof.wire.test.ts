@@ -158,7 +158,9 @@ describe('the shared identity guard (issue 15)', () => {
       expect(elements('id_ipv4')).toContain(`"${A.tap}" . 10.72.0.97`)
       expect(elements('id_ipv4')).not.toContain(`"${A.tap}" . ${A.ipv4}`)
       expect((await fw.stats(other.vmId)).builtin['ip-spoof']!.out.packets).toBeGreaterThan(0)
-      expect((await fw.stats(A.vmId)).builtin).toEqual({})
+      // A holds no element of the guard any more: no guard built-in counts for it (its own chains may still count
+      // `established`, where the kernel has bridge conntrack).
+      expect(Object.keys((await fw.stats(A.vmId)).builtin).filter((t) => t !== 'established')).toEqual([])
       expect((await fw.verify()).vms.every((v) => v.status === 'ok')).toBe(true)
     } finally {
       await fw.removeVm(other.vmId)
