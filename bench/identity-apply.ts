@@ -11,10 +11,13 @@
 import { execFileSync } from 'node:child_process'
 import { Nft } from '../ts/index.js'
 import { VmFirewall, type VmSpec } from '../ts/firewall/index.js'
-import { numberArg as arg } from './lib/args.js'
 import { median } from './lib/stats.js'
 import { vmSpec } from './lib/vmfirewall.js'
 
+const arg = (name: string, dflt: number): number => {
+  const i = process.argv.indexOf(`--${name}`)
+  return i > 0 ? Number(process.argv[i + 1]) : dflt
+}
 const VMS = arg('vms', 1000)
 const RULES = arg('rules', 20)
 const ROUNDS = arg('rounds', 9)
