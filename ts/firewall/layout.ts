@@ -170,8 +170,8 @@ export type SetCounters = Map<string, Map<string, { packets: number; bytes: numb
 /**
  * The layout's per-VM sets in the *text* of `list sets bridge` (every bridge table's sets with their elements):
  * the engine reads them this way because libnftables 1.0.6's JSON printer of a set's type is not thread-safe
- * (`strtok` in set_dtype_json), so the binding runs JSON calls of all instances one at a time; text calls
- * need no such lock and stay parallel. Elements as nft prints them: `"tap"` or `"tap" . value`, each optionally
+ * (`strtok` in set_dtype_json: two Nft instances of one process listing sets in JSON at once can abort the
+ * process); the text printer is. Elements as nft prints them: `"tap"` or `"tap" . value`, each optionally
  * followed by `counter packets N bytes M`.
  */
 export function setContentsOfText(text: string, table: string): { contents: SetContents; counters: SetCounters; missing: string[] } {
