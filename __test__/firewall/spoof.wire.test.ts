@@ -1,7 +1,7 @@
 // Anti-spoofing, DHCP and NDP on the wire: forged frames sent from inside a VM namespace.
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { VmFirewall, type VmSpec } from '../../ts/firewall/index.js'
-import { arpFrame, buildWorld, routerAdvertFrame, token, udp4Frame, type Vm, type World } from '../support/world.js'
+import { arpFrame, buildWorld, routerAdvertFrame, token, udp4Frame, vmSpec, type Vm, type World } from '../support/world.js'
 
 let w: World
 let fw: VmFirewall
@@ -18,15 +18,7 @@ beforeEach(() => {
   w.host.ns.exec('ip', ['neigh', 'flush', 'dev', 'br0'])
 })
 
-const spec = (vm: Vm, defaultAction: 'accept' | 'drop', extra: Partial<VmSpec> = {}): VmSpec => ({
-  vmId: vm.vmId,
-  tap: vm.tap,
-  mac: vm.mac,
-  ipv4: [vm.ipv4],
-  ipv6: [vm.ipv6],
-  defaultAction,
-  ...extra,
-})
+const spec = (vm: Vm, defaultAction: 'accept' | 'drop', extra: Partial<VmSpec> = {}): VmSpec => vmSpec(vm, defaultAction, [], extra)
 const passes = async (probe: () => Promise<boolean>): Promise<boolean> => (await probe()) || (await probe())
 const hostNeigh = (ip: string): string => w.host.ns.exec('ip', ['neigh', 'show', ip, 'dev', 'br0'])
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
