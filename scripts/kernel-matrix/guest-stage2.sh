@@ -52,6 +52,15 @@ for m in $KM_MODULES; do
 done
 ip link set lo up
 
+# Keep the kernel's receive-timestamp static key (netstamp_needed_key) switched on for the whole run. Every
+# ping opens a socket with SO_TIMESTAMP, and the first/last one flips that key, which rewrites the receive
+# path's code with int3 patching; under multi-threaded TCG a vCPU can still run the old int3 after the patch
+# completed ("Oops: int3" in netif_rx_internal / __netif_receive_skb_core / ip_local_deliver_finish, then a
+# panic; reproduced in seconds with a TCP stream and pings through a bridge, no nftables involved). One ping
+# holding a timestamping socket from here to the end means the tests' pings never flip it.
+ping -q -n -i 86400 127.0.0.1 >/dev/null 2>&1 &
+stamp_pin=$!
+
 # Host paths shared read-write (--rw), mounted over their overlay view.
 i=0
 for d in $KM_RW; do
@@ -64,6 +73,7 @@ date +%s.%N >/.km/t-start
 /bin/bash /.km/cmd.sh </dev/null >"$out" 2>"$err"
 rc=$?
 date +%s.%N >/.km/t-end
+kill "$stamp_pin" 2>/dev/null
 
 # Nothing may be left behind by the command (the guest's /run/netns is its own, so these are all its own).
 left=$(find /run/netns -mindepth 1 -maxdepth 1 -printf '%f ' 2>/dev/null)

@@ -235,9 +235,12 @@ if [[ -s "$RUN/rc" ]]; then
 else
   rc=125
   if [[ $qrc -eq 124 ]]; then rc=124; log "timeout after ${TIMEOUT}s"; fi
-  log "the guest left no exit status (qemu exit $qrc); its console:"
-  tail -n 40 "$RUN/console.log" >&2 || true
-  CONSOLE=0
+  # The console from the first oops on (its header names the fault: the tail alone shows only the panic),
+  # else its last lines.
+  first=$(grep -n -m1 -E 'Oops:|BUG:|cut here|general protection|Kernel panic' "$RUN/console.log" 2>/dev/null | cut -d: -f1 || true)
+  log "the guest left no exit status (qemu exit $qrc); its console${first:+ from the first fault}:"
+  if [[ -n $first && $CONSOLE -eq 0 ]]; then sed -n "${first},$((first + 150))p" "$RUN/console.log" >&2
+  elif [[ $CONSOLE -eq 0 ]]; then tail -n 40 "$RUN/console.log" >&2 || true; fi
 fi
 if [[ $CONSOLE -eq 1 ]]; then log "guest console:"; cat "$RUN/console.log" >&2; fi
 awk -v t0="$T0" -v t1="$T1" -v s="$(cat "$RUN/t-start" 2>/dev/null || echo "$T1")" -v e="$(cat "$RUN/t-end" 2>/dev/null || echo "$T1")" \
