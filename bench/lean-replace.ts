@@ -13,13 +13,10 @@ import { vmApplyCommands } from '../ts/firewall/layout.js'
 import { encodeBatch } from '../ts/firewall/netlink-batch.js'
 import { batchText } from '../ts/firewall/render.js'
 import { normalizeVm } from '../ts/firewall/validate.js'
+import { numberArg as arg } from './lib/args.js'
 import { median, pairedRatio, rotate } from './lib/stats.js'
 import { vmSpec } from './lib/vmfirewall.js'
 
-const arg = (name: string, dflt: number): number => {
-  const i = process.argv.indexOf(`--${name}`)
-  return i > 0 ? Number(process.argv[i + 1]) : dflt
-}
 const VMS = arg('vms', 1000)
 const RULES = arg('rules', 20)
 const ROUNDS = arg('rounds', 9)

@@ -96,8 +96,11 @@ describe('nftables-node CLI', () => {
     expect(text.stdout).toMatch(/vm-a\s+vnet-a0/)
     expect(text.stdout).toMatch(/vm-b\s+vnet-b0/)
     expect(text.stdout).toContain('DROPPED (OUT/IN)')
-    const json = JSON.parse(nftnode('--netns', ns.name, '--json', 'status').stdout) as { vmId: string; taps: string[]; stats: { dropped: { packets: number } } }[]
+    expect(text.stdout).toContain('GUARD ELEMS')
+    const json = JSON.parse(nftnode('--netns', ns.name, '--json', 'status').stdout) as { vmId: string; taps: string[]; guardElements: number; stats: { dropped: { packets: number } } }[]
     expect(json.map((v) => v.vmId).sort()).toEqual(['vm-a', 'vm-b'])
+    // Issue 15: each VM's built-ins are elements of the shared guard (ARP and NDP at least, both ways).
+    expect(json.every((v) => v.guardElements >= 4)).toBe(true)
     expect(json.every((v) => typeof v.stats.dropped.packets === 'number')).toBe(true)
   })
 

@@ -24,9 +24,9 @@ beforeEach(() => {
     const orig = (nft[m] as (...a: unknown[]) => Promise<unknown>).bind(nft)
     vi.spyOn(nft, m).mockImplementation((async (...args: unknown[]) => {
       // A write is `write` whether it goes out as text (run), JSON (runJson) or netlink (commitBatch); JSON reads
-      // are `runJson:list`.
+      // are `runJson:list`, text reads (the guard's sets, issue 15) `run:list`.
       const write = m === 'commitBatch' || ((m === 'run' || m === 'runJson') && isWriteCall(m, args[0]))
-      if (depth === 0) calls.push(write ? 'write' : m === 'runJson' ? 'runJson:list' : m)
+      if (depth === 0) calls.push(write ? 'write' : m === 'runJson' ? 'runJson:list' : m === 'run' ? 'run:list' : m)
       depth++
       try {
         return await orig(...args)
@@ -61,16 +61,16 @@ describe('libnftables calls per facade operation', () => {
     expect(await count(() => svc.applyRules('vm-new', 'vnet-new', [], [ssh()]))).toEqual(['write'])
     expect(await count(() => svc.applyRules('vm-1', 'vnet-1', [], [ssh(2222)]))).toEqual(['write'])
     expect(await count(() => svc.applyRules('vm-1', 'vnet-1', [], [ssh(2222)]))).toEqual(['write'])
-    // Someone else committed: the engine re-reads its view once (the two maps and the chain names), then writes.
+    // Someone else committed: the engine re-reads its view once (the maps, the guard's sets, the chain names), then writes.
     cli(['add', 'table', 'bridge', 'other'])
     const after = await count(() => svc.applyRules('vm-2', 'vnet-2', [], [ssh(2222)]))
-    expect(after.filter((c) => !c.startsWith('runJson:list'))).toEqual(['write'])
+    expect(after.filter((c) => !c.startsWith('runJson:list') && c !== 'run:list')).toEqual(['write'])
     expect(after.length).toBeLessThanOrEqual(4)
     expect(await count(() => svc.applyRules('vm-3', 'vnet-3', [], [ssh(2222)]))).toEqual(['write'])
   })
 
   it('applyRulesIfChanged with nothing changed: no call while nobody else commits; reads only once someone did', async () => {
-    const reads = (c: string[]) => c.every((x) => x === 'listChain' || x === 'runEcho' || x.startsWith('runJson:list'))
+    const reads = (c: string[]) => c.every((x) => x === 'listChain' || x === 'runEcho' || x === 'run:list' || x.startsWith('runJson:list'))
     const unchanged = () => svc.applyRulesIfChanged('vm-1', 'vnet-1', [], [ssh()])
     await svc.initialize()
     await svc.applyRules('vm-1', 'vnet-1', [], [ssh()])
@@ -88,9 +88,10 @@ describe('libnftables calls per facade operation', () => {
     // Another writer commits elsewhere: the view is re-read (two maps), the chains listed again (VM, base).
     cli(['add', 'table', 'bridge', 'other'])
     const moved = await count(async () => expect(await unchanged()).toEqual({ changed: false }))
-    // Re-read once: the two maps and the chain names (the view), the VM's two chains and the two base chains
-    // (plus, the first time the VM's rules are compared with a listing, the kernel's rendering of them).
-    expect(moved.filter((c) => c !== 'runEcho').sort()).toEqual(['listChain', 'listChain', 'listChain', 'listChain', 'runJson:list', 'runJson:list', 'runJson:list'])
+    // Re-read once: the two maps (one `list maps`), the guard's sets (one `list sets`, as text: issue 15) and the
+    // chain names (the view), the VM's two chains and the two base chains (plus, the first time the VM's rules
+    // are compared with a listing, the kernel's rendering of them).
+    expect(moved.filter((c) => c !== 'runEcho').sort()).toEqual(['listChain', 'listChain', 'listChain', 'listChain', 'run:list', 'runJson:list', 'runJson:list'])
     expect(moved.filter((c) => c === 'runEcho').length).toBeLessThanOrEqual(1)
     expect(await count(async () => expect(await unchanged()).toEqual({ changed: false }))).toEqual([])
     // Another writer edits the VM's chain, or its dispatch, or a base chain: seen (the generation moved), repaired.

@@ -5,6 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { NftablesService, generateVMChainName, type FirewallRuleInput } from '../../ts/compat/index.js'
 import { buildWorld, type Vm, type World } from '../support/world.js'
+import { GUARD_CHAINS } from '../../ts/firewall/layout.js'
 
 let w: World
 let svc: NftablesService
@@ -87,7 +88,7 @@ describe('VM lifecycle through the facade, on the wire', () => {
     await svc.removeVMChain(A.vmId)
     await svc.removeVMChain(A.vmId)
     expect(await svc.chainExists(b)).toBe(false)
-    expect(await svc.listChains()).toEqual(['prerouting', 'postrouting', generateVMChainName(B.vmId)])
+    expect(await svc.listChains()).toEqual([...GUARD_CHAINS, 'prerouting', 'postrouting', generateVMChainName(B.vmId)])
     expect(await passes(() => w.tcp(B, A.ipv4, 22))).toBe(true)
   })
 })

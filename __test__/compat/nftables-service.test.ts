@@ -20,6 +20,7 @@ import {
 } from '../../ts/compat/index.js'
 import { createNetns, type Netns } from '../support/netns.js'
 import { countWrites, failWrites } from '../support/nft-writes.js'
+import { baseGuardRules, GUARD_CHAINS } from '../../ts/firewall/layout.js'
 
 let ns: Netns
 let nft: Nft
@@ -113,7 +114,7 @@ describe('initialize', () => {
     await svc.initialize()
     await svc.createVMChain('vm-1', 'vnet-1')
     await svc.initialize()
-    expect(await svc.listChains()).toEqual(['prerouting', 'postrouting', base('vm-1')])
+    expect(await svc.listChains()).toEqual([...GUARD_CHAINS, 'prerouting', 'postrouting', base('vm-1')])
     expect(entries('from_vm')).toEqual([['vnet-1', `${base('vm-1')}_o`]])
   })
 })
@@ -317,30 +318,34 @@ describe('applyRulesIfChanged (Infinization L86: decided against the kernel)', (
     await svc.applyRulesIfChanged('vm-1', 'vnet-1', [], [ssh()], 'drop')
     cli(['flush', 'chain', 'bridge', T, 'prerouting'])
     expect((await svc.applyRulesIfChanged('vm-1', 'vnet-1', [], [ssh()], 'drop')).changed).toBe(true)
-    expect(rules('prerouting')).toHaveLength(1)
+    // The shared guard's rules (issue 15) and the dispatch rule.
+    expect(rules('prerouting')).toHaveLength(baseGuardRules('prerouting').length + 1)
     expect((await svc.applyRulesIfChanged('vm-1', 'vnet-1', [], [ssh()], 'drop')).changed).toBe(false)
   })
 })
 
 describe('DHCP (Infinization L98: scoped to the VM taps)', () => {
-  it('lives in each VM chain (reached only from that TAP) with the exact client/server flow; base chains only dispatch', async () => {
+  it('lives in the shared guard, scoped to the VM taps (each rule looks up its tap last), with the exact client/server flow', async () => {
     await svc.initialize()
     await svc.applyRules('vm-1', 'vnet-1', [], [], 'drop')
-    const out = rules(`${base('vm-1')}_o`)!
-    const inn = rules(`${base('vm-1')}_i`)!
+    // Issue 15: the VM chains hold no built-in; the guard's DHCP rules apply to the taps in their sets only.
+    for (const side of ['_o', '_i']) expect(rules(`${base('vm-1')}${side}`)!.some((r) => /:dhcp/.test(r.comment))).toBe(false)
+    const out = rules('guard_ip')!
+    const inn = rules('postrouting')!
     const client = out.find((r) => r.comment.endsWith(':dhcp-client'))!
     expect(client.verdict).toBe('accept')
     expect(client.text).toContain('"sport"}},"right":68')
     expect(client.text).toContain('"dport"}},"right":67')
+    expect(client.text).toContain('"right":"@b_dhcp_client"')
     expect(out.find((r) => r.comment.endsWith(':dhcp-server-from-vm'))!.verdict).toBe('drop')
     const reply = inn.find((r) => r.comment.endsWith(':dhcp-reply'))!
     expect(reply.text).toContain('"sport"}},"right":67')
     expect(reply.text).toContain('"dport"}},"right":68')
-    for (const chain of ['prerouting', 'postrouting']) {
-      const r = rules(chain)!
-      expect(r).toHaveLength(1)
-      expect(r[0]!.text).toContain('vmap')
-      expect(r[0]!.text).not.toMatch(/"(sport|dport)"/)
+    expect(reply.text).toContain('"right":"@b_dhcp_reply_in"')
+    for (const set of ['b_dhcp_client', 'b_dhcp_server_from_vm', 'b_dhcp_reply_in']) expect(cli(['list', 'set', 'bridge', T, set])).toContain('"vnet-1"')
+    // Every rule of the guard and the base chains that matches ports also looks its tap up (scoped to VM taps).
+    for (const chain of ['prerouting', 'postrouting', 'guard_ip', 'guard_ip6']) {
+      for (const r of rules(chain)!) if (/"(sport|dport)"/.test(r.text)) expect(r.text, `${chain} ${r.comment}`).toMatch(/"right":"@b_[a-z0-9_]+"/)
     }
   })
 
@@ -381,7 +386,7 @@ describe('listChains / chainExists / removeVMChain*', () => {
     expect(await svc.listChains()).toEqual([])
     await svc.applyRules('vm-1', 'vnet-1', [], [])
     await svc.applyRules('vm-2', 'vnet-2', [], [])
-    expect((await svc.listChains()).sort()).toEqual(['postrouting', 'prerouting', base('vm-1'), base('vm-2')].sort())
+    expect((await svc.listChains()).sort()).toEqual([...GUARD_CHAINS, 'postrouting', 'prerouting', base('vm-1'), base('vm-2')].sort())
     expect(await svc.chainExists(base('vm-1'))).toBe(true)
     expect(await svc.chainExists('prerouting')).toBe(true)
     expect(await svc.chainExists(base('vm-3'))).toBe(false)
@@ -416,7 +421,7 @@ describe('listChains / chainExists / removeVMChain*', () => {
     cli(['flush', 'chain', 'bridge', T, `${base('vm-2')}_o`])
     cli(['flush', 'chain', 'bridge', T, `${base('vm-2')}_i`])
     await svc.removeVMChainByName(`${base('vm-2')}_o`)
-    expect(await svc.listChains()).toEqual(['prerouting', 'postrouting'])
+    expect(await svc.listChains()).toEqual([...GUARD_CHAINS, 'prerouting', 'postrouting'])
     expect(entries('from_vm')).toEqual([])
     expect(entries('to_vm')).toEqual([])
     await svc.removeVMChainByName(base('vm-2'))
@@ -562,7 +567,7 @@ describe('persistence and side by side', () => {
     await next.flushVMRules('vm-1')
     await next.removeVMChain('vm-1')
     await next.applyRules('vm-2', 'vnet-2', [], [])
-    expect(await next.listChains()).toEqual(['prerouting', 'postrouting', base('vm-2')])
+    expect(await next.listChains()).toEqual([...GUARD_CHAINS, 'prerouting', 'postrouting', base('vm-2')])
     expect(cli(['-s', 'list', 'table', 'bridge', T])).toBe(oldTable)
     expect(entries('from_vm', 'infinization_next')).toEqual([['vnet-2', `${base('vm-2')}_o`]])
   })

@@ -10,6 +10,7 @@ import { contextOf } from '../../ts/compat/engine.js'
 import { repoRoot } from '../support/child.js'
 import { createNetns, type Netns } from '../support/netns.js'
 import { buildWorld, type Vm, type World } from '../support/world.js'
+import { GUARD_CHAINS } from '../../ts/firewall/layout.js'
 
 const savedEnv = process.env[CONNTRACK_MODE_ENV]
 beforeAll(() => {
@@ -198,7 +199,7 @@ describe('Infinization lifecycle with bare facades (child processes, real packet
 
     const destroyed = child('destroy', A, [], 'drop')
     expect(destroyed.error).toBeUndefined()
-    expect(destroyed.chains).toEqual(['prerouting', 'postrouting', generateVMChainName(B.vmId)])
+    expect(destroyed.chains).toEqual([...GUARD_CHAINS, 'prerouting', 'postrouting', generateVMChainName(B.vmId)])
     expect(await passes(() => w.tcp(B, A.ipv4, 22))).toBe(true)
   })
 })

@@ -1,7 +1,8 @@
 // logDrops: where the log rules go, what their prefixes say, and which options are refused. Pure.
 import { describe, expect, it } from 'vitest'
 import { compileVm, vmChainNames } from '../../ts/firewall/compile.js'
-import { logPrefix, parseLogPrefix, resolveLogDrops } from '../../ts/firewall/log-drops.js'
+import { guardLogOf, logPrefix, parseLogPrefix, resolveLogDrops } from '../../ts/firewall/log-drops.js'
+import { guardChainRules, guardLogChainRules } from '../../ts/firewall/layout.js'
 import { FirewallValidationError, VmFirewall, normalizeVm, type VmSpec } from '../../ts/firewall/index.js'
 import type { Nft } from '../../ts/nft.js'
 
@@ -45,8 +46,22 @@ describe('logDrops', () => {
   it('selects paths: rule ids only, no default, builtins', () => {
     const only = compile({ rules: ['telnet'], default: false, builtins: false })
     expect(only.out.filter((r) => r.comment.startsWith('l:')).map((r) => r.comment.split(':')[2])).toEqual(['telnet'])
+    // The built-in drops live in the shared guard (issue 15): with `builtins`, each jumps to a log chain of its own.
+    const log = guardLogOf(resolveLogDrops({ rules: false, default: false, group: 9, rate: 4, burst: 1 }))!
+    expect(log).toEqual({ group: 9, rate: 4, burst: 1, per: 'second' })
+    expect(guardLogOf(resolveLogDrops({ builtins: false }))).toBeUndefined()
+    const chains = new Map(guardLogChainRules(log))
+    expect(chains.get('glog_ip_spoof')!.map((r) => r.expr)).toEqual([
+      [{ limit: { rate: 4, burst: 1, per: 'second' } }, { log: { prefix: 'nn:guard:o:b:ip-spoof', group: 9 } }],
+      [{ drop: null }],
+    ])
+    expect(parseLogPrefix('nn:guard:o:b:ip-spoof')).toEqual({ stem: 'guard', direction: 'out', kind: 'b', tag: 'ip-spoof' })
+    const ipGuard = new Map(guardChainRules(log)).get('guard_ip')!
+    expect(ipGuard.find((r) => r.comment.endsWith(':ip-spoof'))!.expr.at(-1)).toEqual({ jump: { target: 'glog_ip_spoof' } })
+    expect(ipGuard.find((r) => r.comment.endsWith(':dhcp-client'))!.expr.at(-1)).toEqual({ accept: null })
+    expect(new Map(guardChainRules()).get('guard_ip')!.find((r) => r.comment.endsWith(':ip-spoof'))!.expr.at(-1)).toEqual({ drop: null })
     const spoof = compile({ rules: false, default: false })
-    expect(spoof.out.filter((r) => r.comment.startsWith('l:')).map((r) => r.comment.split(':')[2])).toContain('mac-spoof')
+    expect(spoof.out.filter((r) => r.comment.startsWith('l:'))).toEqual([])
     expect(compileVm(normalizeVm({ ...spec, defaultAction: 'accept' }), { capabilities: caps, conntrack: 'auto', logDrops: resolveLogDrops({ rules: false, builtins: false }) }).out.some((r) => r.comment.startsWith('l:'))).toBe(false)
   })
 

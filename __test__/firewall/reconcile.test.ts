@@ -119,6 +119,47 @@ for (const fx of fixtures) {
       expect(p.commands).toEqual([{ add: { element: { family: 'bridge', table: 'infinization', name: 'to_vm', elem: [['vnet-fa', { jump: { target: a.chains.in } }]] } } }])
     })
 
+    // Issue 15: the shared guard's set elements, as listed by this environment (concatenations, element counters).
+    const setOf = (doc: NftablesJson, name: string) => (doc.nftables.find((o) => 'set' in o && (o.set as { name: string }).name === name) as { set: { elem?: unknown[] } }).set
+    it("the guard's elements are read back as written: each VM's identities and built-ins, counters included", () => {
+      const k = listing()
+      expect([...k.sets.get('id_mac')!]).toEqual(expect.arrayContaining(['vnet-fa . 52:54:00:00:00:0a']))
+      expect([...k.sets.get('id_ipv6')!]).toEqual(expect.arrayContaining(['vnet-fa . fe80::5054:ff:fe00:a', 'vnet-fa . fd00::2']))
+      expect(k.sets.get('b_ip_spoof')!.has('vnet-fa')).toBe(true)
+      expect(k.setCounters.get('b_ip_spoof')!.get('vnet-fa')).toEqual({ packets: 0, bytes: 0 })
+    })
+
+    it('a missing guard element is dispatch drift that sync re-adds alone; a foreign one is extra and deleted', () => {
+      const missing = listing((doc) => {
+        const st = setOf(doc, 'id_mac')
+        st.elem = st.elem!.filter((e) => !JSON.stringify(e).includes('vnet-fa'))
+      })
+      expect(verifyTable(missing, desired, renderings).vms[0]!.missing).toEqual(['dispatch:id_mac:vnet-fa . 52:54:00:00:00:0a'])
+      const p = plan(missing)
+      expect(p.result.reattached).toEqual(['fix-a'])
+      expect(p.commands).toEqual([{ add: { element: { family: 'bridge', table: 'infinization', name: 'id_mac', elem: [{ concat: ['vnet-fa', '52:54:00:00:00:0a'] }] } } }])
+      const foreign = listing((doc) => setOf(doc, 'id_ipv4').elem!.push({ concat: ['vnet-fa', '10.9.0.99'] }))
+      expect(verifyTable(foreign, desired, renderings).vms[0]!.extra).toEqual(['dispatch:id_ipv4:vnet-fa . 10.9.0.99'])
+      expect(plan(foreign).commands).toEqual([{ delete: { element: { family: 'bridge', table: 'infinization', name: 'id_ipv4', elem: [{ concat: ['vnet-fa', '10.9.0.99'] }] } } }])
+    })
+
+    it("elements of an interface no VM is dispatched from are a table problem; sync removes them with prune 'all' only", () => {
+      const k = listing((doc) => setOf(doc, 'b_mac_spoof').elem!.push({ elem: { val: 'vnet-gone', counter: { packets: 4, bytes: 240 } } }))
+      expect(verifyTable(k, desired, renderings).table).toEqual(['guard elements of undispatched interfaces: b_mac_spoof:vnet-gone'])
+      expect(plan(k).commands).toEqual([{ delete: { element: { family: 'bridge', table: 'infinization', name: 'b_mac_spoof', elem: ['vnet-gone'] } } }])
+      expect(plan(k, 'none').commands).toEqual([])
+    })
+
+    it('a guard chain edited or missing is a table problem that sync rewrites with the whole layout', () => {
+      const k = listing((doc) => {
+        doc.nftables = doc.nftables.filter((o) => !('rule' in o && (o.rule as Rule).chain === 'guard_ip' && (o.rule as Rule).comment?.endsWith(':ip-spoof')))
+      })
+      expect(verifyTable(k, desired, renderings).table).toEqual(['guard chain guard_ip changed'])
+      const text = JSON.stringify(plan(k).commands)
+      expect(text).toContain('"flush":{"chain":{"family":"bridge","table":"infinization","name":"guard_ip"}}')
+      expect(text).toContain('@id_ipv4')
+    })
+
     it(`a base chain at another priority (-200, tied with conntrack) is a table problem; sync recreates it at ${BASE_PRIORITY}`, () => {
       const k = listing((doc) => {
         for (const o of doc.nftables) {

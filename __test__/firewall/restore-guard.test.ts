@@ -144,6 +144,57 @@ describe('checkRestore accepts exports', () => {
     expect(() => checkRestore(`table bridge rich {}\ndelete table bridge rich\n${listing}`, 'rich')).not.toThrow()
   })
 
+  it("of the shared identity guard (issue 15) exactly as nft 1.0.6 lists it: concatenated sets, element counters, the protocol dispatch", () => {
+    const guard = [
+      '\tset id_mac {',
+      '\t\ttype ifname . ether_addr',
+      '\t\telements = { "vnet0" . 52:54:00:aa:bb:01,',
+      '\t\t\t     "vnet1" . 52:54:00:aa:bb:02 }',
+      '\t}',
+      '',
+      '\tset id_ipv6 {',
+      '\t\ttype ifname . ipv6_addr',
+      '\t\telements = { "vnet0" . fe80::5054:ff:feaa:bb01,',
+      '\t\t\t     "vnet0" . fd00::5 }',
+      '\t}',
+      '',
+      '\tset b_ip_spoof {',
+      '\t\ttype ifname',
+      '\t\tcounter',
+      '\t\telements = { "vnet0" counter packets 3 bytes 180,',
+      '\t\t\t     "vnet1" counter packets 0 bytes 0 }',
+      '\t}',
+      '',
+      '\tset b_arp_in {',
+      '\t\ttype ifname',
+      '\t\tcounter',
+      '\t}',
+      '',
+      '\tchain glog_ip_spoof {',
+      '\t\tlimit rate 10/second burst 20 packets log prefix "nn:guard:o:b:ip-spoof" group 16 comment "b:0badf00d:ip-spoof-log"',
+      '\t\tdrop comment "b:0badf00d:ip-spoof"',
+      '\t}',
+      '',
+      '\tchain guard_ip {',
+      '\t\tip saddr 0.0.0.0 udp sport 68 udp dport 67 iifname @b_dhcp_discover accept comment "b:12345678:dhcp-discover"',
+      '\t\tiifname . ip saddr != @id_ipv4 iifname @b_ip_spoof jump glog_ip_spoof comment "b:12345678:ip-spoof"',
+      '\t}',
+      '',
+      '\tchain guard_arp {',
+      '\t\tiifname . arp saddr ether != @id_mac iifname @b_arp_mac_spoof drop comment "b:12345678:arp-mac-spoof"',
+      '\t\tarp saddr ip != 0.0.0.0 iifname . arp saddr ip != @id_ipv4 iifname @b_arp_ip_spoof drop comment "b:12345678:arp-ip-spoof"',
+      '\t}',
+      '',
+      '\tchain prerouting {',
+      '\t\ttype filter hook prerouting priority -150; policy accept;',
+      '\t\tiifname . ether saddr != @id_mac iifname @b_mac_spoof drop comment "b:12345678:mac-spoof"',
+      '\t\tether type vmap { ip : jump guard_ip, arp : jump guard_arp, ip6 : jump guard_ip6, 8021q : jump guard_vlan, 8021ad : jump guard_vlan } comment "b:12345678:guard"',
+      '\t\tiifname vmap @from_vm',
+      '\t}',
+    ].join('\n')
+    expect(checkRestore(exportOf(guard), T).script).toContain('"vnet0" counter packets 3 bytes 180')
+  })
+
   it('of another table name when the firewall has that name', () => {
     expect(() => checkRestore(exportOf(BODY).replaceAll(`bridge ${T}`, 'bridge mine'), 'mine')).not.toThrow()
   })
@@ -179,6 +230,8 @@ describe('checkRestore refuses', () => {
     ['a line continuation', exportOf('\tchain c {\n\t\tcounter \\\n\t\tdrop\n\t}'), 6, /backslashes/],
     ['a carriage return', exportOf('').replace('\n', '\r\n'), 1, /carriage return/],
     ['a NUL in a comment', `# \0\n${exportOf('')}`, 1, /NUL/],
+    ['a command after a concatenated element', exportOf('\tset s {\n\t\ttype ifname . ether_addr\n\t\telements = { "v" . 52:54:00:aa:bb:01 } ; flush ruleset\n\t}'), 7, /"flush"/],
+    ['a command in an element counter', exportOf('\tset s {\n\t\ttype ifname\n\t\tcounter\n\t\telements = { "v" counter packets 1 bytes 1 delete table inet other }\n\t}'), 8, /"table"|"delete"/],
     ['a non-ASCII lookalike', exportOf('\tchain c {\n\t\t\ufb02ush ruleset\n\t}'), 6, /U\+FB02/],
   ]
   for (const [name, text, line, says] of cases) {

@@ -69,6 +69,8 @@ const body = () => lines().slice(1).join('\n')
 /** The genuine export with `extra` inserted as a new line before line `at` (1-based). */
 const insertAt = (at: number, extra: string) => [...lines().slice(0, at - 1), extra, ...lines().slice(at - 1)].join('\n')
 const lineOf = (needle: string) => lines().findIndex((l) => l.includes(needle)) + 1
+/** The comment of the shared guard's ARP built-in (issue 15: its hash is that of the guard rule). */
+const arpComment = () => /comment "b:[0-9a-f]{8}:arp"/.exec(genuine)![0]
 
 const ATTACKS: { name: string; script: () => string; line: () => number; says?: RegExp }[] = [
   { name: 'flush ruleset alone', script: () => 'flush ruleset\n', line: () => 1 },
@@ -101,8 +103,8 @@ const ATTACKS: { name: string; script: () => string; line: () => number; says?: 
   { name: 'define and a variable', script: () => insertAt(lineOf('chain postrouting') + 1, '\t\tdefine t = inet').replace('oifname vmap @to_vm', 'oifname vmap @to_vm; $t'), line: () => lineOf('chain postrouting') + 1 },
   {
     name: 'a string spanning lines that hides a command',
-    script: () => genuine.replace('comment "b:3dea9e0a:arp"', 'comment "x\n}}\nflush ruleset\n"'),
-    line: () => lineOf('comment "b:3dea9e0a:arp"'),
+    script: () => genuine.replace(arpComment(), 'comment "x\n}}\nflush ruleset\n"'),
+    line: () => lineOf(arpComment()),
     says: /unterminated string/,
   },
   { name: 'a line continuation', script: () => genuine.replace('iifname vmap @from_vm', 'iifname vmap @from_vm \\\n\t\tdrop'), line: () => lineOf('iifname vmap @from_vm'), says: /backslash/ },
@@ -180,7 +182,7 @@ describe('a genuine export still restores', () => {
     const edited = current
       .replace('chain prerouting {', '# the dispatch chains\n\n\tchain prerouting { # inbound from VMs')
       .replace('iifname vmap @from_vm', 'iifname vmap @from_vm # "quoted" # } flush ruleset')
-      .replace(/\n\t\toifname vmap @to_vm/, ' oifname vmap @to_vm;')
+      .replace(/\n\t\toifname vmap @to_vm/, '; oifname vmap @to_vm;')
     expect(edited).not.toBe(current)
     await fw.restoreRuleset(edited)
     expect(ours()).toBe(before)

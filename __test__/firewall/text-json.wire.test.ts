@@ -81,7 +81,9 @@ describe('batch text and JSON make the same table', () => {
     const { json, text, script } = await both(commands)
     expect(script.match(/^table /gm)).toHaveLength(1)
     expect(text).toEqual(json)
-    expect((json as unknown[]).filter((o) => 'rule' in (o as object)).length).toBe(compiled.reduce((n, c) => n + c.out.length + c.in.length, 2))
+    // Every VM rule, and the base and guard chains' rules (issue 15: the guard's built-ins and the dispatch rules).
+    const layoutRules = tableCommands(T).filter((c) => 'add' in c && 'rule' in (c.add as object)).length
+    expect((json as unknown[]).filter((o) => 'rule' in (o as object)).length).toBe(compiled.reduce((n, c) => n + c.out.length + c.in.length, layoutRules))
   })
 
   it('applies on an existing table: flushes, stale element deletes, create chain, a rule delete by handle', async () => {

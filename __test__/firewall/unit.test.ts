@@ -21,7 +21,7 @@ import {
 } from '../../ts/firewall/index.js'
 import { Scheduler } from '../../ts/firewall/scheduler.js'
 import { canonicalExpr } from '../../ts/firewall/reconcile.js'
-import { BASE_PRIORITY, baseChainProblems, parseTable } from '../../ts/firewall/layout.js'
+import { BASE_PRIORITY, baseChainProblems, baseGuardRules, identityElements, parseTable, setContentsOfText } from '../../ts/firewall/layout.js'
 import { thrown } from '../support/errors.js'
 
 const NO_CAPS = { bridgeConntrack: false, bridgeReject: false }
@@ -188,43 +188,43 @@ describe('compiler', () => {
     expect(c.in.length).toBeLessThanOrEqual(31)
   })
 
-  it('orders each chain: anti-spoofing, ARP/NDP/DHCP, reply rules, user rules, default last', () => {
+  it('orders each chain: reply rules, user rules, default last; the built-ins go to the shared guard', () => {
     const c = compile({
       rules: [
         { id: 'web', name: 'web', protocol: 'tcp', direction: 'IN', dstPortStart: 80 },
         { id: 'dns', name: 'dns', protocol: 'udp', direction: 'OUT', dstPortStart: 53, action: 'DROP' },
       ],
     })
-    expect(tags(c.out)).toEqual([
-      'b:mac-spoof',
-      'b:arp-mac-spoof',
-      'b:vlan-from-vm',
-      'b:arp-ip-spoof',
-      'b:arp',
-      'b:dhcp-discover',
-      'b:ip-spoof',
-      'b:ip6-unspecified',
-      'b:ip6-spoof',
-      'b:ra-from-vm',
-      'b:dhcp-server-from-vm',
-      'b:dhcp6-server-from-vm',
-      'b:dhcp-client',
-      'b:dhcp6-client',
-      'b:ndp',
-      'm:web',
-      'r:dns',
-      'd:vm-1',
+    expect(tags(c.out)).toEqual(['m:web', 'r:dns', 'd:vm-1'])
+    expect(tags(c.in)).toEqual(['r:web', 'd:vm-1'])
+    // Issue 15: the built-ins that apply to the VM, in the order its chains held them, and its identities.
+    expect(c.identity.out).toEqual([
+      'mac-spoof',
+      'arp-mac-spoof',
+      'vlan-from-vm',
+      'arp-ip-spoof',
+      'arp',
+      'dhcp-discover',
+      'ip-spoof',
+      'ip6-unspecified',
+      'ip6-spoof',
+      'ra-from-vm',
+      'dhcp-server-from-vm',
+      'dhcp6-server-from-vm',
+      'dhcp-client',
+      'dhcp6-client',
+      'ndp',
     ])
-    expect(tags(c.in)).toEqual(['b:arp', 'b:ndp', 'b:dhcp-reply', 'b:dhcp6-reply', 'r:web', 'd:vm-1'])
+    expect(c.identity.in).toEqual(['arp', 'ndp', 'dhcp-reply', 'dhcp6-reply'])
     for (const chain of [c.out, c.in]) {
       expect(chain.at(-1)!.expr).toEqual([{ counter: { packets: 0, bytes: 0 } }, { drop: null }])
       for (const r of chain) expect(r.expr.some((s) => 'counter' in s)).toBe(true)
     }
     // The IPv6 allow-list includes the MAC-derived link-local.
-    expect(c.out.find((r) => r.comment.endsWith(':ip6-spoof'))!.expr.slice(0, 2)).toEqual([
-      { match: { op: '!=', left: { payload: { protocol: 'ip6', field: 'saddr' } }, right: 'fe80::5054:ff:fe12:3456' } },
-      { match: { op: '!=', left: { payload: { protocol: 'ip6', field: 'saddr' } }, right: 'fd00::5' } },
-    ])
+    expect(c.identity).toMatchObject({ mac: '52:54:00:12:34:56', ipv6: ['fe80::5054:ff:fe12:3456', 'fd00::5'] })
+    expect(identityElements(c.identity, 'tap0')).toContainEqual({ set: 'id_ipv6', key: 'tap0 . fe80::5054:ff:fe12:3456' })
+    expect(identityElements(c.identity, 'tap0')).toContainEqual({ set: 'b_ip6_spoof', key: 'tap0' })
+    expect(identityElements(c.identity, 'tap0')).toContainEqual({ set: 'b_dhcp_reply_in', key: 'tap0' })
     // No anonymous sets anywhere (they slow every libnftables call down): constant lists are named sets.
     expect(json([...c.out, ...c.in])).not.toContain('"set"')
     expect(c.result.degradations).toEqual([expect.objectContaining({ kind: 'stateless' })])
@@ -232,7 +232,8 @@ describe('compiler', () => {
 
   it('without mac/IPs: no anti-spoofing, no DHCP rules, but ARP and NDP still accepted', () => {
     const c = compileVm(normalizeVm({ vmId: 'v', tap: 't', defaultAction: 'accept' }), { capabilities: NO_CAPS, conntrack: 'auto' })
-    expect(tags(c.out)).toEqual(['b:arp', 'b:ndp', 'd:v'])
+    expect(tags(c.out)).toEqual(['d:v'])
+    expect(c.identity).toEqual({ ipv4: [], ipv6: [], out: ['arp', 'ndp'], in: ['arp', 'ndp'] })
     expect(c.out.at(-1)!.expr.at(-1)).toEqual({ accept: null })
   })
 
@@ -337,7 +338,7 @@ describe('compiler', () => {
     )
     expect(c.result.stateful).toBe(true)
     expect(c.result.degradations).toEqual([])
-    expect(tags(c.in)).toEqual(['b:arp', 'b:ndp', 'b:dhcp-reply', 'b:dhcp6-reply', 'b:established', 'r:n', 'd:vm-1'])
+    expect(tags(c.in)).toEqual(['b:established', 'r:n', 'd:vm-1'])
     expect(json(c.in.find((r) => r.comment.endsWith(':n'))!.expr[0])).toBe('{"match":{"op":"in","left":{"ct":{"key":"state"}},"right":["new"]}}')
     expect(tags(c.out).some((t) => t.startsWith('m:'))).toBe(false)
   })
@@ -403,7 +404,8 @@ describe('plan', () => {
     const p = fw.plan(vmSpec({ rules: [{ id: 'ssh', name: 'ssh', protocol: 'tcp', direction: 'IN', dstPortStart: 22, srcIpAddr: '10.0.0.0/8' }] }))
     const chains = vmChainNames('vm-1')
     expect(p.commands.nftables[0]).toEqual({ add: { chain: { family: 'bridge', table: 'fw_test', name: chains.out } } })
-    expect(p.text).toContain('icmpv6 type @ndp_from_vm counter accept comment "b:')
+    expect(p.text).toContain(`add element bridge fw_test b_ndp { "vnet-a0" }`)
+    expect(p.text).toContain(`add element bridge fw_test id_mac { "vnet-a0" . `)
     expect(p.text).toContain(`add rule bridge fw_test ${chains.in} ip saddr 10.0.0.0/8 meta l4proto tcp tcp dport 22 counter accept comment "r:`)
     expect(p.text).toContain(`add element bridge fw_test from_vm { "vnet-a0" : jump ${chains.out} }`)
     expect(p.text).toContain('tcp flags & (syn | ack) != syn')
@@ -476,7 +478,7 @@ describe('scheduler', () => {
 })
 
 describe('base chain check (parseTable and tableProblems judge alike)', () => {
-  const dispatch = [{ expr: [{ vmap: { key: { meta: { key: 'iifname' } }, data: '@from_vm' } }] }]
+  const dispatch = [...baseGuardRules('prerouting'), { expr: [{ vmap: { key: { meta: { key: 'iifname' } }, data: '@from_vm' } }] }]
   const healthy = { name: 'prerouting', type: 'filter', hook: 'prerouting', prio: BASE_PRIORITY, policy: 'accept' }
 
   it('healthy, missing, regular, changed and a wrong policy', () => {
@@ -487,26 +489,74 @@ describe('base chain check (parseTable and tableProblems judge alike)', () => {
       problems: [
         'base chain prerouting changed (type filter hook prerouting priority -200)',
         'base chain prerouting policy drop (expected accept)',
+        'guard rules in prerouting missing or changed',
         'dispatch rule in prerouting missing or changed',
       ],
       recreate: true,
     })
+    // Issue 15: the layout before the guard (the dispatch rule alone) is a problem sync repairs.
+    expect(baseChainProblems('prerouting', healthy, dispatch.slice(-1)).problems).toEqual(['guard rules in prerouting missing or changed'])
   })
 
   it('parseTable reports the same for its base chains', () => {
     const t = parseTable({
       nftables: [
         { chain: { family: 'bridge', table: 't', handle: 1, ...healthy, prio: -200 } },
-        { rule: { family: 'bridge', table: 't', chain: 'prerouting', handle: 2, ...dispatch[0]! } },
-        { chain: { family: 'bridge', table: 't', handle: 3, name: 'postrouting' } },
+        ...dispatch.map((r, i) => ({ rule: { family: 'bridge', table: 't', chain: 'prerouting', handle: 2 + i, ...r } })),
+        { chain: { family: 'bridge', table: 't', handle: 9, name: 'postrouting' } },
       ],
     } as never)
     expect(t.problems).toEqual([
       'dispatch maps missing',
       expect.stringMatching(/^shared sets missing: /),
+      expect.stringMatching(/^guard sets missing: id_mac, id_ipv4, id_ipv6, b_mac_spoof, /),
+      'guard chain guard_ip missing',
+      'guard chain guard_ip6 missing',
+      'guard chain guard_arp missing',
+      'guard chain guard_vlan missing',
       'base chain prerouting changed (type filter hook prerouting priority -200)',
       'base chain postrouting is a regular chain',
     ])
     expect(t.recreate).toEqual(['prerouting', 'postrouting'])
+  })
+})
+
+describe("the guard's sets read from `list sets` text (issue 15: libnftables 1.0.6's JSON set printer is not thread-safe)", () => {
+  it('reads only this table, elements across lines, concatenations and element counters; reports missing sets', () => {
+    const text = [
+      'table bridge other {',
+      '\tset id_mac {',
+      '\t\ttype ifname . ether_addr',
+      '\t\telements = { "x" . 02:00:00:00:00:09 }',
+      '\t}',
+      '}',
+      'table bridge t {',
+      '\tset icmp_protos {',
+      '\t\ttype inet_proto',
+      '\t\telements = { icmp, ipv6-icmp }',
+      '\t}',
+      '\tset id_mac {',
+      '\t\ttype ifname . ether_addr',
+      '\t\telements = { "vnet0" . 52:54:00:aa:bb:01,',
+      '\t\t\t     "vnet1" . 52:54:00:aa:bb:02 }',
+      '\t}',
+      '\tset id_ipv6 {',
+      '\t\ttype ifname . ipv6_addr',
+      '\t}',
+      '\tset b_ip_spoof {',
+      '\t\ttype ifname',
+      '\t\tcounter',
+      '\t\telements = { "vnet0" counter packets 3 bytes 180,',
+      '\t\t\t     "vnet1" counter packets 0 bytes 0 }',
+      '\t}',
+      '}',
+    ].join('\n')
+    const r = setContentsOfText(text, 't')
+    expect([...r.contents.get('id_mac')!]).toEqual(['vnet0 . 52:54:00:aa:bb:01', 'vnet1 . 52:54:00:aa:bb:02'])
+    expect([...r.contents.get('id_ipv6')!]).toEqual([])
+    expect(r.counters.get('b_ip_spoof')!.get('vnet0')).toEqual({ packets: 3, bytes: 180 })
+    expect(r.contents.has('icmp_protos')).toBe(false)
+    expect(r.missing).toContain('id_ipv4')
+    expect(r.missing).not.toContain('id_mac')
   })
 })

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Nft } from '../../ts/index.js'
 import { VmFirewall, vmChainNames, type BlockedEvent, type DriftEvent, type FirewallRuleInput, type WatchEvent } from '../../ts/firewall/index.js'
 import { createNetns } from '../support/netns.js'
-import { buildWorld, type Vm, type World } from '../support/world.js'
+import { buildWorld, token, udp4Frame, type Vm, type World } from '../support/world.js'
 
 const FULL = process.env.STRESS === 'full'
 let w: World
@@ -206,6 +206,15 @@ describe('blocked', () => {
       const d = await dflt
       expect(d).toMatchObject({ vmId: B.vmId, protocol: 'tcp', dst: B.ipv4, dstPort: 8080, outInterface: B.tap })
       expect(Math.abs(d!.time.getTime() - Date.now())).toBeLessThan(10_000)
+      // Issue 15: a built-in drop of the shared guard names the VM by the frame's interface; the VM's counter of it
+      // counts each frame once (the log sits in a chain of its own behind the one tap-set lookup).
+      const before = (await fw.stats(A.vmId)).builtin['ip-spoof']?.out.packets ?? 0
+      const spoof = next<BlockedEvent>(stream, 'blocked', 5000, (e) => e.rule === 'builtin:ip-spoof')
+      const forged = udp4Frame({ srcMac: A.mac, dstMac: B.mac, src: '10.99.0.1', dst: B.ipv4, sport: 1, dport: 5000, payload: token() })
+      await w.sendFrame(A, forged)
+      await w.sendFrame(A, forged)
+      expect(await spoof).toMatchObject({ vmId: A.vmId, chain: vmChainNames(A.vmId).out, direction: 'out', src: '10.99.0.1', inInterface: A.tap })
+      expect((await fw.stats(A.vmId)).builtin['ip-spoof']!.out.packets).toBe(before + 2)
       // A second reader of the same group in the namespace is refused (the kernel lets one socket own it).
       expect(() => fw.blocked()).toThrow(expect.objectContaining({ code: 'EPERM' }))
     } finally {
@@ -218,6 +227,7 @@ describe('blocked', () => {
     // Without logDrops nothing is logged: the chains have no log rules.
     await new VmFirewall(w.nft).sync([specOf(A), specOf(B)])
     expect(w.hostNft(['list', 'chain', 'bridge', 'infinization', vmChainNames(A.vmId).out])).not.toContain('log')
+    expect(w.hostNft(['list', 'table', 'bridge', 'infinization'])).not.toContain('glog_')
   })
 
   it(`a flood of ${FULL ? '1M' : '100k'} blocked packets: memory bounded, event loop responsive`, async () => {

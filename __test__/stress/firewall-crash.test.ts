@@ -39,7 +39,7 @@ type Op =
   | { kind: 'sync'; specs: VmSpec[] }
   | { kind: 'remove'; vmId: string }
   | { kind: 'detach'; vmId: string }
-  | { kind: 'attach'; vmId: string; tap: string }
+  | { kind: 'attach'; vmId: string; tap: string; identity: VmSpec }
 
 interface Model {
   specs: Map<string, VmSpec>
@@ -82,7 +82,8 @@ function plan(rand: () => number, start: Model, count: number, round: number): {
       op = { kind: 'detach', vmId }
       if (next.specs.has(vmId)) next.detached.add(vmId)
     } else {
-      op = { kind: 'attach', vmId, tap: m.specs.get(vmId)!.tap }
+      // Its identity for the shared guard (issue 15): this child may not be the process that applied it.
+      op = { kind: 'attach', vmId, tap: m.specs.get(vmId)!.tap, identity: m.specs.get(vmId)! }
       next.detached.delete(vmId)
     }
     ops.push(op)
@@ -111,7 +112,7 @@ const childScript = (opsFile: string, netns: string): string => `
       else if (op.kind === 'sync') await fw.sync(op.specs)
       else if (op.kind === 'remove') await fw.removeVm(op.vmId)
       else if (op.kind === 'detach') await fw.detachVm(op.vmId)
-      else await fw.attachVm(op.vmId, op.tap)
+      else await fw.attachVm(op.vmId, op.tap, { identity: op.identity })
       out('done ' + i)
     }
     out('finished')

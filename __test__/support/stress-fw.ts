@@ -6,6 +6,7 @@ import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { compileVm, normalizeVm, type FirewallRuleInput, type VmSpec } from '../../ts/firewall/index.js'
 import { BASE_PRIORITY } from '../../ts/firewall/compile.js'
+import { baseGuardRules, guardChainRules, identityElements, VM_SETS } from '../../ts/firewall/layout.js'
 import { ensureDist, repoRoot } from './child.js'
 import type { Netns } from './netns.js'
 
@@ -75,8 +76,11 @@ export interface FwState {
   chains: Record<string, string[]>
   from_vm: Record<string, string>
   to_vm: Record<string, string>
-  /** Base chains with their single dispatch rule, e.g. ['postrouting:oifname->@to_vm', ...]. */
+  /** Base chains with their rules: the shared guard's by comment, then the dispatch rule's statements. */
   base: string[]
+  /** Issue 15: the guard chains' rule comments, and the per-VM sets' element keys (`tap`, `tap . value`), sorted. */
+  guard: Record<string, string[]>
+  sets: Record<string, string[]>
 }
 
 type Json = Record<string, unknown>
@@ -93,7 +97,7 @@ function elems(map: Json): Record<string, string> {
 
 /** Parses `nft -j list table bridge <table>` output. */
 export function parseFwState(jsonText: string | undefined): FwState {
-  const s: FwState = { exists: false, chains: {}, from_vm: {}, to_vm: {}, base: [] }
+  const s: FwState = { exists: false, chains: {}, from_vm: {}, to_vm: {}, base: [], guard: {}, sets: {} }
   if (jsonText === undefined) return s
   s.exists = true
   const doc = JSON.parse(jsonText) as { nftables: Json[] }
@@ -105,7 +109,15 @@ export function parseFwState(jsonText: string | undefined): FwState {
       if (c.hook) {
         hooks[c.name as string] = `${c.hook as string}/${c.prio as number}/${c.policy as string}`
         baseRules[c.name as string] = []
-      } else s.chains[c.name as string] = []
+      } else if (/^(guard|glog)_/.test(c.name as string)) s.guard[c.name as string] = []
+      else s.chains[c.name as string] = []
+    } else if (o.set && VM_SETS.includes((o.set as Json).name as string)) {
+      // An element as the CLI lists it: "tap", { concat: [tap, value] }, or either wrapped with its counter.
+      const key = (e: unknown): string => {
+        const v = e && typeof e === 'object' && 'elem' in e ? ((e as Json).elem as Json).val : e
+        return typeof v === 'string' ? v : ((v as Json).concat as string[]).join(' . ')
+      }
+      s.sets[(o.set as Json).name as string] = (((o.set as Json).elem as unknown[] | undefined) ?? []).map(key).sort()
     } else if (o.map) {
       const m = o.map as Json
       if (m.name === 'from_vm') s.from_vm = elems(m)
@@ -114,7 +126,8 @@ export function parseFwState(jsonText: string | undefined): FwState {
     } else if (o.rule) {
       const r = o.rule as Json
       const chain = r.chain as string
-      if (chain in baseRules) baseRules[chain]!.push(JSON.stringify(r.expr))
+      if (chain in baseRules) baseRules[chain]!.push((r.comment as string | undefined) ?? JSON.stringify(r.expr))
+      else if (chain in s.guard) s.guard[chain]!.push((r.comment as string | undefined) ?? '(no comment)')
       else (s.chains[chain] ??= []).push((r.comment as string | undefined) ?? '(no comment)')
     }
   }
@@ -134,9 +147,10 @@ export function kernelFwState(ns: Netns, table = 'infinization'): FwState {
 }
 
 const BASE = [
-  `postrouting:postrouting/${BASE_PRIORITY}/accept:[{"vmap":{"key":{"meta":{"key":"oifname"}},"data":"@to_vm"}}]`,
-  `prerouting:prerouting/${BASE_PRIORITY}/accept:[{"vmap":{"key":{"meta":{"key":"iifname"}},"data":"@from_vm"}}]`,
+  `postrouting:postrouting/${BASE_PRIORITY}/accept:${[...baseGuardRules('postrouting').map((r) => r.comment), '[{"vmap":{"key":{"meta":{"key":"oifname"}},"data":"@to_vm"}}]'].join('|')}`,
+  `prerouting:prerouting/${BASE_PRIORITY}/accept:${[...baseGuardRules('prerouting').map((r) => r.comment), '[{"vmap":{"key":{"meta":{"key":"iifname"}},"data":"@from_vm"}}]'].join('|')}`,
 ]
+const GUARD = Object.fromEntries(guardChainRules().map(([name, rules]) => [name, rules.map((r) => r.comment)]))
 
 /** The pure compiler to predict with: the sources by default, or dist/ when a child process runs dist/. */
 export interface Compiler {
@@ -147,7 +161,7 @@ export interface Compiler {
 /** The state a set of applied VMs compiles to (stateless kernel: no bridge conntrack, no bridge reject).
  *  `detached` VMs have chains but no dispatch entries. */
 export function expectedFwState(specs: VmSpec[], detached: ReadonlySet<string> = new Set(), lib: Compiler = { compileVm, normalizeVm }): FwState {
-  const s: FwState = { exists: true, chains: {}, from_vm: {}, to_vm: {}, base: [...BASE] }
+  const s: FwState = { exists: true, chains: {}, from_vm: {}, to_vm: {}, base: [...BASE], guard: structuredClone(GUARD), sets: Object.fromEntries(VM_SETS.map((n) => [n, []])) }
   for (const spec of specs) {
     const c = lib.compileVm(lib.normalizeVm(spec), { capabilities: { bridgeConntrack: false, bridgeReject: false }, conntrack: 'auto' })
     s.chains[c.chains.out] = c.out.map((r) => r.comment)
@@ -155,15 +169,25 @@ export function expectedFwState(specs: VmSpec[], detached: ReadonlySet<string> =
     if (!detached.has(spec.vmId)) {
       s.from_vm[c.tap] = c.chains.out
       s.to_vm[c.tap] = c.chains.in
+      for (const e of identityElements(c.identity, c.tap)) s.sets[e.set]!.push(e.key)
     }
   }
+  for (const k of Object.keys(s.sets)) s.sets[k]!.sort()
   return s
 }
 
 /** A canonical string for comparing states (key order independent). */
 export function canonical(s: FwState): string {
   const sortObj = (o: Record<string, unknown>) => Object.fromEntries(Object.entries(o).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
-  return JSON.stringify({ exists: s.exists, chains: sortObj(s.chains), from_vm: sortObj(s.from_vm), to_vm: sortObj(s.to_vm), base: [...s.base].sort() })
+  return JSON.stringify({
+    exists: s.exists,
+    chains: sortObj(s.chains),
+    from_vm: sortObj(s.from_vm),
+    to_vm: sortObj(s.to_vm),
+    base: [...s.base].sort(),
+    guard: sortObj(s.guard),
+    sets: sortObj(s.sets),
+  })
 }
 
 /** Structural invariants every committed state satisfies: complete VM chains (last rule is the
@@ -185,6 +209,11 @@ export function structuralProblems(s: FwState): string[] {
     for (const [key, target] of Object.entries(s[map])) if (!(target in s.chains)) p.push(`${map}[${key}] -> missing ${target}`)
   }
   if (JSON.stringify([...s.base].sort()) !== JSON.stringify(BASE)) p.push(`base chains: ${JSON.stringify(s.base)}`)
+  // Issue 15: the shared guard is constant, and its elements belong to dispatched interfaces only.
+  for (const [name, comments] of Object.entries(GUARD)) if (JSON.stringify(s.guard[name]) !== JSON.stringify(comments)) p.push(`guard chain ${name}: ${JSON.stringify(s.guard[name])}`)
+  for (const [set, keys] of Object.entries(s.sets)) {
+    for (const key of keys) if (!(key.split(' . ')[0]! in s.from_vm)) p.push(`guard element ${set}:${key} of an undispatched interface`)
+  }
   return p
 }
 
@@ -212,7 +241,8 @@ export function runNodeAsync(script: string, timeoutMs: number): Promise<unknown
     child.stdout.on('data', (d: Buffer) => (out += d.toString()))
     child.stderr.on('data', (d: Buffer) => (err += d.toString()))
     child.on('error', reject)
-    child.on('close', (code) => {
+    child.on('close', (code, signal) => {
+      if (code === null) err += ` [signal ${String(signal)}]` // e.g. SIGABRT: an assertion in a native library
       clearTimeout(timer)
       if (code !== 0) return reject(new Error(`child failed (${code}): ${err}`))
       const lines = out.trim().split('\n')

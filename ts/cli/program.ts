@@ -125,7 +125,7 @@ export function buildProgram(): Command {
 
   program
     .command('status')
-    .description('VMs in the kernel with their rule counts, counters and the packets each VM dropped')
+    .description('VMs in the kernel with their rule counts, shared-guard elements, counters and the packets each VM dropped')
     .action(async (_o: unknown, cmd: Command) => {
       const opts = globals(cmd)
       const vms = await withFirewall(opts, async (fw) => {
@@ -137,11 +137,12 @@ export function buildProgram(): Command {
       const sum = (s: Record<string, { packets: number }> | undefined) => Object.values(s ?? {}).reduce((n, c) => n + c.packets, 0)
       console.log(
         table(
-          ['VM', 'TAPS', 'NFT RULES', 'RULE PKTS', 'DEFAULT PKTS', 'BUILTIN PKTS', 'DROPPED (OUT/IN)'],
+          ['VM', 'TAPS', 'NFT RULES', 'GUARD ELEMS', 'RULE PKTS', 'DEFAULT PKTS', 'BUILTIN PKTS', 'DROPPED (OUT/IN)'],
           vms.map((vm) => [
             vm.vmId ?? '(unknown)',
             vm.taps.join(',') || '(detached)',
             vm.rules,
+            vm.guardElements ?? 0,
             sum(vm.stats?.rules),
             vm.stats?.default.packets ?? 0,
             sum(vm.stats?.builtin),

@@ -576,7 +576,8 @@ export class NftablesService {
     })
     if (!existing) return
     try {
-      await this.#fw().attachVm(vmId, tap) // nothing to write when already so
+      // The guard needs its identity (issue 15): from `vmIdentity`, as an apply would take it.
+      await this.#fw().attachVm(vmId, tap, { identity: await this.#spec(vmId, 'drop') }) // nothing to write when already so
     } catch (e) {
       // Its chains vanished since its turn: create it closed, as for a new VM.
       if (retried || !(e instanceof FirewallError && e.code === 'VM_NOT_FOUND')) throw e

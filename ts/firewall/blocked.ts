@@ -6,7 +6,7 @@ import { openListener, type NativeEvent } from '../listener.js'
 import type { NftError } from '../errors.js'
 import type { Nft } from '../nft.js'
 import { vmChainNames } from './compile.js'
-import { DEFAULT_LOG_GROUP, parseLogPrefix } from './log-drops.js'
+import { DEFAULT_LOG_GROUP, GUARD_STEM, parseLogPrefix } from './log-drops.js'
 import type { VmFirewall } from './vm-firewall.js'
 import { ListenerStream } from './event-stream.js'
 
@@ -24,7 +24,8 @@ export interface BlockedEvent {
   type: 'blocked'
   /** The VM whose chain dropped the packet (undefined when the chain belongs to no VM that could be found). */
   vmId?: string
-  /** The VM chain (`vm_<hex>_o` / `_i`). */
+  /** The VM chain (`vm_<hex>_o` / `_i`); for a built-in drop of the shared guard (issue 15), the out chain of
+   *  the VM its interface dispatches to, or `guard` when none does. */
   chain: string
   /** 'out': sent by the VM; 'in': on its way to the VM. */
   direction: 'out' | 'in'
@@ -125,10 +126,15 @@ export class BlockedStream extends ListenerStream<BlockedStreamEvent, BlockedEnd
   async #event(e: NativeEvent, byStem: Map<string, string>): Promise<BlockedEvent | undefined> {
     const p = parseLogPrefix(e.prefix ?? '')
     if (!p) return undefined // another logger sharing the group
-    const vmId = p.kind === 'd' ? p.tag : await this.#vmOf(p.stem, byStem)
+    // A drop of the shared guard names no VM: the frame's interface does (the listener resolved its index in the
+    // namespace), and the dispatch map says which VM it belongs to.
+    const tap = e.physindev ?? e.indev
+    const guardChain = p.stem === GUARD_STEM && tap ? await this.#fw.chainOfTap(tap).catch(() => undefined) : undefined
+    const stem = p.stem === GUARD_STEM ? guardChain?.slice(0, -2) : p.stem
+    const vmId = p.kind === 'd' ? p.tag : stem ? await this.#vmOf(stem, byStem) : undefined
     const b: BlockedEvent = {
       type: 'blocked',
-      chain: `${p.stem}_${p.direction === 'out' ? 'o' : 'i'}`,
+      chain: stem ? `${stem}_${p.direction === 'out' ? 'o' : 'i'}` : GUARD_STEM,
       direction: p.direction,
       rule: p.kind === 'd' ? 'default' : p.kind === 'b' ? `builtin:${p.tag}` : p.tag,
       ethertype: e.ethertype ?? 0,

@@ -7,7 +7,7 @@ import { addDropLogging, ruleLogChoices, type ResolvedLogDrops } from './log-dro
 import { mergeRules } from './merge.js'
 import type { AppliedRule, ConntrackMode, Degradation, FirewallCapabilities, VmApplyResult } from './model.js'
 import type { NormalizedRule, NormalizedVm } from './validate.js'
-import { ruleComment, vmChainNames, type RuleKind } from './layout.js'
+import { ruleComment, vmChainNames, type RuleKind, type VmIdentity } from './layout.js'
 
 // The layout's names and writers, for callers that know them from here.
 export * from './layout.js'
@@ -29,6 +29,8 @@ export interface CompiledVm {
   chains: { out: string; in: string }
   out: CompiledRule[]
   in: CompiledRule[]
+  /** The VM's built-ins and identities: elements of the shared guard's sets for its tap (issue 15). */
+  identity: VmIdentity
   result: VmApplyResult
 }
 
@@ -158,68 +160,38 @@ const ACCEPT: NftStatement = { accept: null }
 const DROP: NftStatement = { drop: null }
 
 
-function builtinsOut(vm: NormalizedVm): CompiledRule[] {
-  const r: CompiledRule[] = []
+/**
+ * What the VM puts into the shared guard (layout.ts): the built-ins that apply to it and the identities they
+ * compare with, decided by the same conditions as when each VM carried them as rules of its own chains.
+ */
+export function vmIdentity(vm: NormalizedVm): VmIdentity {
   const spoof = vm.antiSpoofing
+  const out: string[] = []
+  const id: VmIdentity = { ipv4: [], ipv6: [], out, in: [] }
   if (spoof && vm.mac) {
-    r.push(rule('b', 'mac-spoof', [match(payload('ether', 'saddr'), vm.mac, '!=')], DROP))
-    r.push(rule('b', 'arp-mac-spoof', [match(payload('arp', 'saddr ether'), vm.mac, '!=')], DROP))
+    id.mac = vm.mac
+    out.push('mac-spoof', 'arp-mac-spoof')
   }
-  if (spoof) {
-    // VLAN-tagged frames would carry IP/ARP headers the checks below never see.
-    r.push(rule('b', 'vlan-from-vm', [match(payload('ether', 'type'), '@vlan_types')], DROP))
-  }
+  // VLAN-tagged frames would carry IP/ARP headers the checks never see.
+  if (spoof) out.push('vlan-from-vm')
+  // 0.0.0.0: ARP probes (RFC 5227) while the VM checks its address (the guard rule exempts it).
+  if (spoof && vm.ipv4.length > 0) out.push('arp-ip-spoof')
+  out.push('arp')
+  if (vm.dhcp) out.push('dhcp-discover')
   if (spoof && vm.ipv4.length > 0) {
-    // 0.0.0.0: ARP probes (RFC 5227) while the VM checks its address.
-    r.push(rule('b', 'arp-ip-spoof', noneOf(payload('arp', 'saddr ip'), ['0.0.0.0', ...vm.ipv4]), DROP))
+    out.push('ip-spoof')
+    id.ipv4 = [...new Set(vm.ipv4)]
   }
-  r.push(rule('b', 'arp', [match(payload('ether', 'type'), 'arp')], ACCEPT))
-  if (vm.dhcp) {
-    r.push(
-      rule(
-        'b',
-        'dhcp-discover',
-        [match(payload('ip', 'saddr'), '0.0.0.0'), match(meta('l4proto'), 'udp'), match(payload('udp', 'sport'), 68), match(payload('udp', 'dport'), 67)],
-        ACCEPT,
-      ),
-    )
-  }
-  if (spoof && vm.ipv4.length > 0) r.push(rule('b', 'ip-spoof', noneOf(payload('ip', 'saddr'), vm.ipv4), DROP))
   if (spoof && vm.ipv6.length > 0) {
     // The unspecified address is only legitimate for duplicate address detection and MLD.
-    r.push(
-      rule(
-        'b',
-        'ip6-unspecified',
-        [match(payload('ip6', 'saddr'), '::'), match(payload('icmpv6', 'type'), '@dad_mld')],
-        ACCEPT,
-      ),
-    )
-    const allowed = [...new Set([...(vm.mac ? [eui64LinkLocal(vm.mac)] : []), ...vm.ipv6])]
-    r.push(rule('b', 'ip6-spoof', noneOf(payload('ip6', 'saddr'), allowed), DROP))
+    out.push('ip6-unspecified', 'ip6-spoof')
+    id.ipv6 = [...new Set([...(vm.mac ? [eui64LinkLocal(vm.mac)] : []), ...vm.ipv6])]
   }
-  if (vm.dhcp || spoof) {
-    r.push(rule('b', 'ra-from-vm', [match(payload('icmpv6', 'type'), '@ra_redirect')], DROP))
-  }
-  if (vm.dhcp) {
-    r.push(rule('b', 'dhcp-server-from-vm', [match(meta('l4proto'), 'udp'), match(payload('udp', 'sport'), 67)], DROP))
-    r.push(rule('b', 'dhcp6-server-from-vm', [match(meta('l4proto'), 'udp'), match(payload('udp', 'sport'), 547)], DROP))
-    r.push(rule('b', 'dhcp-client', [match(meta('l4proto'), 'udp'), match(payload('udp', 'sport'), 68), match(payload('udp', 'dport'), 67)], ACCEPT))
-    r.push(rule('b', 'dhcp6-client', [match(meta('l4proto'), 'udp'), match(payload('udp', 'sport'), 546), match(payload('udp', 'dport'), 547)], ACCEPT))
-  }
-  r.push(rule('b', 'ndp', [match(payload('icmpv6', 'type'), '@ndp_from_vm')], ACCEPT))
-  return r
-}
-
-function builtinsIn(vm: NormalizedVm): CompiledRule[] {
-  const r: CompiledRule[] = []
-  r.push(rule('b', 'arp', [match(payload('ether', 'type'), 'arp')], ACCEPT))
-  r.push(rule('b', 'ndp', [match(payload('icmpv6', 'type'), '@ndp_to_vm')], ACCEPT))
-  if (vm.dhcp) {
-    r.push(rule('b', 'dhcp-reply', [match(meta('l4proto'), 'udp'), match(payload('udp', 'sport'), 67), match(payload('udp', 'dport'), 68)], ACCEPT))
-    r.push(rule('b', 'dhcp6-reply', [match(meta('l4proto'), 'udp'), match(payload('udp', 'sport'), 547), match(payload('udp', 'dport'), 546)], ACCEPT))
-  }
-  return r
+  if (vm.dhcp || spoof) out.push('ra-from-vm')
+  if (vm.dhcp) out.push('dhcp-server-from-vm', 'dhcp6-server-from-vm', 'dhcp-client', 'dhcp6-client')
+  out.push('ndp')
+  id.in.push('arp', 'ndp', ...(vm.dhcp ? ['dhcp-reply', 'dhcp6-reply'] : []))
+  return id
 }
 
 const CT_STATES = ['established', 'related', 'new', 'invalid'] as const
@@ -241,8 +213,6 @@ export function compileVm(vm: NormalizedVm, opts: CompileOptions): CompiledVm {
     })
   }
   const { rules: merged, overridden } = mergeRules(vm.departmentRules, vm.rules)
-  const out = builtinsOut(vm)
-  const inn = builtinsIn(vm)
   const established: Record<Side, CompiledRule[]> = { out: [], in: [] }
   if (stateful) {
     for (const side of ['out', 'in'] as const) {
@@ -358,8 +328,9 @@ export function compileVm(vm: NormalizedVm, opts: CompileOptions): CompiledVm {
     vmId: vm.vmId,
     tap: vm.tap,
     chains,
-    out: [...out, ...established.out, ...user.out, final],
-    in: [...inn, ...established.in, ...user.in, final],
+    out: [...established.out, ...user.out, final],
+    in: [...established.in, ...user.in, final],
+    identity: vmIdentity(vm),
     result,
   }
   const choices = ruleLogChoices(merged)

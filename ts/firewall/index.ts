@@ -6,6 +6,7 @@ export {
   type VmState,
   type ApplyDecision,
   type IfChangedOptions,
+  type VmIdentitySpec,
 } from './vm-firewall.js'
 export { planVm, type PlanOptions, type VmPlan } from './plan.js'
 export * from './model.js'

@@ -7,7 +7,7 @@
 // the commit was ours alone and the view, updated with what we wrote, is exact at the new id.
 import type { NftablesJson, NftCommand } from '../schema.js'
 import type { FirewallKernel } from './kernel.js'
-import { MAP_FROM_VM, MAP_TO_VM, type DispatchMaps } from './layout.js'
+import { MAP_FROM_VM, MAP_TO_VM, VM_SETS, type DispatchMaps, type SetContents } from './layout.js'
 
 export type { DispatchMaps }
 
@@ -25,6 +25,11 @@ interface Snapshot {
   maps: DispatchMaps | undefined
   /** The table and its shared sets were written by us in this lineage of generations. */
   setsKnown: boolean
+  /** Issue 15: the guard's per-VM sets that exist, and their elements. */
+  contents: SetContents
+  /** The same when all of them exist; undefined when some are missing (a table of the layout before the guard,
+   *  or none: the next apply installs it). */
+  sets: SetContents | undefined
   /** Names of the table's chains at this generation; undefined until someone asks (read lazily). */
   chains?: Set<string>
 }
@@ -85,7 +90,9 @@ export class KernelView {
     if (!this.kernel.dryRun && before && before.generation === g0 && g1 - g0 <= 1) {
       const maps = applyElements(before.maps, commands)
       const chains = before.chains && applyChains(before.chains, commands)
-      this.#snap = { generation: g1, maps, setsKnown: before.setsKnown || effect.createsSets === true, ...(chains ? { chains } : {}) }
+      const contents = applySetElements(before.contents, commands)
+      const sets = VM_SETS.every((n) => contents.has(n)) ? contents : undefined
+      this.#snap = { generation: g1, maps, contents, sets, setsKnown: before.setsKnown || effect.createsSets === true, ...(chains ? { chains } : {}) }
     } else {
       this.#snap = undefined // the next call re-reads
       this.#epoch++
@@ -99,22 +106,28 @@ export class KernelView {
     if (this.#snap && this.#snap.generation === from && to === from + 1 && !this.kernel.dryRun) this.#snap.generation = to
   }
 
-  /** Takes the maps as known at `generation` (a caller that read and rewrote the whole table). */
-  adopt(generation: number, maps: DispatchMaps, setsKnown: boolean): void {
-    if (!this.kernel.dryRun) this.#snap = { generation, maps, setsKnown }
+  /** Takes the maps and sets as known at `generation` (a caller that read and rewrote the whole table). */
+  adopt(generation: number, maps: DispatchMaps, setsKnown: boolean, sets?: SetContents): void {
+    if (!this.kernel.dryRun) {
+      const contents = sets ? copySets(sets) : new Map<string, Set<string>>()
+      this.#snap = { generation, maps, setsKnown, contents, sets: VM_SETS.every((n) => contents.has(n)) ? contents : undefined }
+    }
     this.#epoch++
   }
 
-  /** The maps and what is known of the table, at the current generation (re-read if anyone committed). */
-  async current(): Promise<{ readonly maps: DispatchMaps | undefined; readonly setsKnown: boolean }> {
+  /** The maps, the guard's sets and what is known of the table, at the current generation (re-read if anyone committed). */
+  async current(): Promise<{ readonly maps: DispatchMaps | undefined; readonly setsKnown: boolean; readonly sets: SetContents | undefined }> {
     const generation = await this.kernel.generation()
     if (this.#snap && this.#snap.generation === generation) return this.#snap
     this.#epoch++
     const maps = await this.#readMaps()
+    const found = await this.kernel.sets()
+    const contents = found?.contents ?? new Map<string, Set<string>>()
+    const sets = found && found.missing.length === 0 ? contents : undefined
     // Read the id again: a commit between the two reads makes this snapshot valid for no id; keep the older id
     // so that the next call re-reads.
     const after = await this.kernel.generation()
-    const snap: Snapshot = { generation: after === generation ? generation : -1, maps, setsKnown: false }
+    const snap: Snapshot = { generation: after === generation ? generation : -1, maps, setsKnown: false, contents, sets }
     this.#snap = snap
     return snap
   }
@@ -128,6 +141,11 @@ export class KernelView {
   }
 
   /** The maps and the chain names at the current generation: one generation read while the view is current. */
+  /** Issue 15: the guard's per-VM set contents (undefined: not all of its sets exist). */
+  async sets(): Promise<SetContents | undefined> {
+    return (await this.current()).sets
+  }
+
   async state(): Promise<{ maps: DispatchMaps | undefined; chains: ReadonlySet<string> }> {
     const snap = (await this.current()) as Snapshot
     if (snap.chains) return { maps: snap.maps, chains: snap.chains }
@@ -138,12 +156,40 @@ export class KernelView {
   }
 
   async #readMaps(): Promise<DispatchMaps | undefined> {
-    // One list per call: libnftables 1.0.6 fails the second `list map` of a JSON batch with ENOENT.
-    const from = await this.kernel.map(MAP_FROM_VM)
-    const to = from && (await this.kernel.map(MAP_TO_VM))
-    return from && to ? { [MAP_FROM_VM]: from, [MAP_TO_VM]: to } : undefined
+    // Both in one `list maps` (issue 15: with the guard's `list sets`, a re-read stays two calls).
+    return this.kernel.dispatchMaps()
   }
 
+}
+
+function copySets(sets: SetContents): SetContents {
+  return new Map([...sets].map(([k, v]) => [k, new Set(v)]))
+}
+
+/** The guard's set contents after a batch of ours: sets it adds (empty when new), element adds and deletes; a
+ *  deleted table has none. Updates `sets` in place (the snapshot it belongs to is replaced by the one made from
+ *  it, after the commit): a VM's write costs its own elements, not a copy of the table's. */
+function applySetElements(sets: SetContents, commands: NftCommand[]): SetContents {
+  let next = sets
+  for (const cmd of commands) {
+    const [verb, body] = Object.entries(cmd)[0] as [string, Record<string, Record<string, unknown>>]
+    if ('table' in body && verb === 'delete') next = new Map()
+    const set = body.set
+    if (set && (verb === 'add' || verb === 'create') && VM_SETS.includes(set.name as string) && !next.has(set.name as string)) next.set(set.name as string, new Set())
+    if (set && verb === 'delete') next.delete(set.name as string)
+    const el = body.element
+    if (!el || !VM_SETS.includes(el.name as string)) continue
+    const keys = next.get(el.name as string)
+    if (!keys) continue
+    for (const e of el.elem as unknown[]) {
+      const c = (e as { concat?: string[] } | null)?.concat
+      const key = typeof e === 'string' ? e : Array.isArray(c) ? `${c[0]} . ${c[1]}` : undefined
+      if (key === undefined) continue
+      if (verb === 'add' || verb === 'create') keys.add(key)
+      else if (verb === 'delete') keys.delete(key)
+    }
+  }
+  return next
 }
 
 /** The table's chain names after a batch of ours (adds and deletes of chains; a deleted table has none). */

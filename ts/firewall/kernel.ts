@@ -5,7 +5,7 @@ import type { Nft } from '../nft.js'
 import type { NftablesJson, NftCommand } from '../schema.js'
 import { probeCapabilities } from './capabilities.js'
 import { isNotFound } from './errors.js'
-import { FAMILY, parseTable, type KernelTable } from './layout.js'
+import { FAMILY, MAP_FROM_VM, MAP_TO_VM, parseTable, setContentsOfText, type GuardLog, type KernelTable, type SetContents, type SetCounters } from './layout.js'
 import { mapElements } from './map-elements.js'
 import type { FirewallCapabilities } from './model.js'
 import { encodeBatch } from './netlink-batch.js'
@@ -21,6 +21,8 @@ export class FirewallKernel {
   constructor(
     readonly nft: Nft,
     readonly table: string,
+    /** The guard's log chains the table should have (its listing is judged with them). */
+    readonly guardLog?: GuardLog,
   ) {}
 
   /** This instance cannot commit (a dry-run `Nft`): writes validate only, echoes nothing. */
@@ -75,7 +77,7 @@ export class FirewallKernel {
 
   /** The whole table, parsed (a missing table parses as such). */
   async listTable(): Promise<KernelTable> {
-    return parseTable(await this.#missingAsUndefined(this.nft.listTable(FAMILY, this.table)))
+    return parseTable(await this.#missingAsUndefined(this.nft.listTable(FAMILY, this.table)), this.guardLog)
   }
 
   /** One chain of the table: its own object (base chains: type, hook, priority) and its rules; undefined if absent. */
@@ -106,6 +108,28 @@ export class FirewallKernel {
     if (!doc) return undefined
     const m = doc.nftables.find((o) => 'map' in o && (o.map as { name?: string }).name === name) as { map?: Record<string, unknown> } | undefined
     return mapElements(m?.map)
+  }
+
+  /** Both dispatch maps of this table (one `list maps`: every bridge map with its elements); undefined unless
+   *  both exist. */
+  async dispatchMaps(): Promise<{ [MAP_FROM_VM]: Map<string, string>; [MAP_TO_VM]: Map<string, string> } | undefined> {
+    const doc = await this.#missingAsUndefined(this.nft.runJson({ nftables: [{ list: { maps: { family: FAMILY } } }] } as never))
+    const mine = (name: string) =>
+      doc?.nftables.find((o) => 'map' in o && (o.map as { table?: string; name?: string }).table === this.table && (o.map as { name?: string }).name === name) as
+        | { map: Record<string, unknown> }
+        | undefined
+    const from = mine(MAP_FROM_VM)
+    const to = mine(MAP_TO_VM)
+    return from && to ? { [MAP_FROM_VM]: mapElements(from.map), [MAP_TO_VM]: mapElements(to.map) } : undefined
+  }
+
+  /** The guard's per-VM sets of this table (one `list sets`: every bridge set with its elements), their element
+   *  counters and the names of those missing; undefined without the table. */
+  async sets(): Promise<{ contents: SetContents; counters: SetCounters; missing: string[] } | undefined> {
+    // Text, not JSON: see setContentsOfText (libnftables 1.0.6's JSON set printer is not thread-safe).
+    const text = await this.#missingAsUndefined(this.nft.run(`list sets ${FAMILY}`))
+    if (text === undefined || !text.includes(`table ${FAMILY} ${this.table} {`)) return undefined
+    return setContentsOfText(text, this.table)
   }
 
   async #missingAsUndefined<T>(p: Promise<T>): Promise<T | undefined> {

@@ -84,8 +84,20 @@ export function logPrefix(chain: string, kind: 'r' | 'd' | 'b', tag: string): st
   return head + t
 }
 
+/** The prefix of a built-in drop of the shared guard (issue 15): its stem is `guard`, the VM is the frame's
+ *  interface (blocked.ts). */
+export function guardLogPrefix(tag: string): string {
+  return `${PREFIX_TAG}:${GUARD_STEM}:o:b:${tag}`
+}
+export const GUARD_STEM = 'guard'
+
+/** The guard's log settings for `logDrops` (undefined: its built-in drops are not logged). */
+export function guardLogOf(o: ResolvedLogDrops | undefined): { group: number; rate: number; burst: number; per: string } | undefined {
+  return o && o.builtins ? { group: o.group, rate: o.rate, burst: o.burst, per: o.per } : undefined
+}
+
 export function parseLogPrefix(prefix: string): LogPrefix | undefined {
-  const m = /^nn:(vm_[0-9a-f]{24}):([oi]):([rdb]):(.*)$/s.exec(prefix)
+  const m = /^nn:(vm_[0-9a-f]{24}|guard):([oi]):([rdb]):(.*)$/s.exec(prefix)
   if (!m) return undefined
   return { stem: m[1]!, direction: m[2] === 'o' ? 'out' : 'in', kind: m[3] as LogPrefix['kind'], tag: m[4]! }
 }

@@ -174,6 +174,9 @@ export interface VmInventoryEntry {
   taps: string[]
   /** nftables rules in the VM's chains. */
   rules: number
+  /** Issue 15: elements of the shared guard's sets held for its taps (its identities and the built-ins that
+   *  apply to it); 0 when detached. */
+  guardElements?: number
   /** The action of the last rule ('accept'/'drop') when it is the library's default rule. */
   defaultAction?: 'accept' | 'drop'
 }

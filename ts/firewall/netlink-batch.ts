@@ -12,7 +12,7 @@
 // 1.0.6 does; both list as the same range).
 import { endianness } from 'node:os'
 import { parseIPv4, parseIPv6 } from './address.js'
-import { FAMILY, MAP_FROM_VM, MAP_TO_VM, SHARED_SETS } from './layout.js'
+import { FAMILY, MAP_FROM_VM, MAP_TO_VM, SET_ID_IPV4, SET_ID_IPV6, SET_ID_MAC, SHARED_SETS, VM_SETS } from './layout.js'
 
 // ---- netlink constants (linux/netlink.h, linux/netfilter/nf_tables.h) ----
 const SUBSYS = 10 << 8
@@ -468,6 +468,20 @@ function ifname(v: unknown): Buffer {
   return b
 }
 
+/** The key of one element of a guard set (see encodeCommand). */
+function guardKey(set: string, e: unknown): Buffer {
+  if (typeof e === 'string') return set === SET_ID_MAC || set === SET_ID_IPV4 || set === SET_ID_IPV6 ? fail() : ifname(e)
+  const c = (e as { concat?: unknown } | null)?.concat
+  if (!Array.isArray(c) || c.length !== 2 || Object.keys(e as object).length !== 1) return fail()
+  const v = c[1]
+  let value: Buffer
+  if (set === SET_ID_MAC) value = Buffer.concat([mac(v), Buffer.alloc(2)])
+  else if (set === SET_ID_IPV4) value = typeof v === 'string' ? Buffer.from(parseIPv4(v) ?? fail()) : fail()
+  else if (set === SET_ID_IPV6) value = typeof v === 'string' && !v.includes('.') ? Buffer.from(parseIPv6(v) ?? fail()) : fail()
+  else return fail()
+  return Buffer.concat([ifname(c[0]), value])
+}
+
 function keysOnly(o: Record<string, unknown>, allowed: string[]): void {
   for (const k of Object.keys(o)) if (!allowed.includes(k)) fail()
 }
@@ -494,6 +508,16 @@ function encodeCommand(table: string, cmd: unknown): Buffer {
     const attrs = [t, str(2, chainName(o.chain)), ruleExpressions(o.expr)]
     if (o.comment !== undefined) attrs.push(comment(o.comment))
     return message(MSG.newrule, F_CREATE | F_APPEND, attrs)
+  }
+  if (kind === 'element' && (verb === 'add' || verb === 'create' || verb === 'delete') && VM_SETS.includes(o.name as string)) {
+    // Issue 15: the guard's sets, no data. A key is the interface name (16 bytes), or its concatenation with the
+    // identity, each component padded to 4 bytes (a MAC: 6 + 2), as libnftables lays out a concatenated key.
+    keysOnly(o, ['family', 'table', 'name', 'elem'])
+    const elems = Array.isArray(o.elem) && o.elem.length > 0 ? o.elem : fail()
+    const list = elems.map((e: unknown) => nest(1, [data(1, guardKey(o.name as string, e))]))
+    const type = verb === 'delete' ? MSG.delsetelem : MSG.newsetelem
+    const flags = verb === 'delete' ? 0 : F_CREATE | (verb === 'create' ? F_EXCL : 0)
+    return message(type, flags, [t, str(2, o.name as string), nest(3, list)])
   }
   if (kind === 'element' && (verb === 'add' || verb === 'create' || verb === 'delete')) {
     keysOnly(o, ['family', 'table', 'name', 'elem'])

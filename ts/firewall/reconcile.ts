@@ -9,12 +9,20 @@ import {
   chainDeleteCommands,
   elementAdd,
   elementDelete,
+  identityChanges,
+  identityElements,
   inventoryOf,
+  keyTap,
+  setElementCommands,
+  VM_SETS,
   setCommands,
   tableCommands,
   vmApplyCommands,
   type DispatchMaps,
   type KernelTable,
+  type GuardLog,
+  type SetContents,
+  type SetElement,
 } from './layout.js'
 
 export type { DispatchMaps }
@@ -134,13 +142,17 @@ export function diffChain(
   return false
 }
 
-/** Dispatch entries of one VM compared with what they should be (tap -> its chains, or none when detached). */
+/** Dispatch entries of one VM compared with what they should be (tap -> its chains, or none when detached),
+ *  and (given `sets`, the guard's set contents; null: the guard's sets are missing) its guard elements, which
+ *  are part of its dispatch: `dispatch:<set>:<key>`. */
 export function dispatchDrift(
   maps: DispatchMaps,
   c: CompiledVm,
   attached: boolean,
   drift: { missing: string[]; extra: string[] },
+  sets?: SetContents | null,
 ): void {
+  const taps = new Set<string>(attached ? [c.tap] : [])
   for (const [map, chain] of [
     [MAP_FROM_VM, c.chains.out],
     [MAP_TO_VM, c.chains.in],
@@ -148,7 +160,19 @@ export function dispatchDrift(
     const keys = [...maps[map]].filter(([, t]) => t === chain).map(([key]) => key)
     if (attached && !keys.includes(c.tap)) drift.missing.push(`dispatch:${map}:${c.tap}`)
     for (const key of keys) if (!attached || key !== c.tap) drift.extra.push(`dispatch:${map}:${key}`)
+    for (const key of keys) taps.add(key)
   }
+  if (sets === undefined) return
+  const e = identityChanges(sets ?? new Map(), taps, attached ? identityElements(c.identity, c.tap) : [])
+  drift.missing.push(...e.add.map((x) => `dispatch:${x.set}:${x.key}`))
+  drift.extra.push(...e.del.map((x) => `dispatch:${x.set}:${x.key}`))
+}
+
+/** The guard elements to delete and add for one VM (see dispatchDrift): its tap and those dispatching to it. */
+export function vmElementChanges(maps: DispatchMaps, sets: SetContents, c: CompiledVm, attached: boolean): { del: SetElement[]; add: SetElement[] } {
+  const taps = new Set<string>(attached ? [c.tap] : [])
+  for (const { key } of staleEntries(maps, c.chains, undefined)) taps.add(key)
+  return identityChanges(sets, taps, attached ? identityElements(c.identity, c.tap) : [])
 }
 
 /** Map entries to delete so that only `tap` (if given) dispatches to `chains`, and `tap` to nothing else. */
@@ -174,11 +198,12 @@ export function vmDrift(
   maps: DispatchMaps | undefined,
   attached: boolean,
   renderings: Renderings,
+  sets?: SetContents | null,
 ): VmDrift {
   const drift: VmDrift = { vmId: c.vmId, chains: c.chains, status: 'ok', missing: [], extra: [], changed: [] }
   const outOk = diffChain(c.chains.out, c.out, outRules, drift, renderings)
   const inOk = diffChain(c.chains.in, c.in, inRules, drift, renderings)
-  if (maps) dispatchDrift(maps, c, attached, drift)
+  if (maps) dispatchDrift(maps, c, attached, drift, sets)
   if (!outRules && !inRules) drift.status = 'missing'
   else if (!outOk || !inOk || drift.missing.length || drift.extra.length || drift.changed.length) drift.status = 'changed'
   return drift
@@ -186,7 +211,7 @@ export function vmDrift(
 
 /** Drift between a listed table and the desired VMs: per VM, orphans (VM chains nobody wants), table problems. */
 export function verifyTable(k: KernelTable, expected: readonly Desired[], renderings: Renderings): VerifyResult {
-  const result: VerifyResult = { ok: true, vms: [], orphans: [], table: k.exists ? k.problems : ['table missing'] }
+  const result: VerifyResult = { ok: true, vms: [], orphans: [], table: k.exists ? [...k.problems] : ['table missing'] }
   const owned = new Set<string>()
   for (const known of expected) {
     const c = known.compiled
@@ -195,7 +220,7 @@ export function verifyTable(k: KernelTable, expected: readonly Desired[], render
     const drift: VmDrift = { vmId: c.vmId, chains: c.chains, status: 'ok', missing: [], extra: [], changed: [] }
     const outOk = diffChain(c.chains.out, c.out, k.chains.has(c.chains.out) ? k.rules.get(c.chains.out) ?? [] : undefined, drift, renderings)
     const inOk = diffChain(c.chains.in, c.in, k.chains.has(c.chains.in) ? k.rules.get(c.chains.in) ?? [] : undefined, drift, renderings)
-    dispatchDrift(k.maps, c, known.attached, drift)
+    dispatchDrift(k.maps, c, known.attached, drift, k.sets)
     const chainsGone = !k.chains.has(c.chains.out) && !k.chains.has(c.chains.in)
     if (chainsGone) drift.status = 'missing'
     else if (!outOk || !inOk || drift.missing.length || drift.extra.length || drift.changed.length) drift.status = 'changed'
@@ -207,6 +232,9 @@ export function verifyTable(k: KernelTable, expected: readonly Desired[], render
     if (chains.length === 0) continue
     result.orphans.push(entry.vmId !== undefined ? { vmId: entry.vmId, chains } : { chains })
   }
+  // Guard elements of interfaces that dispatch to no VM: nobody's identity (a removed VM's, left behind).
+  const orphanElements = [...k.sets].flatMap(([set, keys]) => [...keys].filter((key) => !k.maps[MAP_FROM_VM].has(keyTap(key)) && !k.maps[MAP_TO_VM].has(keyTap(key))).map((key) => `${set}:${key}`))
+  if (orphanElements.length) result.table.push(`guard elements of undispatched interfaces: ${orphanElements.join(', ')}`)
   if (result.orphans.length || result.table.length) result.ok = false
   return result
 }
@@ -222,9 +250,9 @@ export interface SyncPlan {
 export function planSync(
   k: KernelTable,
   compiled: readonly CompiledVm[],
-  opts: { table: string; prune: 'all' | 'none'; renderings: Renderings },
+  opts: { table: string; prune: 'all' | 'none'; renderings: Renderings; log?: GuardLog },
 ): SyncPlan {
-  const { table, prune, renderings } = opts
+  const { table, prune, renderings, log } = opts
   const ids = new Set(compiled.map((c) => c.vmId))
   const res: SyncResult = { added: [], changed: [], removed: [], reattached: [], unchanged: [], removedChains: [], results: {} }
   const deletes: NftCommand[] = []
@@ -234,7 +262,7 @@ export function planSync(
   const fresh = !k.exists
   const head =
     !k.exists || k.problems.length > 0
-      ? [...recreateBaseChains(k, table), ...tableCommands(table, fresh)]
+      ? [...recreateBaseChains(k, table), ...tableCommands(table, fresh, log)]
       : []
   const wanted = new Map<string, string>() // chain -> vmId
   const fromWant = new Map<string, string>() // tap -> chain
@@ -259,12 +287,37 @@ export function planSync(
     }
     for (const [key, target] of want) if (have.get(key) !== target) adds.push(elementAdd(table, map, key, target))
   }
+  // The guard's elements (issue 15): exactly the desired VMs' identities for their taps; with prune 'none' only
+  // those of our taps and of taps dispatching to our chains are removed.
+  const wantElems = new Map<string, Set<string>>(VM_SETS.map((n) => [n, new Set<string>()]))
+  for (const c of compiled) for (const e of identityElements(c.identity, c.tap)) wantElems.get(e.set)!.add(e.key)
+  const ours = (tap: string) => fromWant.has(tap) || wanted.has(k.maps[MAP_FROM_VM].get(tap) ?? '') || wanted.has(k.maps[MAP_TO_VM].get(tap) ?? '')
+  const elemDel: SetElement[] = []
+  const elemAdd: SetElement[] = []
+  const elemDrift = new Set<string>() // taps whose elements differ
+  for (const set of VM_SETS) {
+    const have = k.sets.get(set) ?? new Set<string>()
+    for (const key of have) {
+      if (wantElems.get(set)!.has(key)) continue
+      if (prune === 'all' || ours(keyTap(key))) {
+        elemDel.push({ set, key })
+        elemDrift.add(keyTap(key))
+      }
+    }
+    for (const key of wantElems.get(set)!) {
+      if (have.has(key)) continue
+      elemAdd.push({ set, key })
+      elemDrift.add(keyTap(key))
+    }
+  }
+  deletes.push(...setElementCommands(table, 'delete', elemDel))
+  adds.push(...setElementCommands(table, 'add', elemAdd))
   for (const c of compiled) {
     const drift = { missing: [], extra: [], changed: [] }
     const outOk = diffChain(c.chains.out, c.out, k.chains.has(c.chains.out) ? k.rules.get(c.chains.out) ?? [] : undefined, drift, renderings)
     const inOk = diffChain(c.chains.in, c.in, k.chains.has(c.chains.in) ? k.rules.get(c.chains.in) ?? [] : undefined, drift, renderings)
     const existed = k.chains.has(c.chains.out) || k.chains.has(c.chains.in)
-    const dispatchOk = k.maps[MAP_FROM_VM].get(c.tap) === c.chains.out && k.maps[MAP_TO_VM].get(c.tap) === c.chains.in
+    const dispatchOk = k.maps[MAP_FROM_VM].get(c.tap) === c.chains.out && k.maps[MAP_TO_VM].get(c.tap) === c.chains.in && !elemDrift.has(c.tap)
     if (!outOk || !inOk) {
       chainOps.push(...vmApplyCommands(table, c, [], false, fresh).filter((cmd) => !('element' in (Object.values(cmd)[0] as object))))
       ;(existed ? res.changed : res.added).push(c.vmId)
@@ -294,9 +347,9 @@ export function planSync(
 export function planRepair(
   k: KernelTable,
   known: readonly Desired[],
-  opts: { table: string; renderings: Renderings },
+  opts: { table: string; renderings: Renderings; log?: GuardLog },
 ): { commands: NftCommand[]; table: boolean; vms: string[] } {
-  const { table, renderings } = opts
+  const { table, renderings, log } = opts
   const damaged = !k.exists || k.problems.length > 0
   const vms: string[] = []
   const body: NftCommand[] = []
@@ -304,13 +357,13 @@ export function planRepair(
     const drift: VmDrift = { vmId: c.vmId, chains: c.chains, status: 'ok', missing: [], extra: [], changed: [] }
     const outOk = diffChain(c.chains.out, c.out, k.chains.has(c.chains.out) ? k.rules.get(c.chains.out) ?? [] : undefined, drift, renderings)
     const inOk = diffChain(c.chains.in, c.in, k.chains.has(c.chains.in) ? k.rules.get(c.chains.in) ?? [] : undefined, drift, renderings)
-    dispatchDrift(k.maps, c, attached, drift)
+    dispatchDrift(k.maps, c, attached, drift, k.sets)
     if (outOk && inOk && !drift.missing.length && !drift.extra.length && !drift.changed.length) continue
     vms.push(c.vmId)
-    body.push(...vmApplyCommands(table, c, staleEntries(k.maps, c.chains, attached ? c.tap : undefined), attached))
+    body.push(...vmApplyCommands(table, c, staleEntries(k.maps, c.chains, attached ? c.tap : undefined), attached, false, vmElementChanges(k.maps, k.sets, c, attached)))
   }
   if (!damaged && body.length === 0) return { commands: [], table: false, vms: [] }
-  const head = damaged ? [...recreateBaseChains(k, table), ...tableCommands(table)] : setCommands(table)
+  const head = damaged ? [...recreateBaseChains(k, table), ...tableCommands(table, false, log)] : setCommands(table)
   return { commands: [...head, ...body], table: damaged, vms }
 }
 

@@ -36,7 +36,8 @@ const int = (n: unknown): string => (typeof n === 'number' && Number.isSafeInteg
 
 /** A right-hand value; `quoted`: a string compared with an interface name (always quoted). */
 function value(v: unknown, quoted = false): string {
-  if (typeof v === 'string') return quoted ? q(v) : bare(v)
+  // `iifname @b_arp`: a reference to one of the layout's tap sets stays bare (layout.ts builtinSet names them).
+  if (typeof v === 'string') return quoted && !/^@b_[a-z0-9_]+$/.test(v) ? q(v) : bare(v)
   if (typeof v === 'number') return int(v)
   if (v === null || typeof v !== 'object' || Array.isArray(v)) return fail()
   const o = v as Loose
@@ -67,6 +68,8 @@ function left(v: unknown): string {
     return key === 'iifname' || key === 'oifname' ? key : `meta ${key}`
   }
   if ('ct' in o) return `ct ${bare((o.ct as { key: unknown }).key)}`
+  // `iifname . ether saddr`: a concatenation of keys (issue 15's identity lookups).
+  if ('concat' in o && Array.isArray(o.concat) && o.concat.length > 1) return (o.concat as unknown[]).map(left).join(' . ')
   if ('&' in o) {
     const [l, r] = o['&'] as [unknown, unknown]
     return `${left(l)} & (${Array.isArray(r) ? r.map((x) => value(x)).join(' | ') : value(r)})`
@@ -116,6 +119,12 @@ function statement(st: NftStatement): string {
   if (kind === 'goto') return `goto ${bare((s.goto as { target: unknown }).target)}`
   if (kind === 'vmap') {
     const v = s.vmap as { key: unknown; data: unknown }
+    // An anonymous verdict map (`ether type vmap { ip : jump guard_ip, ... }`) or a named one (`@from_vm`).
+    const d = v.data as { set?: unknown } | null
+    if (d !== null && typeof d === 'object' && Array.isArray(d.set)) {
+      const pairs = (d.set as unknown[]).map((e) => (Array.isArray(e) && e.length === 2 ? `${bare(e[0])} : ${statement(e[1] as NftStatement)}` : fail()))
+      return `${left(v.key)} vmap { ${pairs.join(', ')} }`
+    }
     return `${left(v.key)} vmap ${bare(v.data)}`
   }
   return fail()
@@ -131,7 +140,13 @@ function ruleBody(o: Loose): string {
 
 function elements(o: Loose): string[] {
   if (!Array.isArray(o.elem)) return fail()
-  return (o.elem as unknown[]).map((e) => (Array.isArray(e) && e.length === 2 ? `${q(e[0])} : ${statement(e[1] as NftStatement)}` : q(e)))
+  return (o.elem as unknown[]).map((e) => {
+    if (Array.isArray(e) && e.length === 2) return `${q(e[0])} : ${statement(e[1] as NftStatement)}`
+    // `"tap" . 02:00:00:00:00:01`: a concatenated key, an interface name first (issue 15's identity sets).
+    const c = (e as { concat?: unknown } | null)?.concat
+    if (Array.isArray(c) && c.length === 2 && Object.keys(e as object).length === 1) return `${q(c[0])} . ${bare(c[1])}`
+    return q(e)
+  })
 }
 
 /** One command as one line (strict). */
@@ -165,8 +180,16 @@ function commandLine(cmd: NftCommand): string {
   }
 }
 
+/** A set's type (`ifname . ether_addr` for a concatenation) and its `counter` statement, the only one written. */
+function setHead(o: Loose): string {
+  const type = Array.isArray(o.type) && o.type.length > 1 ? o.type.map(bare).join(' . ') : bare(o.type)
+  if (o.stmt === undefined) return `type ${type};`
+  const st = o.stmt
+  if (!Array.isArray(st) || st.length !== 1 || JSON.stringify(st[0]) !== '{"counter":null}') return fail()
+  return `type ${type}; counter;`
+}
 const setSpec = (o: Loose): string =>
-  `type ${bare(o.type)};${Array.isArray(o.elem) && o.elem.length > 0 ? ` elements = { ${(o.elem as unknown[]).map((x) => value(x)).join(', ')} };` : ''}`
+  `${setHead(o)}${Array.isArray(o.elem) && o.elem.length > 0 ? ` elements = { ${(o.elem as unknown[]).map((x) => value(x)).join(', ')} };` : ''}`
 const mapSpec = (o: Loose): string => `type ${bare(o.type)} : ${bare(o.map)};`
 const chainSpec = (o: Loose): string => `type ${bare(o.type)} hook ${bare(o.hook)} priority ${int(o.prio)}; policy ${bare(o.policy)};`
 

@@ -2,11 +2,12 @@
 import type { Nft } from '../nft.js'
 import type { NftCommand } from '../schema.js'
 import { FirewallError, FirewallValidationError, isNotFound } from './errors.js'
-import { compileVm, type CompiledRule, type CompiledVm } from './compile.js'
+import { compileVm, vmIdentity, type CompiledRule, type CompiledVm } from './compile.js'
 import {
   CHAIN_POSTROUTING,
   CHAIN_PREROUTING,
   baseChainProblems,
+  BUILTIN_SETS,
   DEFAULT_TABLE,
   FAMILY,
   MAP_FROM_VM,
@@ -15,7 +16,10 @@ import {
   counterOf,
   elementAdd,
   elementDelete,
+  identityChanges,
+  identityElements,
   inventoryOf,
+  setElementCommands,
   parseComment,
   setCommands,
   tableCommands,
@@ -24,6 +28,8 @@ import {
   vmChainNames,
   type Elements,
   type KernelTable,
+  type GuardLog,
+  type SetContents,
 } from './layout.js'
 import type {
   ConntrackMode,
@@ -42,7 +48,7 @@ import { GroupCommit } from './group-commit.js'
 import { FirewallKernel } from './kernel.js'
 import { BlockedStream, type BlockedOptions } from './blocked.js'
 import { FirewallWatch, type RepairResult, type WatchOptions } from './watch.js'
-import { resolveLogDrops, type LogDropsOptions, type ResolvedLogDrops } from './log-drops.js'
+import { guardLogOf, resolveLogDrops, type LogDropsOptions, type ResolvedLogDrops } from './log-drops.js'
 import { KernelView, isConflict, type DispatchMaps } from './kernel-view.js'
 import { planVm, type VmPlan } from './plan.js'
 import { dispatchDrift, planRepair, planSync, staleEntries, verifyTable, vmDrift } from './reconcile.js'
@@ -68,6 +74,9 @@ export interface VmFirewallOptions {
    *  libnftables, when its encoder spells every command exactly (default true); false: always libnftables. */
   leanWrites?: boolean
 }
+
+/** What the shared guard needs of a VM (issue 15): the fields of its VmSpec that decide its built-ins. */
+export type VmIdentitySpec = Pick<VmSpec, 'mac' | 'ipv4' | 'ipv6' | 'antiSpoofing' | 'dhcp'>
 
 export interface SyncOptions {
   /** 'all' (default): the set is the whole firewall; VM chains and dispatch entries not in it are removed.
@@ -181,7 +190,9 @@ export class VmFirewall {
   readonly #rendering: KernelRendering
   readonly #view: KernelView
   readonly #lean: boolean
-  readonly #group: GroupCommit<{ maps: DispatchMaps | undefined; setsKnown: boolean }>
+  /** The shared guard's log chains (logDrops with built-ins), part of the table's layout. */
+  readonly #guardLog: GuardLog | undefined
+  readonly #group: GroupCommit<{ readonly maps: DispatchMaps | undefined; readonly setsKnown: boolean; readonly sets: SetContents | undefined }>
   /** The table as our last full sync left it, valid while the generation has not moved since. */
   #synced?: { generation: number; table: KernelTable }
   #caps?: Promise<FirewallCapabilities>
@@ -189,7 +200,9 @@ export class VmFirewall {
 
   constructor(nft: Nft, options: VmFirewallOptions = {}) {
     this.table = checkTableName(options.table ?? DEFAULT_TABLE)
-    this.#kernel = new FirewallKernel(nft, this.table)
+    this.logDrops = resolveLogDrops(options.logDrops)
+    this.#guardLog = guardLogOf(this.logDrops)
+    this.#kernel = new FirewallKernel(nft, this.table, this.#guardLog)
     this.#rendering = new KernelRendering(this.#kernel)
     this.#view = new KernelView(this.#kernel)
     this.#lean = options.leanWrites !== false
@@ -197,7 +210,9 @@ export class VmFirewall {
       () => this.#view.current(),
       async (commands, view) => {
         // The table and its shared sets are re-added only when we do not know them to exist (idempotent adds).
-        const head = view.setsKnown ? [] : view.maps ? setCommands(this.table) : tableCommands(this.table)
+        // A table without the shared guard's sets (none yet, or one of the layout before the guard) gets the whole
+        // layout first, in the same transaction: a VM's chains no longer hold its built-ins.
+        const head = view.setsKnown ? [] : view.maps && view.sets ? setCommands(this.table) : tableCommands(this.table, false, this.#guardLog)
         // Two VMs of a group may both find the same stale dispatch entry (a tap moving between them): delete once.
         const seen = new Set<string>()
         const body = (commands as NftCommand[]).filter((c) => {
@@ -217,7 +232,6 @@ export class VmFirewall {
       throw new FirewallValidationError('conntrack', "must be 'auto', 'require' or 'off'")
     }
     this.conntrack = mode
-    this.logDrops = resolveLogDrops(options.logDrops)
     if (options.capabilities) {
       this.#capsValue = { ...options.capabilities }
       this.#caps = Promise.resolve(this.#capsValue)
@@ -241,7 +255,7 @@ export class VmFirewall {
   /** Creates the table, dispatch maps and base chains (idempotent; other tables are never touched). */
   async init(): Promise<void> {
     return this.#sched.exclusive(async () => {
-      await this.#view.write([...(await this.#baseChainRepairs()), ...tableCommands(this.table)], { createsSets: true })
+      await this.#view.write([...(await this.#baseChainRepairs()), ...tableCommands(this.table, false, this.#guardLog)], { createsSets: true })
     })
   }
 
@@ -288,7 +302,7 @@ export class VmFirewall {
       const changed = drift.status !== 'ok' || d.force
       if (changed) {
         // A broken base chain or dispatch rule is repaired in the same transaction (as init() would).
-        const repairs = tableBroken ? [...(await this.#baseChainRepairs()), ...tableCommands(this.table)] : []
+        const repairs = tableBroken ? [...(await this.#baseChainRepairs()), ...tableCommands(this.table, false, this.#guardLog)] : []
         const epoch = this.#view.epoch
         await this.#apply(d.compiled, d.attach, [...d.also, ...repairs])
         if (tableBroken && this.#view.epoch === epoch) this.#tableOkEpoch = epoch
@@ -313,6 +327,12 @@ export class VmFirewall {
     create: string[] = [],
     viewEpoch?: number,
   ): Promise<void> {
+    // Issue 15: chains found or written exactly so in this view epoch (nobody else committed since) are not
+    // rewritten: a change of identity or dispatch alone is then a change of set elements only.
+    const memo = this.#verified.get(compiled.vmId)
+    const key = JSON.stringify([compiled.out, compiled.in])
+    const known = memo && memo.key === key && create.length === 0 && also.length === 0 ? memo.epoch : undefined
+    const chainsKnown = () => known !== undefined && known === this.#view.epoch
     this.#forget(compiled.vmId) // issue 14: what verify found of it no longer holds
     this.#checkOwnTable(also)
     // Issue 14: the epoch our write starts from (just read by #decide, else one generation read: ~20 µs).
@@ -320,9 +340,14 @@ export class VmFirewall {
     const epoch = viewEpoch ?? this.#view.epoch
     if (typeof attach === 'object') {
       // attach 'keep': chains and rules only; whatever dispatches to them (from `keep`, or nothing) stays.
+      // The interface dispatching to the VM gets the VM's identity in the guard (its policy), nothing else changes.
       await this.#group.submit({
-        keys: [`(chains)${compiled.chains.out}`, ...(also.length > 0 ? ['(also)'] : [])],
-        build: () => creating([...vmApplyCommands(this.table, compiled, [], false), ...also], create),
+        keys: [`(chains)${compiled.chains.out}`, ...(attach.keep !== undefined ? [attach.keep] : []), ...(also.length > 0 ? ['(also)'] : [])],
+        build: ({ sets }) => {
+          const elements = attach.keep === undefined ? { del: [], add: [] } : identityChanges(sets, [attach.keep], identityElements(compiled.identity, attach.keep))
+          const onlyChains = elements.add.length === 0 && elements.del.length === 0
+          return creating([...vmApplyCommands(this.table, compiled, [], false, false, elements, { chains: !chainsKnown() || onlyChains }), ...also], create)
+        },
       })
       this.#wrote(compiled, epoch)
       const tap = attach.keep ?? compiled.tap
@@ -331,16 +356,45 @@ export class VmFirewall {
     }
     // Grouped with other VMs' applies that arrive while a transaction is in flight (one commit for all); two
     // applies that touch the same tap never share a group.
+    // Its guard elements move with its dispatch: the taps leaving it lose theirs, its tap holds exactly its identity
+    // (the taps now dispatching to it are group keys too: no other VM of the group may touch their elements).
+    const leaving = this.#tapsOf((await this.#view.current()).maps, compiled.chains)
     await this.#group.submit({
-      keys: [compiled.tap, ...(also.length > 0 ? ['(also)'] : [])],
-      build: ({ maps }) => {
+      keys: [...new Set([compiled.tap, ...leaving]), ...(also.length > 0 ? ['(also)'] : [])],
+      build: ({ maps, sets }) => {
         const stale = maps ? staleEntries(maps, compiled.chains, attach ? compiled.tap : undefined) : []
-        return creating([...vmApplyCommands(this.table, compiled, stale, attach), ...also], create)
+        const taps = attach ? [compiled.tap, ...stale.map((x) => x.key)] : stale.map((x) => x.key)
+        const elements = identityChanges(sets, taps, attach ? identityElements(compiled.identity, compiled.tap) : [])
+        const dispatched = maps?.[MAP_FROM_VM].get(compiled.tap) === compiled.chains.out && maps?.[MAP_TO_VM].get(compiled.tap) === compiled.chains.in
+        // Nothing but the chains could change: they are replaced as always (applyVm's contract; counters restart).
+        const onlyChains = elements.add.length === 0 && elements.del.length === 0 && stale.length === 0 && (dispatched || !attach)
+        const write = { chains: !chainsKnown() || onlyChains, dispatch: !dispatched }
+        return creating([...vmApplyCommands(this.table, compiled, stale, attach, false, elements, write), ...also], create)
       },
     })
     if (attach) this.#noteTakeover(compiled.vmId, compiled.tap)
     this.#known.set(compiled.vmId, { compiled, attached: attach })
     this.#wrote(compiled, epoch)
+  }
+
+  /** Interfaces whose dispatch entries point at `chains` now. */
+  #tapsOf(maps: DispatchMaps | undefined, chains: { out: string; in: string }): string[] {
+    const taps = new Set<string>()
+    for (const [map, chain] of [
+      [MAP_FROM_VM, chains.out],
+      [MAP_TO_VM, chains.in],
+    ] as const) {
+      for (const [key, target] of maps?.[map] ?? []) if (target === chain) taps.add(key)
+    }
+    return [...taps]
+  }
+
+  /** Deletes of dispatch entries to `chains` other than from `tap` (all without it) and of the guard elements of
+   *  the interfaces they were for, as the view has them. */
+  #undispatch(maps: DispatchMaps, sets: SetContents | undefined, chains: { out: string; in: string }, tap?: string): NftCommand[] {
+    const stale = staleEntries(maps, chains, tap)
+    const gone = stale.map((x) => x.key).filter((k) => k !== tap)
+    return [...stale.map((x) => elementDelete(this.table, x.map, x.key)), ...setElementCommands(this.table, 'delete', identityChanges(sets, gone, []).del)]
   }
 
   /** `also` commands may only touch this firewall's own table. */
@@ -360,10 +414,10 @@ export class VmFirewall {
    * table between our view and our commit (the kernel then refuses with ENOENT/EBUSY/EEXIST): the batch is
    * rebuilt from a fresh read and sent again, a bounded number of times. Only idempotent operations use this.
    */
-  async #write(build: (maps: DispatchMaps | undefined, setsKnown: boolean) => { commands: NftCommand[]; createsSets?: boolean }): Promise<void> {
+  async #write(build: (maps: DispatchMaps | undefined, sets: SetContents | undefined) => { commands: NftCommand[]; createsSets?: boolean }): Promise<void> {
     for (let attempt = 1; ; attempt++) {
       const view = await this.#view.current()
-      const plan = build(view.maps, view.setsKnown)
+      const plan = build(view.maps, view.sets)
       try {
         await this.#view.write(plan.commands, { createsSets: plan.createsSets })
         return
@@ -377,8 +431,9 @@ export class VmFirewall {
     const outRules = (await this.#kernel.chain(c.chains.out))?.rules
     const inRules = (await this.#kernel.chain(c.chains.in))?.rules
     await this.#rendering.learn([...(outRules ? c.out : []), ...(inRules ? c.in : [])].map((r) => r.expr))
-    const maps = (await this.#view.maps()) ?? { [MAP_FROM_VM]: new Map<string, string>(), [MAP_TO_VM]: new Map<string, string>() }
-    return vmDrift(c, outRules, inRules, dispatch ? maps : undefined, attached, this.#rendering)
+    const view = await this.#view.current()
+    const maps = view.maps ?? { [MAP_FROM_VM]: new Map<string, string>(), [MAP_TO_VM]: new Map<string, string>() }
+    return vmDrift(c, outRules, inRules, dispatch ? maps : undefined, attached, this.#rendering, view.sets ?? null)
   }
 
   /** Deletes a VM's chains and dispatch entries. Idempotent. */
@@ -393,10 +448,10 @@ export class VmFirewall {
 
   /** Deletes two VM chains and every dispatch entry to them, whether or not they exist. */
   async #removeChains(chains: { out: string; in: string }): Promise<void> {
-    await this.#write((maps) => ({
+    await this.#write((maps, sets) => ({
       commands: maps
         ? [
-            ...staleEntries(maps, chains, undefined).map((s) => elementDelete(this.table, s.map, s.key)),
+            ...this.#undispatch(maps, sets, chains),
             ...chainDeleteCommands(this.table, chains.out),
             ...chainDeleteCommands(this.table, chains.in),
           ]
@@ -432,32 +487,40 @@ export class VmFirewall {
     return this.#sched.vm(vmId, async () => {
       const known = this.#known.get(vmId)
       if (known) known.attached = false
-      await this.#write((maps) => ({
-        commands: maps ? staleEntries(maps, vmChainNames(vmId), undefined).map((s) => elementDelete(this.table, s.map, s.key)) : [],
-      }))
+      await this.#write((maps, sets) => ({ commands: maps ? this.#undispatch(maps, sets, vmChainNames(vmId)) : [] }))
     })
   }
 
-  /** Dispatches `tap`'s traffic to the VM's existing chains (VM started). Idempotent. */
-  async attachVm(vmId: string, tap: string): Promise<void> {
+  /** Dispatches `tap`'s traffic to the VM's existing chains (VM started), and puts its identity into the shared
+   *  guard for `tap`. Idempotent. The identity is the one this instance last applied; for a VM it did not apply
+   *  (another process's, or before a restart) give `options.identity` (its mac/ipv4/ipv6/antiSpoofing/dhcp as
+   *  in its VmSpec), else it is refused: attaching without its built-ins would leave the VM unguarded. */
+  async attachVm(vmId: string, tap: string, options: { identity?: VmIdentitySpec } = {}): Promise<void> {
     checkToken(vmId, 'vmId', VMID_MAX, {})
     checkIfname(tap, 'tap', { vmId })
+    const given = options.identity && vmIdentity(normalizeVm({ mac: options.identity.mac, ipv4: options.identity.ipv4, ipv6: options.identity.ipv6, antiSpoofing: options.identity.antiSpoofing, dhcp: options.identity.dhcp, vmId, tap, defaultAction: 'drop' }))
     return this.#sched.vm(vmId, async () => {
       const chains = vmChainNames(vmId)
+      const identity = given ?? this.#known.get(vmId)?.compiled.identity
+      if (!identity) {
+        const names = await this.#view.chainNames()
+        if (!names.has(chains.out) || !names.has(chains.in)) throw new FirewallError('VM_NOT_FOUND', `VM ${vmId} has no chains: apply it first`, vmId)
+        throw new FirewallValidationError('identity', `VM ${vmId} was not applied by this instance: give its identity (the shared guard needs it)`, { vmId })
+      }
       try {
-        await this.#write((maps) => {
+        await this.#write((maps, sets) => {
           if (!maps) throw new FirewallError('VM_NOT_FOUND', `no firewall table: apply VM ${vmId} first`, vmId)
           const stale = staleEntries(maps, chains, tap)
           const ok = maps[MAP_FROM_VM].get(tap) === chains.out && maps[MAP_TO_VM].get(tap) === chains.in
+          const elements = identityChanges(sets, [tap, ...stale.map((x) => x.key)], identityElements(identity, tap))
+          if (ok && stale.length === 0 && elements.add.length === 0 && elements.del.length === 0) return { commands: [] }
           return {
-            commands:
-              ok && stale.length === 0
-                ? []
-                : [
-                    ...stale.map((s) => elementDelete(this.table, s.map, s.key)),
-                    elementAdd(this.table, MAP_FROM_VM, tap, chains.out),
-                    elementAdd(this.table, MAP_TO_VM, tap, chains.in),
-                  ],
+            commands: [
+              ...stale.map((s) => elementDelete(this.table, s.map, s.key)),
+              ...setElementCommands(this.table, 'delete', elements.del),
+              ...(ok ? [] : [elementAdd(this.table, MAP_FROM_VM, tap, chains.out), elementAdd(this.table, MAP_TO_VM, tap, chains.in)]),
+              ...setElementCommands(this.table, 'add', elements.add),
+            ],
           }
         })
       } catch (e) {
@@ -498,15 +561,18 @@ export class VmFirewall {
       const k = known ?? (await this.#readTable())
       const readAt = known || (await this.#kernel.generation()) === read ? read : -1
       if (!known) await this.#learnRenderings(k, compiled)
-      const { commands, result: res, createsSets } = planSync(k, compiled, { table: this.table, prune, renderings: this.#rendering })
+      const { commands, result: res, createsSets } = planSync(k, compiled, { table: this.table, prune, renderings: this.#rendering, log: this.#guardLog })
       this.#synced = undefined
       const w = await this.#view.write(commands, { createsSets })
-      this.#known.clear()
+      // prune 'none' leaves the other VMs in the kernel as they were: what this instance applied of them (their
+      // identities too, which attachVm needs for the guard) still holds.
+      if (prune === 'all') this.#known.clear()
       for (const c of compiled) this.#known.set(c.vmId, { compiled: c, attached: true })
       // The table is now exactly the set (prune 'all'), if only this batch was committed since the read.
       if (prune === 'all' && readAt === w.before && w.after - w.before <= 1 && !this.#kernel.dryRun) {
         this.#synced = { generation: w.after, table: tableOf(compiled) }
-        this.#view.adopt(w.after, this.#synced.table.maps, true)
+        this.#view.adopt(w.after, this.#synced.table.maps, true, this.#synced.table.sets)
+        for (const c of compiled) this.#wrote(c, this.#view.epoch)
       }
       return res
     })
@@ -539,7 +605,7 @@ export class VmFirewall {
       const known = [...this.#known.values()]
       const k = await this.#readTable()
       await this.#learnRenderings(k, known.map((e) => e.compiled))
-      const { commands, table, vms } = planRepair(k, known, { table: this.table, renderings: this.#rendering })
+      const { commands, table, vms } = planRepair(k, known, { table: this.table, renderings: this.#rendering, log: this.#guardLog })
       if (commands.length === 0) return { ok: true, table: false, vms: [] }
       this.#synced = undefined
       const w = await this.#view.write(commands, { createsSets: true })
@@ -588,6 +654,26 @@ export class VmFirewall {
             b.bytes += c.bytes
             b[side].packets += c.packets
             b[side].bytes += c.bytes
+          }
+        }
+      }
+      // Issue 15: the built-ins count in the guard's tap sets, one counter per element: the VM's own are those of
+      // the interfaces dispatching to it, per direction.
+      const maps = await this.#view.maps()
+      const taps = {
+        out: [...(maps?.[MAP_FROM_VM] ?? [])].filter(([, t]) => t === chains.out).map(([k]) => k),
+        in: [...(maps?.[MAP_TO_VM] ?? [])].filter(([, t]) => t === chains.in).map(([k]) => k),
+      }
+      const counters = taps.out.length || taps.in.length ? (await this.#kernel.sets())?.counters : undefined
+      for (const [set, b] of BUILTIN_SETS) {
+        for (const tap of taps[b.side]) {
+          const c = counters?.get(set)?.get(tap)
+          if (!c) continue
+          for (const x of b.verdict === 'drop' ? [(stats.builtin[b.tag] ??= zero()), stats.dropped] : [(stats.builtin[b.tag] ??= zero())]) {
+            x.packets += c.packets
+            x.bytes += c.bytes
+            x[b.side].packets += c.packets
+            x[b.side].bytes += c.bytes
           }
         }
       }
@@ -644,6 +730,12 @@ export class VmFirewall {
     return this.#stateOf(vmId)
   }
 
+  /** Issue 15: the VM chain `tap`'s frames are dispatched to (from the engine's view: no listing while nobody
+   *  else committed), for events of the shared guard, which name the interface and not the VM. */
+  async chainOfTap(tap: string): Promise<string | undefined> {
+    return (await this.#view.maps())?.[MAP_FROM_VM].get(tap)
+  }
+
   /** Names of the table's chains, in the kernel's order, from the engine's view ([] without the table). */
   async chainNames(): Promise<string[]> {
     return [...(await this.#view.chainNames())]
@@ -670,7 +762,7 @@ export class VmFirewall {
     const problems: string[] = []
     for (const name of [CHAIN_PREROUTING, CHAIN_POSTROUTING] as const) {
       const listed = await this.#kernel.chain(name)
-      problems.push(...baseChainProblems(name, listed?.chain, listed?.rules ?? []).problems)
+      problems.push(...baseChainProblems(name, listed?.chain, listed?.rules ?? [], this.#guardLog).problems)
     }
     return problems
   }
@@ -778,7 +870,10 @@ export class VmFirewall {
       // policy is drift for sure; the dispatch is checked against the view (exact).
       drift = fresh()
       if (memo.key !== key) drift.changed.push(`rule:${c.chains.out}`, `rule:${c.chains.in}`)
-      if (!keep) dispatchDrift((await this.#view.maps()) ?? { [MAP_FROM_VM]: new Map(), [MAP_TO_VM]: new Map() }, c, d.attached, drift)
+      if (!keep) {
+        const view = await this.#view.current()
+        dispatchDrift(view.maps ?? { [MAP_FROM_VM]: new Map(), [MAP_TO_VM]: new Map() }, c, d.attached, drift, view.sets ?? null)
+      }
       if (drift.missing.length || drift.extra.length || drift.changed.length) drift.status = 'changed'
       if (checkTable && this.#tableOkEpoch !== epoch) {
         const table = await this.tableProblems()
@@ -840,7 +935,7 @@ export class VmFirewall {
     const repairs: NftCommand[] = []
     for (const name of [CHAIN_PREROUTING, CHAIN_POSTROUTING] as const) {
       const listed = await this.#kernel.chain(name)
-      if (!listed || !baseChainProblems(name, listed.chain, listed.rules).recreate) continue
+      if (!listed || !baseChainProblems(name, listed.chain, listed.rules, this.#guardLog).recreate) continue
       repairs.push({ flush: { chain: { family: FAMILY, table: this.table, name } } }, { delete: { chain: { family: FAMILY, table: this.table, name } } })
     }
     return repairs
