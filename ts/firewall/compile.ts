@@ -7,7 +7,8 @@ import { addDropLogging, ruleLogChoices, type ResolvedLogDrops } from './log-dro
 import { mergeRules } from './merge.js'
 import type { AppliedRule, ConntrackMode, Degradation, FirewallCapabilities, VmApplyResult } from './model.js'
 import type { NormalizedRule, NormalizedVm } from './validate.js'
-import { ruleComment, vmChainNames, type RuleKind, type VmIdentity } from './layout.js'
+import { vmChainNames, type RuleKind, type VmIdentity } from './layout.js'
+import { internRule } from './rule-identity.js'
 
 // The layout's names and writers, for callers that know them from here.
 export * from './layout.js'
@@ -49,9 +50,9 @@ const COUNTER: NftStatement = { counter: { packets: 0, bytes: 0 } }
 /** `left != a`, `left != b`, ...: "not one of" without an anonymous set (see SHARED_SETS for why). */
 const noneOf = (left: NftExpression, items: string[]): NftStatement[] => items.map((i) => match(left, i, '!='))
 
+/** A rule's comment hashes its body: its matches and verdict, without the counter. */
 function rule(kind: RuleKind, tag: string, expr: NftExpr[], verdict: NftExpr): CompiledRule {
-  const body = [...expr, verdict]
-  return { comment: ruleComment(kind, body, tag), expr: [...expr, COUNTER, verdict] }
+  return internRule(kind, tag, [...expr, verdict], (comment) => ({ comment, expr: [...expr, COUNTER, verdict] }))
 }
 
 function addrMatch(c: Cidr, dir: 'saddr' | 'daddr'): NftExpr {

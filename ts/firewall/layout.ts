@@ -4,6 +4,7 @@
 import { createHash } from 'node:crypto'
 import type { NftablesJson, NftCommand, NftDataType, NftExpression } from '../schema.js'
 import type { CompiledRule, CompiledVm } from './compile.js'
+import { ruleComment } from './rule-identity.js'
 import { guardLogPrefix } from './log-drops.js'
 import { mapElements } from './map-elements.js'
 import type { VmInventoryEntry } from './model.js'
@@ -260,11 +261,8 @@ export function vmChainNames(vmId: string): { out: string; in: string } {
 
 export type RuleKind = 'r' | 'm' | 'b' | 'd'
 
-/** `<kind>:<hash8 of the rule's body>:<tag>`: r = a user rule (tag: rule id), m = its reply or REJECT answer
- *  rule, b = a built-in rule (tag: its name), d = the VM's default action (tag: vmId). */
-export function ruleComment(kind: RuleKind, body: unknown, tag: string): string {
-  return `${kind}:${createHash('sha256').update(JSON.stringify(body)).digest('hex').slice(0, 8)}:${tag}`
-}
+export { ruleComment }
+
 
 /** Parses a comment written by `ruleComment()`. */
 export function parseComment(comment: unknown): { kind: 'r' | 'm' | 'b' | 'd'; hash: string; tag: string } | undefined {

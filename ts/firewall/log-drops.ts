@@ -4,8 +4,8 @@
 // The limit sits on the log rule only: over the rate the packet is still dropped, just not logged. The log
 // prefix names the VM's chain, the path and the rule, so `blocked()` events say which rule blocked what.
 // Pure: no I/O.
-import { createHash } from 'node:crypto'
 import type { NftStatement } from '../schema.js'
+import { internRule } from './rule-identity.js'
 import type { CompiledRule, CompiledVm } from './compile.js'
 import { FirewallValidationError } from './errors.js'
 
@@ -131,8 +131,7 @@ function logRule(chain: string, r: CompiledRule, o: ResolvedLogDrops, choices: R
     { limit: { rate: o.rate, burst: o.burst, per: o.per } },
     { log: { prefix: logPrefix(chain, kind, tag), group: o.group } },
   ]
-  const h = createHash('sha256').update(JSON.stringify(expr)).digest('hex').slice(0, 8)
-  return { comment: `l:${h}:${tag}`, expr }
+  return internRule('l', tag, expr, (comment) => ({ comment, expr }))
 }
 
 /** The compiled VM with a log rule in front of each drop path `o` (or, without it, a rule's own `log: true`)

@@ -133,9 +133,21 @@ function statement(st: NftStatement): string {
 /** A rule's statements and comment, as written after `add rule <family> <table> <chain>` or inside a chain block. */
 function ruleBody(o: Loose): string {
   if (!Array.isArray(o.expr) || o.expr.length === 0) return fail()
-  let text = ''
-  for (const st of o.expr as NftStatement[]) text += (text ? ' ' : '') + statement(st)
+  const text = statements(o.expr as NftStatement[])
   return o.comment === undefined ? text : `${text} comment ${q(o.comment)}`
+}
+
+/** Statements already written, by expression list: frozen lists only (compile.ts interns and freezes its rules,
+ *  which VMs share), since nothing can change those. */
+const WRITTEN = new WeakMap<readonly NftStatement[], string>()
+
+function statements(expr: readonly NftStatement[]): string {
+  let text = WRITTEN.get(expr)
+  if (text !== undefined) return text
+  text = ''
+  for (const st of expr) text += (text ? ' ' : '') + statement(st)
+  if (Object.isFrozen(expr)) WRITTEN.set(expr, text)
+  return text
 }
 
 function elements(o: Loose): string[] {

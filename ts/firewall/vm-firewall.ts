@@ -2,6 +2,7 @@
 import type { Nft } from '../nft.js'
 import type { NftCommand } from '../schema.js'
 import { FirewallError, FirewallValidationError, isNotFound } from './errors.js'
+import { rulesFingerprint } from './rule-identity.js'
 import { compileVm, vmIdentity, type CompiledRule, type CompiledVm } from './compile.js'
 import {
   CHAIN_POSTROUTING,
@@ -330,7 +331,7 @@ export class VmFirewall {
     // Issue 15: chains found or written exactly so in this view epoch (nobody else committed since) are not
     // rewritten: a change of identity or dispatch alone is then a change of set elements only.
     const memo = this.#verified.get(compiled.vmId)
-    const key = JSON.stringify([compiled.out, compiled.in])
+    const key = rulesFingerprint(compiled.out, compiled.in)
     const known = memo && memo.key === key && create.length === 0 && also.length === 0 ? memo.epoch : undefined
     const chainsKnown = () => known !== undefined && known === this.#view.epoch
     this.#forget(compiled.vmId) // issue 14: what verify found of it no longer holds
@@ -776,7 +777,7 @@ export class VmFirewall {
 
   /** Our write of `c` committed and nobody else's since `epoch` (still the view's): its chains are as compiled. */
   #wrote(c: CompiledVm, epoch: number): void {
-    if (this.#view.epoch === epoch && !this.#kernel.dryRun) this.#verified.set(c.vmId, { epoch, key: JSON.stringify([c.out, c.in]), defaultAction: c.result.defaultAction })
+    if (this.#view.epoch === epoch && !this.#kernel.dryRun) this.#verified.set(c.vmId, { epoch, key: rulesFingerprint(c.out, c.in), defaultAction: c.result.defaultAction })
   }
 
   /** Drops what was verified of one VM (of all, without a vmId): a write of ours may change it. */
@@ -859,7 +860,7 @@ export class VmFirewall {
   async #driftOrKnown(d: Decided, checkTable: boolean): Promise<{ drift: VmDrift; tableBroken: boolean }> {
     const c = d.compiled
     const keep = typeof d.attach === 'object'
-    const key = JSON.stringify([c.out, c.in])
+    const key = rulesFingerprint(c.out, c.in)
     const fresh = (): VmDrift => ({ vmId: c.vmId, chains: c.chains, status: 'ok', missing: [], extra: [], changed: [] })
     await this.#view.current()
     let epoch = this.#view.epoch
