@@ -3,10 +3,10 @@
 // with their anonymous verdict map, every VM's chains, rules and elements) leaves what libnftables leaves for the
 // same commands. Proof by listing two tables of a throwaway namespace, one written each way: `nft -j list table`
 // (handles, table names and the order of hash-set elements aside) and the kernel's own expression dump of every
-// chain. Then the failure path (one transaction: nothing is left).
-import { beforeAll, describe, expect, it } from 'vitest'
+// chain. Then the failure path (one transaction: nothing is left) and VmFirewall.sync's use of it.
+import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest'
 import { Nft } from '../../ts/index.js'
-import { type FirewallCapabilities, type FirewallRuleInput, type VmSpec } from '../../ts/firewall/index.js'
+import { VmFirewall, type FirewallCapabilities, type FirewallRuleInput, type VmSpec } from '../../ts/firewall/index.js'
 import { compileVm, type CompiledVm } from '../../ts/firewall/compile.js'
 import { FirewallKernel } from '../../ts/firewall/kernel.js'
 import { MAP_FROM_VM, parseTable, tableCommands } from '../../ts/firewall/layout.js'
@@ -25,6 +25,9 @@ useNetnsNft((n, f) => ([ns, nft] = [n, f]))
 
 beforeAll(async () => {
   caps = await new FirewallKernel(nft, 'probe').capabilities()
+})
+afterEach(() => {
+  vi.restoreAllMocks()
 })
 
 let n = 0
@@ -201,5 +204,32 @@ describe('failures of the bulk batch', () => {
     ]) {
       expect(encodeBatch(t, [cmd]), JSON.stringify(cmd)).toBeUndefined()
     }
+  })
+})
+
+describe('VmFirewall.sync into an absent table', () => {
+  it('writes the whole table as one lean batch; the result is what libnftables writes, and stays in use', async () => {
+    const lean = vi.spyOn(nft, 'commitBatch')
+    const fw = new VmFirewall(nft, { table: 'fw_lean', logDrops: true })
+    const res = await fw.sync(SPECS)
+    expect(res.added.sort()).toEqual(SPECS.map((s) => s.vmId).sort())
+    expect(lean).toHaveBeenCalledTimes(1)
+    // The engine's view of the table it wrote is exact: a VM apply right after takes the lean path too.
+    const changed = SPECS.map((s, i) => (i === 1 ? { ...s, defaultAction: 'drop' as const } : s))
+    await fw.applyVm(changed[1]!)
+    expect(lean).toHaveBeenCalledTimes(2)
+    // leanWrites: false writes the same sync through libnftables.
+    const off = new VmFirewall(nft, { table: 'fw_lib', logDrops: true, leanWrites: false })
+    await off.sync(changed)
+    expect(lean).toHaveBeenCalledTimes(2)
+    expectSame('fw_lib', 'fw_lean')
+    // Another instance finds no drift in the lean table.
+    const verify = await new VmFirewall(nft, { table: 'fw_lean', logDrops: true }).verify(changed)
+    expect(verify.vms.filter((v) => v.status !== 'ok')).toEqual([])
+    expect(verify.ok).toBe(true)
+    // A second sync over the existing table goes through libnftables (the lean bulk path is for an absent table).
+    await fw.sync(changed.slice(0, 2))
+    expect(lean).toHaveBeenCalledTimes(2)
+    expect((await new VmFirewall(nft, { table: 'fw_lean', logDrops: true }).verify(changed.slice(0, 2))).ok).toBe(true)
   })
 })
