@@ -55,50 +55,125 @@ const fail = (): never => {
 
 // ---- attribute writer ----
 
-type Attr = Buffer
+/** The batch's bytes, written in place (a bulk sync is ~55,000 messages: no buffer per attribute). */
+class Writer {
+  buf = Buffer.allocUnsafe(1 << 20)
+  at = 0
 
-function attr(type: number, payload: Buffer): Attr {
-  const head = Buffer.alloc(4)
-  const len = 4 + payload.length
-  if (len > 0xffff) fail() // nla_len is 16 bits (element lists are split before they get there)
-  if (LITTLE) {
-    head.writeUInt16LE(len, 0)
-    head.writeUInt16LE(type, 2)
-  } else {
-    head.writeUInt16BE(len, 0)
-    head.writeUInt16BE(type, 2)
+  room(n: number): void {
+    if (this.at + n <= this.buf.length) return
+    const next = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.at + n))
+    this.buf.copy(next, 0, 0, this.at)
+    this.buf = next
   }
-  const pad = (4 - (payload.length % 4)) % 4
-  return pad ? Buffer.concat([head, payload, Buffer.alloc(pad)]) : Buffer.concat([head, payload])
+
+  /** An attribute header at `at` (nla_len is 16 bits). */
+  head(at: number, len: number, type: number): void {
+    if (len > 0xffff) fail()
+    if (LITTLE) {
+      this.buf.writeUInt16LE(len, at)
+      this.buf.writeUInt16LE(type, at + 2)
+    } else {
+      this.buf.writeUInt16BE(len, at)
+      this.buf.writeUInt16BE(type, at + 2)
+    }
+  }
+
+  pad(): void {
+    while (this.at % 4) this.buf[this.at++] = 0
+  }
+
+  attr(type: number, payload: Buffer): void {
+    this.room(payload.length + 8)
+    this.head(this.at, 4 + payload.length, type)
+    payload.copy(this.buf, this.at + 4)
+    this.at += 4 + payload.length
+    this.pad()
+  }
+
+  str(type: number, s: string): void {
+    const n = Buffer.byteLength(s)
+    this.room(n + 8)
+    this.head(this.at, 5 + n, type)
+    this.buf.write(s, this.at + 4)
+    this.buf[this.at + 4 + n] = 0
+    this.at += 5 + n
+    this.pad()
+  }
+
+  be32(type: number, n: number): void {
+    this.room(8)
+    this.head(this.at, 8, type)
+    this.buf.writeInt32BE(n | 0, this.at + 4)
+    this.at += 8
+  }
+
+  be64(type: number, n: number): void {
+    this.room(12)
+    this.head(this.at, 12, type)
+    this.buf.writeBigUInt64BE(BigInt(n), this.at + 4)
+    this.at += 12
+  }
+
+  /** Starts a nest (or a message): its header is written by `end`. */
+  begin(size = 4): number {
+    this.room(size)
+    const start = this.at
+    this.at += size
+    return start
+  }
+
+  end(start: number, type: number): void {
+    this.head(start, this.at - start, type | NESTED)
+  }
 }
-const nest = (type: number, attrs: Attr[]): Attr => attr(type | NESTED, Buffer.concat(attrs))
-const str = (type: number, s: string): Attr => attr(type, Buffer.from(`${s}\0`))
-const be32 = (type: number, n: number): Attr => {
-  const b = Buffer.alloc(4)
-  b.writeInt32BE(n | 0, 0)
-  return attr(type, b)
-}
-const be64 = (type: number, n: number): Attr => {
-  const b = Buffer.alloc(8)
-  b.writeBigUInt64BE(BigInt(n), 0)
-  return attr(type, b)
-}
+
+/** An attribute (or a message), written when the batch is. */
+type Attr = (w: Writer) => void
+
+const attr = (type: number, payload: Buffer): Attr => (w) => w.attr(type, payload)
+const nest =
+  (type: number, attrs: Attr[]): Attr =>
+  (w) => {
+    const start = w.begin()
+    for (const a of attrs) a(w)
+    w.end(start, type)
+  }
+const str = (type: number, s: string): Attr => (w) => w.str(type, s)
+const be32 = (type: number, n: number): Attr => (w) => w.be32(type, n)
+const be64 = (type: number, n: number): Attr => (w) => w.be64(type, n)
 /** NFTA_DATA_VALUE inside a nest. */
-const data = (type: number, value: Buffer): Attr => nest(type, [attr(1, value)])
-
-function message(type: number, flags: number, attrs: Attr[]): Buffer {
-  const body = Buffer.concat([Buffer.from([NFPROTO_BRIDGE, 0, 0, 0]), ...attrs])
-  const head = Buffer.alloc(16)
-  if (LITTLE) {
-    head.writeUInt32LE(16 + body.length, 0)
-    head.writeUInt16LE(type, 4)
-    head.writeUInt16LE(flags, 6)
-  } else {
-    head.writeUInt32BE(16 + body.length, 0)
-    head.writeUInt16BE(type, 4)
-    head.writeUInt16BE(flags, 6)
+const data =
+  (type: number, value: Buffer): Attr =>
+  (w) => {
+    const start = w.begin()
+    w.attr(1, value)
+    w.end(start, type)
   }
-  return Buffer.concat([head, body])
+
+/** Writes one message's header (port, sequence and flags the binding completes) and `nfgenmsg`, then `body`. */
+function writeMessage(w: Writer, type: number, flags: number, body: (w: Writer) => void): void {
+  const start = w.begin(20)
+  w.buf.fill(0, start + 8, start + 20)
+  w.buf[start + 16] = NFPROTO_BRIDGE
+  body(w)
+  const len = w.at - start
+  if (LITTLE) {
+    w.buf.writeUInt32LE(len, start)
+    w.buf.writeUInt16LE(type, start + 4)
+    w.buf.writeUInt16LE(flags, start + 6)
+  } else {
+    w.buf.writeUInt32BE(len, start)
+    w.buf.writeUInt16BE(type, start + 4)
+    w.buf.writeUInt16BE(flags, start + 6)
+  }
+}
+
+function message(type: number, flags: number, attrs: Attr[]): Attr {
+  return (w) =>
+    writeMessage(w, type, flags, () => {
+      for (const a of attrs) a(w)
+    })
 }
 
 // ---- expressions (one nest each: name, then its data) ----
@@ -204,7 +279,7 @@ interface Ctx {
 interface Batch {
   table: string
   setId: number
-  pre: Buffer[]
+  pre: Attr[]
 }
 
 const u8 = (n: unknown, max = 255): Buffer => (typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= max ? Buffer.from([n]) : fail())
@@ -650,32 +725,31 @@ const ID_KEYS: Record<string, { type: number; len: number }> = {
   ipv6_addr: { type: concatType(TYPE.ifname, TYPE.ipv6_addr), len: IFNAMSIZ + 16 },
 }
 
-/** Room for NFTA_SET_ELEM_LIST_ELEMENTS (its length is 16 bits): longer lists go in several messages. */
+/** Room for NFTA_SET_ELEM_LIST_ELEMENTS (its length is 16 bits), with room for one more element of any size
+ *  spelt here: a longer list goes on in another message. */
 const ELEMENTS_ROOM = 0xffff - 1024
 
 /** Element-list messages (`head`: table, set and maybe its id), each element a nest of `attrs`; numbered from 1
  *  as libnftnl numbers them, split into several messages when one would not hold them. */
-function elementMessages(type: number, flags: number, head: Attr[], elems: Attr[][]): Buffer[] {
-  const out: Buffer[] = []
-  let list: Attr[] = []
-  let size = 0
-  for (const e of elems) {
-    const item = nest(list.length + 1, e)
-    if (size + item.length > ELEMENTS_ROOM && list.length > 0) {
-      out.push(message(type, flags, [...head, nest(3, list)]))
-      list = []
-      size = 0
-    }
-    list.push(list.length === 0 ? nest(1, e) : item)
-    size += item.length
-  }
-  if (list.length > 0) out.push(message(type, flags, [...head, nest(3, list)]))
-  return out
+function elementMessages(type: number, flags: number, head: Attr[], elems: Attr[][]): Attr[] {
+  return [
+    (w) => {
+      let i = 0
+      while (i < elems.length) {
+        writeMessage(w, type, flags, () => {
+          for (const a of head) a(w)
+          const list = w.begin()
+          for (let n = 1; i < elems.length && w.at - list < ELEMENTS_ROOM; n++, i++) nest(n, elems[i]!)(w)
+          w.end(list, 3)
+        })
+      }
+    },
+  ]
 }
 
 /** `add set` / `add map` of the layout (setCommands, tableCommands): a shared set with its elements, an identity
  *  set, a tap set with its per-element counter, or a dispatch map. */
-function encodeSet(kind: 'set' | 'map', o: Record<string, unknown>, t: Attr, b: Batch, flags: number): Buffer[] {
+function encodeSet(kind: 'set' | 'map', o: Record<string, unknown>, t: Attr, b: Batch, flags: number): Attr[] {
   const setName = typeof o.name === 'string' && CHAIN_NAME.test(o.name) && !o.name.startsWith('__') ? o.name : fail()
   const id = ++b.setId
   const head = [t, str(2, setName)]
@@ -709,7 +783,7 @@ function encodeSet(kind: 'set' | 'map', o: Record<string, unknown>, t: Attr, b: 
 const HOOKS: Record<string, number> = { prerouting: 0, input: 1, forward: 2, output: 3, postrouting: 4 }
 const POLICY: Record<string, number> = { drop: 0, accept: 1 }
 
-function encodeCommand(b: Batch, cmd: unknown): Buffer[] {
+function encodeCommand(b: Batch, cmd: unknown): Attr[] {
   const table = b.table
   if (cmd === null || typeof cmd !== 'object') return fail()
   const verbs = Object.keys(cmd)
@@ -787,9 +861,9 @@ export function encodeBatch(table: string, commands: readonly unknown[]): Buffer
   if (commands.length === 0) return undefined
   const b: Batch = { table, setId: 0, pre: [] }
   try {
-    const out: Buffer[] = []
-    for (const c of commands) for (const m of encodeCommand(b, c)) out.push(m)
-    return Buffer.concat(out)
+    const w = new Writer()
+    for (const c of commands) for (const m of encodeCommand(b, c)) m(w)
+    return w.buf.subarray(0, w.at)
   } catch (e) {
     if (e instanceof Unencodable) return undefined
     throw e
