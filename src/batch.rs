@@ -3,10 +3,19 @@
 //! The caller (the TypeScript encoder) hands over the messages of one transaction; this module checks each
 //! of them before anything is sent: a well-formed netlink message of the nf_tables subsystem, of one of the
 //! few kinds a VM's chains need (a regular chain, a chain's flush, a rule, verdict-map elements added or
-//! deleted), in the bridge family, naming exactly the caller's table. Nothing else can reach the kernel
-//! through here, whatever the buffer holds. The messages are then wrapped in a batch (begin, messages,
-//! end), each asks for an acknowledgement, and the acknowledgements say whether the kernel committed and,
-//! if not, which message it refused and why (its errno).
+//! deleted) or a table's creation needs (the table itself, its base chains, its sets and maps; issue 14's
+//! bulk sync into an absent table), in the bridge family, naming exactly the caller's table. Nothing else
+//! can reach the kernel through here, whatever the buffer holds: nothing is ever deleted but rules (a
+//! chain's flush) and elements, and no other table or family is touched. The messages are then wrapped in
+//! a batch (begin, messages, end).
+//!
+//! Only the last message asks for an acknowledgement (as libnftables, which asks for none, the kernel
+//! reports every refused message anyway): a bulk batch of tens of thousands of messages then costs one
+//! acknowledgement, not one receive call per message. The kernel queues its answers in message order,
+//! after a refusal of the batch as a whole, so once the last message's acknowledgement is read the outcome
+//! is known: committed if no message and not the batch was refused, else the first refused message and
+//! its errno. The receive buffer is sized for one refusal per message all the same (as libnftables sizes
+//! it: 1 KiB a message), so a batch refused everywhere does not overflow it.
 //!
 //! The kernel handles a batch while `sendmsg` runs (netlink to the kernel is synchronous), so every
 //! acknowledgement is queued by the time the send returns; the receive timeout only bounds a pathological
@@ -24,23 +33,27 @@ const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
 const NFNL_MSG_BATCH_END: u16 = 0x11;
 /// The message kinds a batch may hold (linux/netfilter/nf_tables.h).
+const NFT_MSG_NEWTABLE: u16 = 0;
 const NFT_MSG_NEWCHAIN: u16 = 3;
 const NFT_MSG_NEWRULE: u16 = 6;
 const NFT_MSG_DELRULE: u16 = 8;
+const NFT_MSG_NEWSET: u16 = 9;
 const NFT_MSG_NEWSETELEM: u16 = 12;
 const NFT_MSG_DELSETELEM: u16 = 14;
-/// The table attribute is type 1 in chain, rule and element-list messages alike.
+/// The table attribute is type 1 in table (its name), chain, rule, set and element-list messages alike.
 const NFTA_TABLE: u16 = 1;
-/// `NFTA_CHAIN_HOOK`: only base chains have one; a batch may create regular chains only.
-const NFTA_CHAIN_HOOK: u16 = 4;
+/// `NFTA_TABLE_FLAGS`: a created table may carry none (no dormant table, no table owned by this socket,
+/// which the kernel would delete when the socket closes).
+const NFTA_TABLE_FLAGS: u16 = 2;
 const NFPROTO_BRIDGE: u8 = 7;
 /// Request flags a message may carry besides REQUEST and ACK (which are set here).
 const ALLOWED_FLAGS: u16 = (libc::NLM_F_CREATE | libc::NLM_F_EXCL | libc::NLM_F_APPEND) as u16;
 /// `NFT_NAME_MAXLEN` with its NUL.
 const NAME_MAX: usize = 256;
-/// Bounds that no VM's batch comes near; a larger buffer is refused before anything is read into the socket.
-const MAX_BYTES: usize = 16 << 20;
-const MAX_MESSAGES: usize = 100_000;
+/// Bounds well above a bulk sync's batch (1000 VMs x 50 rules: ~55,000 messages, ~15 MB); a larger buffer
+/// is refused before anything is read into the socket.
+const MAX_BYTES: usize = 128 << 20;
+const MAX_MESSAGES: usize = 1_000_000;
 const RECV_BUFFER: usize = 64 * 1024;
 const RECV_TIMEOUT: Duration = Duration::from_secs(10);
 /// Receive room per acknowledgement (its skb's true size, generously).
@@ -97,9 +110,11 @@ pub fn validate(buffer: &[u8], table: &str) -> Result<Vec<(usize, usize)>, Nativ
     }
     let kind = kind & 0xff;
     if ![
+      NFT_MSG_NEWTABLE,
       NFT_MSG_NEWCHAIN,
       NFT_MSG_NEWRULE,
       NFT_MSG_DELRULE,
+      NFT_MSG_NEWSET,
       NFT_MSG_NEWSETELEM,
       NFT_MSG_DELSETELEM,
     ]
@@ -125,8 +140,8 @@ pub fn validate(buffer: &[u8], table: &str) -> Result<Vec<(usize, usize)>, Nativ
           return Err(bad(&format!("names another table than {table}")));
         }
       }
-      if kind == NFT_MSG_NEWCHAIN && attr == NFTA_CHAIN_HOOK {
-        return Err(bad("base chains are not allowed"));
+      if kind == NFT_MSG_NEWTABLE && attr == NFTA_TABLE_FLAGS && payload.iter().any(|&b| b != 0) {
+        return Err(bad("table flags are not allowed"));
       }
     }
     // The walk stops at the first malformed attribute; the last one may end without padding.
@@ -142,8 +157,8 @@ pub fn validate(buffer: &[u8], table: &str) -> Result<Vec<(usize, usize)>, Nativ
   Ok(spans)
 }
 
-/// The datagram sent: begin, the messages (with REQUEST|ACK, sequence numbers `seq + 1 + i`, port 0), end
-/// (left out for a dry run: the kernel then checks the batch, acknowledges each message and aborts).
+/// The datagram sent: begin, the messages (with REQUEST, the last one also with ACK, sequence numbers
+/// `seq + 1 + i`, port 0), end (left out for a dry run: the kernel then checks the batch, answers and aborts).
 fn datagram(buffer: &[u8], spans: &[(usize, usize)], seq: u32, dry_run: bool) -> Vec<u8> {
   let delimiter = |kind: u16, seq: u32| {
     let mut m = vec![0u8; NLMSG_HDRLEN + NFGENMSG_LEN];
@@ -161,7 +176,12 @@ fn datagram(buffer: &[u8], spans: &[(usize, usize)], seq: u32, dry_run: bool) ->
     let start = out.len();
     out.extend_from_slice(&buffer[at..at + len]);
     out.resize(start + align4(len), 0);
-    let flags = u16_at(&out, start + 6).unwrap_or(0) | (libc::NLM_F_REQUEST | libc::NLM_F_ACK) as u16;
+    let ack = if i + 1 == spans.len() {
+      libc::NLM_F_ACK as u16
+    } else {
+      0
+    };
+    let flags = (u16_at(&out, start + 6).unwrap_or(0) & !(libc::NLM_F_ACK as u16)) | libc::NLM_F_REQUEST as u16 | ack;
     out[start + 6..start + 8].copy_from_slice(&flags.to_ne_bytes());
     out[start + 8..start + 12].copy_from_slice(&seq.wrapping_add(1 + i as u32).to_ne_bytes());
     out[start + 12..start + 16].copy_from_slice(&0u32.to_ne_bytes());
@@ -183,21 +203,27 @@ enum Failure {
   Malformed(&'static str),
 }
 
-/// What the acknowledgements of one datagram say, added to `state`: acks seen per message, and the
-/// first refusal. `Some` once the outcome is known.
-#[derive(Default)]
+/// What the answers to one batch say, read datagram by datagram: the first refused message, and whether the
+/// last message's acknowledgement (the end of the answers) was read. `Some` once the outcome is known.
 struct Acks {
-  seen: Vec<bool>,
-  count: usize,
+  messages: usize,
   first_error: Option<(usize, i32)>,
 }
 
 impl Acks {
+  fn new(messages: usize) -> Self {
+    Self {
+      messages,
+      first_error: None,
+    }
+  }
+
   fn read(&mut self, datagram: &[u8], seq: u32) -> Option<Result<(), Failure>> {
     let messages = match whole_messages(datagram) {
       Ok(messages) => messages,
       Err(what) => return Some(Err(Failure::Malformed(what))),
     };
+    let mut done = false;
     for message in messages {
       if message.kind != libc::NLMSG_ERROR as u16 {
         continue;
@@ -207,23 +233,23 @@ impl Acks {
       };
       let offset = message.seq.wrapping_sub(seq);
       if offset == 0 {
-        // The batch itself (its begin message) was refused: no message was looked at.
+        // The batch itself (its begin message) was refused, or its commit failed.
         return Some(Err(Failure::Kernel {
           errno: -error,
           index: None,
         }));
       }
       let index = offset as usize - 1;
-      if index >= self.seen.len() || self.seen[index] {
-        continue; // another request's, or a repeat
+      if index >= self.messages {
+        continue; // another request's
       }
-      self.seen[index] = true;
-      self.count += 1;
       if error != 0 && self.first_error.is_none_or(|(i, _)| index < i) {
         self.first_error = Some((index, -error));
       }
+      // The last message's answer comes last: everything the kernel had to say about the batch is read.
+      done |= index + 1 == self.messages;
     }
-    if self.count < self.seen.len() {
+    if !done {
       return None;
     }
     Some(match self.first_error {
@@ -254,10 +280,7 @@ fn talk(socket: &Socket, datagram: &[u8], seq: u32, messages: usize) -> Result<(
     .buffers(datagram.len() + 64 * 1024, (messages + 2) * ACK_ROOM + RECV_BUFFER)
     .map_err(io)?;
   socket.send(datagram).map_err(io)?;
-  let mut acks = Acks {
-    seen: vec![false; messages],
-    ..Acks::default()
-  };
+  let mut acks = Acks::new(messages);
   let mut buffer = vec![0u8; RECV_BUFFER];
   loop {
     let Some(received) = socket.recv(&mut buffer).map_err(io)? else {
@@ -319,6 +342,8 @@ mod tests {
   use super::*;
   use crate::netlink::build::{attr, message};
 
+  const NESTED: u16 = 0x8000;
+
   fn rule(table: &str) -> Vec<u8> {
     let mut m = message(
       NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_NEWRULE,
@@ -360,13 +385,6 @@ mod tests {
     assert!(code(validate(&deltable, "t")).contains("type 2 is not allowed"));
     let ipset = message(6 << 8 | NFT_MSG_NEWRULE, 0, NFPROTO_BRIDGE, &[attr(1, b"t\0")]);
     assert!(code(validate(&ipset, "t")).contains("not an nf_tables message"));
-    let base = message(
-      NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_NEWCHAIN,
-      0,
-      NFPROTO_BRIDGE,
-      &[attr(1, b"t\0"), attr(4, &[0; 8])],
-    );
-    assert!(code(validate(&base, "t")).contains("base chains"));
   }
 
   #[test]
@@ -429,10 +447,24 @@ mod tests {
     assert_eq!(all[0].body, &[0, 0, 0, 10]);
     assert_eq!((all[1].seq, all[2].seq, all[3].seq), (101, 102, 103));
     assert_eq!(all[3].kind, NFNL_MSG_BATCH_END);
-    let flags = u16_at(&d, 20 + 6).unwrap();
+    // Only the last message asks for an acknowledgement (one given by the caller is dropped elsewhere).
+    let flags = |i: usize| u16_at(&d, 20 + i * rule("t").len() + 6).unwrap();
     assert_eq!(
-      flags,
+      flags(0),
+      (libc::NLM_F_REQUEST | libc::NLM_F_CREATE | libc::NLM_F_APPEND) as u16
+    );
+    assert_eq!(
+      flags(1),
       (libc::NLM_F_REQUEST | libc::NLM_F_ACK | libc::NLM_F_CREATE | libc::NLM_F_APPEND) as u16
+    );
+    let mut acked = rule("t");
+    acked[6..8].copy_from_slice(&((libc::NLM_F_CREATE | libc::NLM_F_ACK) as u16).to_ne_bytes());
+    acked.extend(rule("t"));
+    let spans = validate(&acked, "t").unwrap();
+    let d = datagram(&acked, &spans, 100, false);
+    assert_eq!(
+      u16_at(&d, 20 + 6).unwrap(),
+      (libc::NLM_F_REQUEST | libc::NLM_F_CREATE) as u16
     );
   }
 
@@ -448,30 +480,38 @@ mod tests {
 
   #[test]
   fn acknowledgements_give_the_outcome_and_the_first_refused_message() {
-    let mut acks = Acks {
-      seen: vec![false; 3],
-      ..Acks::default()
-    };
-    assert_eq!(acks.read(&ack(11, 0), 10), None);
+    // Three messages from sequence 11: refusals of 13 and 12 arrive, then the last one's (13) answer ends it.
+    let mut acks = Acks::new(3);
     assert_eq!(acks.read(&ack(7, libc::EPERM), 10), None, "another request's");
-    let mut rest = ack(13, libc::ENOENT);
-    rest.extend(ack(12, libc::EEXIST));
     assert_eq!(
-      acks.read(&rest, 10),
+      acks.read(&ack(12, libc::EEXIST), 10),
+      None,
+      "not the last message's answer yet"
+    );
+    assert_eq!(
+      acks.read(&ack(13, libc::ENOENT), 10),
       Some(Err(Failure::Kernel {
         errno: libc::EEXIST,
         index: Some(1)
       }))
     );
-    let mut ok = Acks {
-      seen: vec![false; 1],
-      ..Acks::default()
-    };
+    // In one datagram, in any order: the lowest refused index is reported.
+    let mut both = ack(13, libc::ENOENT);
+    both.extend(ack(12, libc::EEXIST));
+    assert_eq!(
+      Acks::new(3).read(&both, 10),
+      Some(Err(Failure::Kernel {
+        errno: libc::EEXIST,
+        index: Some(1)
+      }))
+    );
+    let mut ok = Acks::new(1);
     assert_eq!(ok.read(&ack(21, 0), 20), Some(Ok(())));
-    let mut whole = Acks {
-      seen: vec![false; 1],
-      ..Acks::default()
-    };
+    // Success answers of other messages (a caller's ACK flag) do not end the read.
+    let mut many = Acks::new(3);
+    assert_eq!(many.read(&ack(31, 0), 30), None);
+    assert_eq!(many.read(&ack(33, 0), 30), Some(Ok(())));
+    let mut whole = Acks::new(1);
     assert_eq!(
       whole.read(&ack(30, libc::EPERM), 30),
       Some(Err(Failure::Kernel {
@@ -479,5 +519,63 @@ mod tests {
         index: None
       }))
     );
+  }
+
+  fn msg(kind: u16, attrs: &[Vec<u8>]) -> Vec<u8> {
+    let mut m = message(NFNL_SUBSYS_NFTABLES << 8 | kind, 0, NFPROTO_BRIDGE, attrs);
+    m[6..8].copy_from_slice(&(libc::NLM_F_CREATE as u16).to_ne_bytes());
+    m
+  }
+
+  #[test]
+  fn a_table_its_base_chains_and_its_sets_may_be_created() {
+    let hook = attr(
+      NESTED | 4,
+      &[attr(1, &0u32.to_be_bytes()), attr(2, &(-150i32).to_be_bytes())].concat(),
+    );
+    let mut b = msg(NFT_MSG_NEWTABLE, &[attr(1, b"t\0"), attr(2, &[0; 4])]);
+    b.extend(msg(
+      NFT_MSG_NEWCHAIN,
+      &[
+        attr(1, b"t\0"),
+        attr(3, b"prerouting\0"),
+        attr(7, b"filter\0"),
+        attr(5, &1u32.to_be_bytes()),
+        hook.clone(),
+      ],
+    ));
+    b.extend(msg(
+      NFT_MSG_NEWSET,
+      &[
+        attr(1, b"t\0"),
+        attr(2, b"from_vm\0"),
+        attr(3, &8u32.to_be_bytes()),
+        attr(10, &1u32.to_be_bytes()),
+      ],
+    ));
+    assert_eq!(validate(&b, "t").unwrap().len(), 3);
+    // The same kinds for another table, or in another family, are refused.
+    for kind in [NFT_MSG_NEWTABLE, NFT_MSG_NEWCHAIN, NFT_MSG_NEWSET] {
+      let other = msg(kind, &[attr(1, b"other\0"), attr(3, b"x\0")]);
+      assert!(code(validate(&other, "t")).contains("names another table"), "{kind}");
+      let mut inet = msg(kind, &[attr(1, b"t\0"), attr(3, b"x\0")]);
+      inet[16] = 1;
+      assert!(code(validate(&inet, "t")).contains("bridge-family"), "{kind}");
+      let nameless = msg(kind, &[attr(3, b"x\0")]);
+      assert!(code(validate(&nameless, "t")).contains("exactly once"), "{kind}");
+    }
+    let base_elsewhere = msg(NFT_MSG_NEWCHAIN, &[attr(1, b"u\0"), attr(3, b"c\0"), hook]);
+    assert!(code(validate(&base_elsewhere, "t")).contains("names another table"));
+    // A table created dormant or owned by this socket is refused; deleting one still is.
+    let dormant = msg(NFT_MSG_NEWTABLE, &[attr(1, b"t\0"), attr(2, &1u32.to_be_bytes())]);
+    assert!(code(validate(&dormant, "t")).contains("table flags"));
+    for kind in [1u16, 2, 4, 5, 11] {
+      // GETTABLE, DELTABLE, GETCHAIN, DELCHAIN, DELSET
+      let m = msg(kind, &[attr(1, b"t\0"), attr(2, b"x\0")]);
+      assert!(
+        code(validate(&m, "t")).contains(&format!("type {kind} is not allowed")),
+        "{kind}"
+      );
+    }
   }
 }

@@ -72,8 +72,9 @@ describe('applyVm through the lean write', () => {
     const calls = spy()
     await fw.applyVm(spec(1)) // no init: the batch creates the table and its sets
     expect([calls.lean(), calls.lib()]).toEqual([0, 1])
-    // `also` commands outside the encoder (here an idempotent add of the table itself) send the whole batch the old way.
-    await fw.applyVm(spec(1), { also: [{ add: { table: { family: 'bridge', name: 'infinization' } } }] })
+    // `also` commands outside the encoder (here an idempotent add of a set of a type the layout has none of) send the
+    // whole batch the old way.
+    await fw.applyVm(spec(1), { also: [{ add: { set: { family: 'bridge', table: 'infinization', name: 'extra', type: 'ipv4_addr' } } }] })
     expect([calls.lean(), calls.lib()]).toEqual([0, 2])
     await fw.applyVm(spec(1))
     expect([calls.lean(), calls.lib()]).toEqual([1, 2])

@@ -245,7 +245,7 @@ describe('failures', () => {
     const r = (expr: unknown[]) => [{ add: { rule: { family: 'bridge', table: LEAN, chain: 'c', expr } } }]
     const m = (left: unknown, right: unknown, op = '==') => ({ match: { op, left, right } })
     for (const cmds of [
-      [{ add: { table: { family: 'bridge', name: LEAN } } }],
+      [{ add: { table: { family: 'bridge', name: LIB } } }], // another table (its own table: issue 14's bulk sync)
       [{ add: { chain: { family: 'bridge', table: LEAN, name: 'b', type: 'filter', hook: 'input', prio: 0 } } }],
       r([m({ meta: { key: 'iifname' } }, 'tap0'), { accept: null }]),
       r([m({ payload: { protocol: 'ip', field: 'saddr' } }, { set: ['10.0.0.1', '10.0.0.2'] }), { accept: null }]),
@@ -253,7 +253,7 @@ describe('failures', () => {
       r([m({ payload: { protocol: 'ip', field: 'saddr' } }, '10.0.0.1'), m({ payload: { protocol: 'ip6', field: 'saddr' } }, '::1'), { accept: null }]),
       r([{ counter: { packets: 5, bytes: 1 } }, { accept: null }]),
       r([{ limit: { rate: 1, burst: 0, per: 'second' } }, { accept: null }]),
-      r([{ jump: { target: 'x' } }]),
+      r([{ goto: { target: 'x' } }]), // (a jump is spelt: the guard's log chains, issue 14)
       [{ add: { element: { family: 'bridge', table: LEAN, name: 'other_map', elem: [['tap0', { jump: { target: 'c' } }]] } } }],
       [{ add: { rule: { family: 'bridge', table: LEAN, chain: 'c', comment: 'has "quotes"', expr: [{ accept: null }] } } }],
     ]) {

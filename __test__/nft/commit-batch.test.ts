@@ -13,7 +13,9 @@ beforeEach(async () => {
   await nft.run('flush ruleset\nadd table bridge t\nadd table bridge other')
 })
 
+const NEWTABLE = 0x0a00
 const NEWCHAIN = 0x0a03
+const NEWSET = 0x0a09
 const DELRULE = 0x0a08
 const NLM_F_CREATE = 0x400
 
@@ -25,6 +27,11 @@ function attr(type: number, payload: Buffer): Buffer {
   return Buffer.concat([head, payload, pad])
 }
 const str = (s: string): Buffer => Buffer.from(`${s}\0`)
+const be32 = (n: number): Buffer => {
+  const b = Buffer.alloc(4)
+  b.writeInt32BE(n, 0)
+  return b
+}
 
 /** One nf_tables message: header (host order), nfgenmsg (family), attributes. */
 function message(type: number, flags: number, attrs: Buffer[], family = 7): Buffer {
@@ -36,6 +43,9 @@ function message(type: number, flags: number, attrs: Buffer[], family = 7): Buff
   return Buffer.concat([head, body])
 }
 const addChain = (table: string, name: string, flags = NLM_F_CREATE): Buffer => message(NEWCHAIN, flags, [attr(1, str(table)), attr(3, str(name))])
+/** A set of inet_proto (type 12, 1 byte) keys. */
+const newSet = (table: string, name: string): Buffer =>
+  message(NEWSET, NLM_F_CREATE, [attr(1, str(table)), attr(2, str(name)), attr(3, be32(0)), attr(4, be32(12)), attr(5, be32(1)), attr(10, be32(1))])
 const flush = (table: string, chain: string): Buffer => message(DELRULE, 0, [attr(1, str(table)), attr(2, str(chain))])
 
 const chains = (): string => ns.exec('nft', ['list', 'chains', 'bridge'])
@@ -72,14 +82,33 @@ describe('commitBatch()', () => {
     expect((await rejection(nft.commitBatch('t', message(NEWCHAIN, NLM_F_CREATE, [attr(1, str('t')), attr(3, str('a'))], 1)))).code).toBe('BATCH_REFUSED')
     const delTable = message(0x0a02, 0, [attr(1, str('t'))])
     expect((await rejection(nft.commitBatch('t', delTable))).code).toBe('BATCH_REFUSED')
-    // A base chain (NFTA_CHAIN_HOOK) is not a VM chain.
-    const hook = Buffer.concat([attr(1 | 0x8000, Buffer.from([0, 0, 0, 0])), attr(2 | 0x8000, Buffer.from([0, 0, 0, 0]))])
-    expect((await rejection(nft.commitBatch('t', message(NEWCHAIN, NLM_F_CREATE, [attr(1, str('t')), attr(3, str('h')), attr(4 | 0x8000, hook)])))).code).toBe(
-      'BATCH_REFUSED',
-    )
+    // Issue 14: a base chain, a set, a table may be created, but only of the caller's table, and the table without flags.
+    const hook = Buffer.concat([attr(1, be32(0)), attr(2, be32(-150))])
+    const baseChain = (table: string) => message(NEWCHAIN, NLM_F_CREATE, [attr(1, str(table)), attr(3, str('h')), attr(7, str('filter')), attr(5, be32(1)), attr(4 | 0x8000, hook)])
+    expect((await rejection(nft.commitBatch('t', Buffer.concat([addChain('t', 'a'), baseChain('other')])))).code).toBe('BATCH_REFUSED')
+    expect((await rejection(nft.commitBatch('t', newSet('other', 's')))).code).toBe('BATCH_REFUSED')
+    expect((await rejection(nft.commitBatch('t', message(NEWTABLE, NLM_F_CREATE, [attr(1, str('t')), attr(2, be32(1))])))).code).toBe('BATCH_REFUSED')
     expect(thrown(() => nft.commitBatchSync('t', addChain('other', 'a'))).code).toBe('BATCH_REFUSED')
     expect(await nft.generation()).toBe(g)
     expect(chains()).not.toMatch(/chain/)
+  })
+
+  it("creates the caller's table, its base chains and its sets (issue 14: a sync into an absent table)", async () => {
+    await nft.run('delete table bridge t')
+    const g = await nft.generation()
+    const hook = Buffer.concat([attr(1, be32(0)), attr(2, be32(-150))])
+    await nft.commitBatch(
+      't',
+      Buffer.concat([
+        message(NEWTABLE, NLM_F_CREATE, [attr(1, str('t')), attr(2, be32(0))]),
+        message(NEWCHAIN, NLM_F_CREATE, [attr(1, str('t')), attr(3, str('pre')), attr(7, str('filter')), attr(5, be32(1)), attr(4 | 0x8000, hook)]),
+        newSet('t', 'protos'),
+      ]),
+    )
+    expect(await nft.generation()).toBe(g + 1)
+    const listed = ns.exec('nft', ['list', 'table', 'bridge', 't'])
+    expect(listed).toContain('type filter hook prerouting priority -150; policy accept;')
+    expect(listed).toMatch(/set protos \{\n\s+type inet_proto/)
   })
 
   it('refuses malformed buffers', async () => {

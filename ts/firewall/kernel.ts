@@ -49,9 +49,10 @@ export class FirewallKernel {
    *  then spells exactly the same batch), else as JSON. Text because libnftables 1.0.6 parses it faster (see
    *  render.ts); errors carry the same errno-based codes either way. The output of a write is never read. */
   async write(commands: NftCommand[], options: { lean?: boolean } = {}): Promise<NftablesJson> {
-    // Issue 15: `lean` (the caller knows the table and its sets exist): a batch the netlink encoder spells exactly
-    // (a VM's chains, rules and dispatch elements) goes to the kernel without libnftables. Same kernel errors,
-    // same errno codes; anything else (or a dry run) takes libnftables.
+    // Issue 15: `lean` (the caller knows the table and its sets exist, or issue 14: the batch creates them, a sync
+    // into an absent table): a batch the netlink encoder spells exactly (a VM's chains, rules and dispatch
+    // elements; the table, its sets and guard) goes to the kernel without libnftables. Same kernel errors, same
+    // errno codes; anything else (or a dry run) takes libnftables.
     if (options.lean && !this.dryRun) {
       const messages = encodeBatch(this.table, commands)
       if (messages) {

@@ -1,6 +1,10 @@
 // The lean write (issue 15): the commands of a VM apply — its chains added and flushed, their rules, the dispatch
 // elements added or deleted — lowered to the nf_tables netlink messages libnftables 1.0.6 sends for them, for
 // `Nft.commitBatch` to send without libnftables' per-call cache refresh and parse. Pure: no I/O.
+// Issue 14: also the table's creation, for a sync into an absent table (one bulk transaction): the table, its
+// base chains, the layout's shared sets (with their elements), the guard's identity and tap sets, the dispatch
+// maps, and the guard's rules (tap-set and identity lookups, the protocol dispatch through an anonymous verdict
+// map, the dispatch through the named maps, jumps to the log chains).
 //
 // Exactness is the contract: every expression, register, implicit dependency and payload merge is the one
 // libnftables emits for the same command (learnt from `nft --debug=netlink,mnl` and proven by listing the same
@@ -12,11 +16,11 @@
 // 1.0.6 does; both list as the same range).
 import { endianness } from 'node:os'
 import { parseIPv4, parseIPv6 } from './address.js'
-import { FAMILY, MAP_FROM_VM, MAP_TO_VM, SET_ID_IPV4, SET_ID_IPV6, SET_ID_MAC, SHARED_SETS, VM_SETS } from './layout.js'
+import { BUILTIN_SETS, FAMILY, MAP_FROM_VM, MAP_TO_VM, SET_ID_IPV4, SET_ID_IPV6, SET_ID_MAC, SHARED_SETS, VM_SETS } from './layout.js'
 
 // ---- netlink constants (linux/netlink.h, linux/netfilter/nf_tables.h) ----
 const SUBSYS = 10 << 8
-const MSG = { newchain: SUBSYS | 3, newrule: SUBSYS | 6, delrule: SUBSYS | 8, newsetelem: SUBSYS | 12, delsetelem: SUBSYS | 14 }
+const MSG = { newtable: SUBSYS | 0, newchain: SUBSYS | 3, newrule: SUBSYS | 6, delrule: SUBSYS | 8, newset: SUBSYS | 9, newsetelem: SUBSYS | 12, delsetelem: SUBSYS | 14 }
 const F_EXCL = 0x200
 const F_CREATE = 0x400
 const F_APPEND = 0x800
@@ -26,6 +30,8 @@ const BASE = { ll: 0, nh: 1, th: 2 } as const
 type Base = (typeof BASE)[keyof typeof BASE]
 const CMP = { '==': 0, '!=': 1, '<=': 3, '>=': 5 } as const
 const META_PROTOCOL = 1
+const META_IIFNAME = 6
+const META_OIFNAME = 7
 const META_L4PROTO = 16
 const CT_STATE = 0
 const VERDICT = { accept: 1, drop: 0, jump: -3 }
@@ -49,62 +55,146 @@ const fail = (): never => {
 
 // ---- attribute writer ----
 
-type Attr = Buffer
+/** The batch's bytes, written in place (a bulk sync is ~55,000 messages: no buffer per attribute). */
+class Writer {
+  buf = Buffer.allocUnsafe(1 << 20)
+  at = 0
 
-function attr(type: number, payload: Buffer): Attr {
-  const head = Buffer.alloc(4)
-  const len = 4 + payload.length
-  if (LITTLE) {
-    head.writeUInt16LE(len, 0)
-    head.writeUInt16LE(type, 2)
-  } else {
-    head.writeUInt16BE(len, 0)
-    head.writeUInt16BE(type, 2)
+  room(n: number): void {
+    if (this.at + n <= this.buf.length) return
+    const next = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.at + n))
+    this.buf.copy(next, 0, 0, this.at)
+    this.buf = next
   }
-  const pad = (4 - (payload.length % 4)) % 4
-  return pad ? Buffer.concat([head, payload, Buffer.alloc(pad)]) : Buffer.concat([head, payload])
+
+  /** An attribute header at `at` (nla_len is 16 bits). */
+  head(at: number, len: number, type: number): void {
+    if (len > 0xffff) fail()
+    if (LITTLE) {
+      this.buf.writeUInt16LE(len, at)
+      this.buf.writeUInt16LE(type, at + 2)
+    } else {
+      this.buf.writeUInt16BE(len, at)
+      this.buf.writeUInt16BE(type, at + 2)
+    }
+  }
+
+  pad(): void {
+    while (this.at % 4) this.buf[this.at++] = 0
+  }
+
+  attr(type: number, payload: Buffer): void {
+    this.room(payload.length + 8)
+    this.head(this.at, 4 + payload.length, type)
+    payload.copy(this.buf, this.at + 4)
+    this.at += 4 + payload.length
+    this.pad()
+  }
+
+  str(type: number, s: string): void {
+    const n = Buffer.byteLength(s)
+    this.room(n + 8)
+    this.head(this.at, 5 + n, type)
+    this.buf.write(s, this.at + 4)
+    this.buf[this.at + 4 + n] = 0
+    this.at += 5 + n
+    this.pad()
+  }
+
+  be32(type: number, n: number): void {
+    this.room(8)
+    this.head(this.at, 8, type)
+    this.buf.writeInt32BE(n | 0, this.at + 4)
+    this.at += 8
+  }
+
+  be64(type: number, n: number): void {
+    this.room(12)
+    this.head(this.at, 12, type)
+    this.buf.writeBigUInt64BE(BigInt(n), this.at + 4)
+    this.at += 12
+  }
+
+  /** Starts a nest (or a message): its header is written by `end`. */
+  begin(size = 4): number {
+    this.room(size)
+    const start = this.at
+    this.at += size
+    return start
+  }
+
+  end(start: number, type: number): void {
+    this.head(start, this.at - start, type | NESTED)
+  }
 }
-const nest = (type: number, attrs: Attr[]): Attr => attr(type | NESTED, Buffer.concat(attrs))
-const str = (type: number, s: string): Attr => attr(type, Buffer.from(`${s}\0`))
-const be32 = (type: number, n: number): Attr => {
-  const b = Buffer.alloc(4)
-  b.writeInt32BE(n | 0, 0)
-  return attr(type, b)
-}
-const be64 = (type: number, n: number): Attr => {
-  const b = Buffer.alloc(8)
-  b.writeBigUInt64BE(BigInt(n), 0)
-  return attr(type, b)
-}
+
+/** An attribute (or a message), written when the batch is. */
+type Attr = (w: Writer) => void
+
+const attr = (type: number, payload: Buffer): Attr => (w) => w.attr(type, payload)
+const nest =
+  (type: number, attrs: Attr[]): Attr =>
+  (w) => {
+    const start = w.begin()
+    for (const a of attrs) a(w)
+    w.end(start, type)
+  }
+const str = (type: number, s: string): Attr => (w) => w.str(type, s)
+const be32 = (type: number, n: number): Attr => (w) => w.be32(type, n)
+const be64 = (type: number, n: number): Attr => (w) => w.be64(type, n)
 /** NFTA_DATA_VALUE inside a nest. */
-const data = (type: number, value: Buffer): Attr => nest(type, [attr(1, value)])
-
-function message(type: number, flags: number, attrs: Attr[]): Buffer {
-  const body = Buffer.concat([Buffer.from([NFPROTO_BRIDGE, 0, 0, 0]), ...attrs])
-  const head = Buffer.alloc(16)
-  if (LITTLE) {
-    head.writeUInt32LE(16 + body.length, 0)
-    head.writeUInt16LE(type, 4)
-    head.writeUInt16LE(flags, 6)
-  } else {
-    head.writeUInt32BE(16 + body.length, 0)
-    head.writeUInt16BE(type, 4)
-    head.writeUInt16BE(flags, 6)
+const data =
+  (type: number, value: Buffer): Attr =>
+  (w) => {
+    const start = w.begin()
+    w.attr(1, value)
+    w.end(start, type)
   }
-  return Buffer.concat([head, body])
+
+/** Writes one message's header (port, sequence and flags the binding completes) and `nfgenmsg`, then `body`. */
+function writeMessage(w: Writer, type: number, flags: number, body: (w: Writer) => void): void {
+  const start = w.begin(20)
+  w.buf.fill(0, start + 8, start + 20)
+  w.buf[start + 16] = NFPROTO_BRIDGE
+  body(w)
+  const len = w.at - start
+  if (LITTLE) {
+    w.buf.writeUInt32LE(len, start)
+    w.buf.writeUInt16LE(type, start + 4)
+    w.buf.writeUInt16LE(flags, start + 6)
+  } else {
+    w.buf.writeUInt32BE(len, start)
+    w.buf.writeUInt16BE(type, start + 4)
+    w.buf.writeUInt16BE(flags, start + 6)
+  }
+}
+
+function message(type: number, flags: number, attrs: Attr[]): Attr {
+  return (w) =>
+    writeMessage(w, type, flags, () => {
+      for (const a of attrs) a(w)
+    })
 }
 
 // ---- expressions (one nest each: name, then its data) ----
 
 const REG1 = 1
 const expr = (name: string, attrs: Attr[]): Attr => nest(1, [str(1, name), nest(2, attrs)])
-const payloadLoad = (base: Base, offset: number, len: number): Attr => expr('payload', [be32(1, REG1), be32(2, base), be32(3, offset), be32(4, len)])
+const REG2 = 2
+const payloadLoad = (base: Base, offset: number, len: number, reg = REG1): Attr => expr('payload', [be32(1, reg), be32(2, base), be32(3, offset), be32(4, len)])
 const metaLoad = (key: number): Attr => expr('meta', [be32(2, key), be32(1, REG1)])
 const cmp = (op: number, value: Buffer): Attr => expr('cmp', [be32(1, REG1), be32(2, op), data(3, value)])
 const bitwise = (mask: Buffer): Attr =>
   expr('bitwise', [be32(1, REG1), be32(2, REG1), be32(6, 0), be32(3, mask.length), data(4, mask), data(5, Buffer.alloc(mask.length))])
 const lookup = (set: string): Attr => expr('lookup', [be32(2, REG1), str(1, set)])
+/** NFT_LOOKUP_F_INV: `!= @set`. */
+const lookupInv = (set: string): Attr => expr('lookup', [be32(2, REG1), str(1, set), be32(5, 1)])
+/** A verdict map's lookup (its data into the verdict register); `id`: a set of this batch found by its id. */
+const vmapLookup = (set: string, id?: number): Attr => expr('lookup', [be32(2, REG1), be32(3, 0), str(1, set), ...(id === undefined ? [] : [be32(4, id)])])
 const immediate = (code: number): Attr => expr('immediate', [be32(1, 0), nest(2, [nest(2, [be32(1, code)])])])
+/** NFTA_VERDICT_CODE and NFTA_VERDICT_CHAIN of a jump (in an immediate or a map element's data). */
+const jumpVerdict = (chain: string): Attr => nest(2, [be32(1, VERDICT.jump), str(2, chain)])
+const immediateJump = (chain: string): Attr => expr('immediate', [be32(1, 0), nest(2, [jumpVerdict(chain)])])
 
 // ---- the rule's statements, lowered ----
 
@@ -150,19 +240,46 @@ const NET_OF_ETHERTYPE: Record<number, Net> = { 0x0800: 'ip', 0x0806: 'arp', 0x8
 const L4: Record<string, number> = { icmp: 1, tcp: 6, udp: 17, 'ipv6-icmp': 58 }
 const L4_OF: Record<string, number> = { tcp: 6, udp: 17, icmp: 1, icmpv6: 58 }
 const ICMP_TYPES: Record<string, number> = { 'echo-reply': 0, 'destination-unreachable': 3, 'echo-request': 8, 'time-exceeded': 11 }
-const ICMPV6_TYPES: Record<string, number> = { 'destination-unreachable': 1, 'packet-too-big': 2, 'time-exceeded': 3, 'echo-request': 128, 'echo-reply': 129 }
+const ICMPV6_TYPES: Record<string, number> = {
+  'destination-unreachable': 1,
+  'packet-too-big': 2,
+  'time-exceeded': 3,
+  'echo-request': 128,
+  'echo-reply': 129,
+  'mld-listener-query': 130,
+  'mld-listener-report': 131,
+  'mld-listener-done': 132,
+  'nd-router-solicit': 133,
+  'nd-router-advert': 134,
+  'nd-neighbor-solicit': 135,
+  'nd-neighbor-advert': 136,
+  'nd-redirect': 137,
+  'mld2-listener-report': 143,
+}
 const TCP_FLAGS: Record<string, number> = { fin: 1, syn: 2, rst: 4, psh: 8, ack: 16, urg: 32, ecn: 64, cwr: 128 }
 const CT_STATES: Record<string, number> = { invalid: 1, established: 2, related: 4, new: 8, untracked: 64 }
 /** The value type of each shared set's elements, for lookups (libnftables refuses a lookup of another type). */
 const SET_TYPES: Record<string, string> = Object.fromEntries(SHARED_SETS.map((s) => [s.name, s.type]))
 const LOOKUP_TYPE: Partial<Record<Field['type'], string>> = { ethertype: 'ether_type', icmp_type: 'icmp_type', icmpv6_type: 'icmpv6_type' }
+/** The field type each identity set's second component holds (its first is the interface). */
+const ID_SET_FIELD: Record<string, Field['type']> = { [SET_ID_MAC]: 'mac', [SET_ID_IPV4]: 'ipv4', [SET_ID_IPV6]: 'ipv6' }
 
 type Net = 'ip' | 'ip6' | 'arp'
 
-/** What the rule has established so far about the packet (libnftables' protocol context). */
+/** What the rule has established so far about the packet (libnftables' protocol context), and the batch it
+ *  is encoded into (an anonymous map the rule needs goes before it). */
 interface Ctx {
   net?: Net
   l4?: number
+  batch: Batch
+}
+
+/** One batch being encoded: the set ids given so far (each set this batch creates has one, as libnftables
+ *  numbers them), and the messages that must precede the rule being encoded. */
+interface Batch {
+  table: string
+  setId: number
+  pre: Attr[]
 }
 
 const u8 = (n: unknown, max = 255): Buffer => (typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= max ? Buffer.from([n]) : fail())
@@ -252,6 +369,12 @@ function lowerMatch(m: { op?: unknown; left?: unknown; right?: unknown }, ctx: C
   if ('meta' in l) {
     const key = (l.meta as { key?: unknown }).key
     const set = setName(right)
+    if (key === 'iifname' || key === 'oifname') {
+      // `iifname @b_arp`: the interface among one of the guard's tap sets.
+      if (op !== '==' || set === undefined || !BUILTIN_SETS.has(set)) return fail()
+      out.push({ k: 'exprs', exprs: [metaLoad(key === 'iifname' ? META_IIFNAME : META_OIFNAME), lookup(set)] })
+      return
+    }
     if (key === 'l4proto') {
       if (set !== undefined) {
         if (op !== '==' || SET_TYPES[set] !== 'inet_proto') return fail()
@@ -275,6 +398,19 @@ function lowerMatch(m: { op?: unknown; left?: unknown; right?: unknown }, ctx: C
       return
     }
     return fail()
+  }
+  if ('concat' in l) {
+    // `iifname . ip saddr != @id_ipv4`: the interface (16 bytes, register 1) and the field (register 2) looked up
+    // together in an identity set, after the field's dependency.
+    const parts = Array.isArray(l.concat) && l.concat.length === 2 && Object.keys(l).length === 1 ? l.concat : fail()
+    const first = parts[0] as { meta?: { key?: unknown } } | null
+    if (first === null || typeof first !== 'object' || Object.keys(first).length !== 1 || first.meta?.key !== 'iifname' || Object.keys(first.meta).length !== 1) return fail()
+    const f = field(parts[1])
+    const set = setName(right)
+    if (set === undefined || ID_SET_FIELD[set] !== f.type || (op !== '==' && op !== '!=')) return fail()
+    dependencies(f, ctx, out)
+    out.push({ k: 'exprs', exprs: [metaLoad(META_IIFNAME), payloadLoad(f.base, f.offset, f.len, REG2), op === '!=' ? lookupInv(set) : lookup(set)] })
+    return
   }
   if ('ct' in l) {
     const ct = l.ct as { key?: unknown; dir?: unknown }
@@ -402,6 +538,14 @@ function lowerStatement(st: unknown, ctx: Ctx, out: Low[]): void {
       if (v !== null) return fail()
       out.push({ k: 'exprs', exprs: [immediate(VERDICT[key])] })
       return
+    case 'jump': {
+      const j = v as { target?: unknown } | null
+      if (j === null || typeof j !== 'object' || Object.keys(j).length !== 1) return fail()
+      out.push({ k: 'exprs', exprs: [immediateJump(chainName(j.target))] })
+      return
+    }
+    case 'vmap':
+      return lowerVmap(v as { key?: unknown; data?: unknown } | null, ctx, out)
     case 'reject': {
       let type: number
       let code: number
@@ -437,9 +581,60 @@ function lowerStatement(st: unknown, ctx: Ctx, out: Low[]): void {
   }
 }
 
-function ruleExpressions(statements: unknown): Attr {
+/** `iifname vmap @from_vm` (a dispatch map of the layout), or `ether type vmap { ip : jump guard_ip, ... }`: an
+ *  anonymous constant map that this batch creates just before the rule, found by its set id. */
+function lowerVmap(v: { key?: unknown; data?: unknown } | null, ctx: Ctx, out: Low[]): void {
+  if (v === null || typeof v !== 'object' || Object.keys(v).length !== 2) return fail()
+  const key = v.key as Record<string, unknown> | null
+  if (key === null || typeof key !== 'object') return fail()
+  if ('meta' in key) {
+    const k = (key.meta as { key?: unknown }).key
+    const map = setName(v.data)
+    if (Object.keys(key).length !== 1 || !((k === 'iifname' && map === MAP_FROM_VM) || (k === 'oifname' && map === MAP_TO_VM))) return fail()
+    out.push({ k: 'exprs', exprs: [metaLoad(k === 'iifname' ? META_IIFNAME : META_OIFNAME), vmapLookup(map)] })
+    return
+  }
+  const f = field(key)
+  if (f.type !== 'ethertype') return fail()
+  const items = (v.data as { set?: unknown } | null)?.set
+  if (!Array.isArray(items) || items.length === 0 || Object.keys(v.data as object).length !== 1) return fail()
+  const elems = items.map((item: unknown) => {
+    const [k, verdict] = Array.isArray(item) && item.length === 2 ? item : fail()
+    return [constant(f, k), jumpOf(verdict)] as const
+  })
+  dependencies(f, ctx, out)
+  const batch = ctx.batch
+  const id = ++batch.setId
+  const t = str(1, batch.table)
+  // As libnftables 1.0.6 declares `ether type vmap { ... }`: anonymous, constant, a map; its size; its user data.
+  batch.pre.push(
+    message(MSG.newset, F_CREATE, [
+      t,
+      str(2, '__map%d'),
+      be32(3, SET_F_ANONYMOUS | SET_F_CONSTANT | SET_F_MAP),
+      be32(4, TYPE.ether_type),
+      be32(5, 2),
+      be32(6, DATA_VERDICT),
+      be32(7, 0),
+      be32(10, id),
+      nest(9, [be32(1, elems.length)]),
+      attr(13, UDATA_ETHERTYPE_VMAP),
+    ]),
+    ...elementMessages(MSG.newsetelem, F_CREATE, [t, str(2, '__map%d'), be32(4, id)], elems.map(([k, chain]) => [data(1, k), nest(2, [jumpVerdict(chain)])])),
+  )
+  out.push({ k: 'exprs', exprs: [payloadLoad(f.base, f.offset, f.len), vmapLookup('__map%d', id)] })
+}
+
+/** The target of a `{ jump: { target } }` verdict. */
+function jumpOf(verdict: unknown): string {
+  const jump = (verdict as { jump?: { target?: unknown } } | null)?.jump
+  if (!jump || Object.keys(verdict as object).length !== 1 || Object.keys(jump).length !== 1) return fail()
+  return chainName(jump.target)
+}
+
+function ruleExpressions(statements: unknown, batch: Batch): Attr {
   if (!Array.isArray(statements) || statements.length === 0) return fail()
-  const ctx: Ctx = {}
+  const ctx: Ctx = { batch }
   const lows: Low[] = []
   for (const st of statements) lowerStatement(st, ctx, lows)
   return nest(4, linearize(lows))
@@ -486,7 +681,110 @@ function keysOnly(o: Record<string, unknown>, allowed: string[]): void {
   for (const k of Object.keys(o)) if (!allowed.includes(k)) fail()
 }
 
-function encodeCommand(table: string, cmd: unknown): Buffer {
+// ---- sets (issue 14: created with their table) ----
+
+const SET_F_ANONYMOUS = 0x1
+const SET_F_CONSTANT = 0x2
+const SET_F_MAP = 0x8
+/** NFT_DATA_VERDICT: a map's data are verdicts. */
+const DATA_VERDICT = 0xffffff00
+/** libnftables' data type ids (datatype.h) of the layout's set keys. */
+const TYPE = { ipv4_addr: 7, ipv6_addr: 8, ether_addr: 9, ether_type: 10, inet_proto: 12, icmp_type: 14, icmpv6_type: 29, ifname: 41 } as const
+/** Concatenated keys: each component's type shifted in (TYPE_BITS = 6), each component padded to 4 bytes. */
+const concatType = (a: number, b: number): number => (a << 6) | b
+/** NFTNL_UDATA_SET_KEYBYTEORDER (TLV 0, 4 bytes, host order): 0 unspecified, 1 host, 2 network. */
+const keyOrder = (order: number): Buffer => {
+  const b = Buffer.from([0, 4, 0, 0, 0, 0])
+  if (LITTLE) b.writeUInt32LE(order, 2)
+  else b.writeUInt32BE(order, 2)
+  return b
+}
+const u32h = (n: number): Buffer => {
+  const b = Buffer.alloc(4)
+  if (LITTLE) b.writeUInt32LE(n, 0)
+  else b.writeUInt32BE(n, 0)
+  return b
+}
+/** The user data libnftables 1.0.6 gives a concatenated key `ifname . X` (key byte order 0, then the key's
+ *  typeof TLV as it writes it for a type concatenation), a verdict map keyed by ifname (data byte order 0 and
+ *  data-interval 0 after the key's), and `ether type vmap { }` (its data typeof too). */
+const UDATA_CONCAT = Buffer.concat([keyOrder(0), Buffer.from([3, 8, 0, 4]), u32h(13), Buffer.from([1, 0])])
+const UDATA_VMAP = Buffer.concat([keyOrder(1), Buffer.from([1, 4]), u32h(0), Buffer.from([6, 4]), u32h(0)])
+const UDATA_ETHERTYPE_VMAP = Buffer.concat([keyOrder(2), Buffer.from([1, 4]), u32h(0), Buffer.from([4, 8, 0, 4]), u32h(1), Buffer.from([1, 0]), Buffer.from([6, 4]), u32h(0)])
+
+/** Key type, key length, key byte order and the bytes of one element, per shared-set type of the layout. */
+const SHARED_KEYS: Record<string, { type: number; len: number; order: number; value: (v: unknown) => Buffer }> = {
+  inet_proto: { type: TYPE.inet_proto, len: 1, order: 0, value: (v) => Buffer.from([name(L4, v)]) },
+  icmp_type: { type: TYPE.icmp_type, len: 1, order: 2, value: (v) => u8(name(ICMP_TYPES, v)) },
+  icmpv6_type: { type: TYPE.icmpv6_type, len: 1, order: 2, value: (v) => u8(name(ICMPV6_TYPES, v)) },
+  ether_type: { type: TYPE.ether_type, len: 2, order: 2, value: (v) => u16be(name(ETHERTYPES, v)) },
+}
+const ID_KEYS: Record<string, { type: number; len: number }> = {
+  ether_addr: { type: concatType(TYPE.ifname, TYPE.ether_addr), len: IFNAMSIZ + 8 },
+  ipv4_addr: { type: concatType(TYPE.ifname, TYPE.ipv4_addr), len: IFNAMSIZ + 4 },
+  ipv6_addr: { type: concatType(TYPE.ifname, TYPE.ipv6_addr), len: IFNAMSIZ + 16 },
+}
+
+/** Room for NFTA_SET_ELEM_LIST_ELEMENTS (its length is 16 bits), with room for one more element of any size
+ *  spelt here: a longer list goes on in another message. */
+const ELEMENTS_ROOM = 0xffff - 1024
+
+/** Element-list messages (`head`: table, set and maybe its id), each element a nest of `attrs`; numbered from 1
+ *  as libnftnl numbers them, split into several messages when one would not hold them. */
+function elementMessages(type: number, flags: number, head: Attr[], elems: Attr[][]): Attr[] {
+  return [
+    (w) => {
+      let i = 0
+      while (i < elems.length) {
+        writeMessage(w, type, flags, () => {
+          for (const a of head) a(w)
+          const list = w.begin()
+          for (let n = 1; i < elems.length && w.at - list < ELEMENTS_ROOM; n++, i++) nest(n, elems[i]!)(w)
+          w.end(list, 3)
+        })
+      }
+    },
+  ]
+}
+
+/** `add set` / `add map` of the layout (setCommands, tableCommands): a shared set with its elements, an identity
+ *  set, a tap set with its per-element counter, or a dispatch map. */
+function encodeSet(kind: 'set' | 'map', o: Record<string, unknown>, t: Attr, b: Batch, flags: number): Attr[] {
+  const setName = typeof o.name === 'string' && CHAIN_NAME.test(o.name) && !o.name.startsWith('__') ? o.name : fail()
+  const id = ++b.setId
+  const head = [t, str(2, setName)]
+  if (kind === 'map') {
+    keysOnly(o, ['family', 'table', 'name', 'type', 'map'])
+    if (o.type !== 'ifname' || o.map !== 'verdict') return fail()
+    return [message(MSG.newset, flags, [...head, be32(3, SET_F_MAP), be32(4, TYPE.ifname), be32(5, IFNAMSIZ), be32(6, DATA_VERDICT), be32(7, 0), be32(10, id), attr(13, UDATA_VMAP)])]
+  }
+  keysOnly(o, ['family', 'table', 'name', 'type', 'elem', 'stmt'])
+  if (Array.isArray(o.type)) {
+    // An identity set: `ifname . <type>`, no elements, no statements.
+    const [a, second] = o.type.length === 2 ? o.type : fail()
+    const key = a === 'ifname' && typeof second === 'string' && Object.hasOwn(ID_KEYS, second) ? ID_KEYS[second]! : fail()
+    if (o.elem !== undefined || o.stmt !== undefined) return fail()
+    return [message(MSG.newset, flags, [...head, be32(3, 0), be32(4, key.type), be32(5, key.len), be32(10, id), attr(13, UDATA_CONCAT)])]
+  }
+  if (o.type === 'ifname') {
+    // A tap set: a counter per element (`counter;` in the set's declaration), no elements.
+    const stmt = o.stmt
+    if (o.elem !== undefined || !Array.isArray(stmt) || stmt.length !== 1 || JSON.stringify(stmt[0]) !== '{"counter":null}') return fail()
+    return [message(MSG.newset, flags, [...head, be32(3, 0), be32(4, TYPE.ifname), be32(5, IFNAMSIZ), be32(10, id), attr(13, keyOrder(1)), nest(17, [str(1, 'counter'), nest(2, [])])])]
+  }
+  const key = typeof o.type === 'string' && Object.hasOwn(SHARED_KEYS, o.type) ? SHARED_KEYS[o.type]! : fail()
+  if (o.stmt !== undefined) return fail()
+  const set = message(MSG.newset, flags, [...head, be32(3, 0), be32(4, key.type), be32(5, key.len), be32(10, id), attr(13, keyOrder(key.order))])
+  if (o.elem === undefined) return [set]
+  const elems = Array.isArray(o.elem) && o.elem.length > 0 ? o.elem : fail()
+  return [set, ...elementMessages(MSG.newsetelem, F_CREATE, [...head, be32(4, id)], elems.map((e: unknown) => [data(1, key.value(e))]))]
+}
+
+const HOOKS: Record<string, number> = { prerouting: 0, input: 1, forward: 2, output: 3, postrouting: 4 }
+const POLICY: Record<string, number> = { drop: 0, accept: 1 }
+
+function encodeCommand(b: Batch, cmd: unknown): Attr[] {
+  const table = b.table
   if (cmd === null || typeof cmd !== 'object') return fail()
   const verbs = Object.keys(cmd)
   if (verbs.length !== 1) return fail()
@@ -495,45 +793,60 @@ function encodeCommand(table: string, cmd: unknown): Buffer {
   if (body === null || typeof body !== 'object' || Object.keys(body).length !== 1) return fail()
   const kind = Object.keys(body)[0]!
   const o = body[kind]!
-  if (o === null || typeof o !== 'object' || o.family !== FAMILY || o.table !== table) return fail()
+  if (o === null || typeof o !== 'object' || o.family !== FAMILY) return fail()
   const t = str(1, table)
+  if (kind === 'table') {
+    // Issue 14: the table of a bulk sync, created (no flags: never dormant, never owned by a socket).
+    if (verb !== 'add' || o.name !== table) return fail()
+    keysOnly(o, ['family', 'name'])
+    return [message(MSG.newtable, F_CREATE, [t, be32(2, 0)])]
+  }
+  if (o.table !== table) return fail()
+  if ((kind === 'set' || kind === 'map') && (verb === 'add' || verb === 'create')) return encodeSet(kind, o, t, b, F_CREATE | (verb === 'create' ? F_EXCL : 0))
+  if (kind === 'chain' && (verb === 'add' || verb === 'create') && o.hook !== undefined) {
+    // A base chain: type, hook, priority, policy, all given (as tableCommands gives them).
+    keysOnly(o, ['family', 'table', 'name', 'type', 'hook', 'prio', 'policy'])
+    const hook = typeof o.hook === 'string' && Object.hasOwn(HOOKS, o.hook) ? HOOKS[o.hook]! : fail()
+    const policy = typeof o.policy === 'string' && Object.hasOwn(POLICY, o.policy) ? POLICY[o.policy]! : fail()
+    const prio = typeof o.prio === 'number' && Number.isInteger(o.prio) && Math.abs(o.prio) < 2 ** 31 ? o.prio : fail()
+    if (o.type !== 'filter') return fail()
+    return [message(MSG.newchain, F_CREATE | (verb === 'create' ? F_EXCL : 0), [t, str(3, chainName(o.name)), str(7, 'filter'), be32(5, policy), nest(4, [be32(1, hook), be32(2, prio)])])]
+  }
   if (kind === 'chain' && (verb === 'add' || verb === 'create' || verb === 'flush')) {
     keysOnly(o, ['family', 'table', 'name'])
     const c = chainName(o.name)
-    if (verb === 'flush') return message(MSG.delrule, 0, [t, str(2, c)])
-    return message(MSG.newchain, F_CREATE | (verb === 'create' ? F_EXCL : 0), [t, str(3, c)])
+    if (verb === 'flush') return [message(MSG.delrule, 0, [t, str(2, c)])]
+    return [message(MSG.newchain, F_CREATE | (verb === 'create' ? F_EXCL : 0), [t, str(3, c)])]
   }
   if (kind === 'rule' && verb === 'add') {
     keysOnly(o, ['family', 'table', 'chain', 'comment', 'expr'])
-    const attrs = [t, str(2, chainName(o.chain)), ruleExpressions(o.expr)]
+    const attrs = [t, str(2, chainName(o.chain)), ruleExpressions(o.expr, b)]
     if (o.comment !== undefined) attrs.push(comment(o.comment))
-    return message(MSG.newrule, F_CREATE | F_APPEND, attrs)
+    const pre = b.pre.splice(0)
+    return [...pre, message(MSG.newrule, F_CREATE | F_APPEND, attrs)]
   }
   if (kind === 'element' && (verb === 'add' || verb === 'create' || verb === 'delete') && VM_SETS.includes(o.name as string)) {
     // Issue 15: the guard's sets, no data. A key is the interface name (16 bytes), or its concatenation with the
     // identity, each component padded to 4 bytes (a MAC: 6 + 2), as libnftables lays out a concatenated key.
     keysOnly(o, ['family', 'table', 'name', 'elem'])
     const elems = Array.isArray(o.elem) && o.elem.length > 0 ? o.elem : fail()
-    const list = elems.map((e: unknown) => nest(1, [data(1, guardKey(o.name as string, e))]))
     const type = verb === 'delete' ? MSG.delsetelem : MSG.newsetelem
     const flags = verb === 'delete' ? 0 : F_CREATE | (verb === 'create' ? F_EXCL : 0)
-    return message(type, flags, [t, str(2, o.name as string), nest(3, list)])
+    return elementMessages(type, flags, [t, str(2, o.name as string)], elems.map((e: unknown) => [data(1, guardKey(o.name as string, e))]))
   }
   if (kind === 'element' && (verb === 'add' || verb === 'create' || verb === 'delete')) {
     keysOnly(o, ['family', 'table', 'name', 'elem'])
     // Only the layout's dispatch maps, whose keys are interface names and whose data are jumps.
     if (o.name !== MAP_FROM_VM && o.name !== MAP_TO_VM) return fail()
     const elems = Array.isArray(o.elem) && o.elem.length > 0 ? o.elem : fail()
-    const list = elems.map((e: unknown) => {
-      if (verb === 'delete') return nest(1, [data(1, ifname(e))])
+    const list = elems.map((e: unknown): Attr[] => {
+      if (verb === 'delete') return [data(1, ifname(e))]
       const [key, verdict] = Array.isArray(e) && e.length === 2 ? e : fail()
-      const jump = (verdict as { jump?: { target?: unknown } } | null)?.jump
-      if (!jump || Object.keys(verdict as object).length !== 1 || Object.keys(jump).length !== 1) return fail()
-      return nest(1, [data(1, ifname(key)), nest(2, [nest(2, [be32(1, VERDICT.jump), str(2, chainName(jump.target))])])])
+      return [data(1, ifname(key)), nest(2, [jumpVerdict(jumpOf(verdict))])]
     })
     const type = verb === 'delete' ? MSG.delsetelem : MSG.newsetelem
     const flags = verb === 'delete' ? 0 : F_CREATE | (verb === 'create' ? F_EXCL : 0)
-    return message(type, flags, [t, str(2, o.name), nest(3, list)])
+    return elementMessages(type, flags, [t, str(2, o.name)], list)
   }
   return fail()
 }
@@ -541,12 +854,16 @@ function encodeCommand(table: string, cmd: unknown): Buffer {
 /**
  * The netlink messages (for `Nft.commitBatch(table, ...)`) that commit `commands` exactly as libnftables would,
  * or undefined when any command is outside the forms spelt here (the caller then writes through libnftables).
- * Commands must name `table` of the bridge family; the named sets and maps they use must exist.
+ * Commands must name `table` of the bridge family; the named sets and maps they use must exist, or be created
+ * by an earlier command of the same batch (issue 14: a table created whole, as `tableCommands` spells it).
  */
 export function encodeBatch(table: string, commands: readonly unknown[]): Buffer | undefined {
   if (commands.length === 0) return undefined
+  const b: Batch = { table, setId: 0, pre: [] }
   try {
-    return Buffer.concat(commands.map((c) => encodeCommand(table, c)))
+    const w = new Writer()
+    for (const c of commands) for (const m of encodeCommand(b, c)) m(w)
+    return w.buf.subarray(0, w.at)
   } catch (e) {
     if (e instanceof Unencodable) return undefined
     throw e

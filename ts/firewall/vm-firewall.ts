@@ -72,7 +72,8 @@ export interface VmFirewallOptions {
    *  which drop paths, group and rate (see LogDropsOptions). Default off. */
   logDrops?: boolean | LogDropsOptions
   /** Issue 15: applyVm writes a VM's chains, rules and dispatch elements as netlink messages, without
-   *  libnftables, when its encoder spells every command exactly (default true); false: always libnftables. */
+   *  libnftables, when its encoder spells every command exactly (default true); issue 14: so does sync() into
+   *  an absent table (the table, its sets and guard, every VM, one transaction). false: always libnftables. */
   leanWrites?: boolean
 }
 
@@ -564,7 +565,9 @@ export class VmFirewall {
       if (!known) await this.#learnRenderings(k, compiled)
       const { commands, result: res, createsSets } = planSync(k, compiled, { table: this.table, prune, renderings: this.#rendering, log: this.#guardLog })
       this.#synced = undefined
-      const w = await this.#view.write(commands, { createsSets })
+      // Issue 14: into an absent table the whole batch (table, sets, guard, every VM) is written without
+      // libnftables when the encoder spells all of it (netlink-batch.ts; else libnftables, as with leanWrites off).
+      const w = await this.#view.write(commands, { createsSets, lean: this.#lean && !k.exists })
       // prune 'none' leaves the other VMs in the kernel as they were: what this instance applied of them (their
       // identities too, which attachVm needs for the guard) still holds.
       if (prune === 'all') this.#known.clear()
