@@ -4,6 +4,9 @@ import { compileVm } from '../../ts/firewall/compile.js'
 import { normalizeVm, parseComment, type VmSpec } from '../../ts/firewall/index.js'
 import { resolveLogDrops } from '../../ts/firewall/log-drops.js'
 import { bodyHash, internRule, rulesFingerprint } from '../../ts/firewall/rule-identity.js'
+import { vmApplyCommands } from '../../ts/firewall/layout.js'
+import { encodeBatch } from '../../ts/firewall/netlink-batch.js'
+import { batchText } from '../../ts/firewall/render.js'
 
 const CAPS = { capabilities: { bridgeConntrack: false, bridgeReject: false }, conntrack: 'auto' as const }
 const spec = (vmId: string, port: number): VmSpec => ({
@@ -46,5 +49,16 @@ describe('interned rules', () => {
     expect(r.comment).toBe(`r:${bodyHash(JSON.stringify([{ accept: null }]))}:id1`)
     // sha256 of the body's JSON, its first 8 hex digits: what every table written so far carries.
     expect(bodyHash('[{"accept":null}]')).toBe('b118f6fd')
+  })
+
+  it('shared rules are written once as text and as netlink, and byte for byte as unshared copies are', () => {
+    const vms = ['a', 'b', 'c'].map((id) => compile(spec(id, 80)))
+    const commands = vms.flatMap((c) => vmApplyCommands('t', c, [], true, false))
+    // Copies are not frozen: neither writer keeps anything of them.
+    const copies = structuredClone(commands)
+    for (let round = 0; round < 2; round++) {
+      expect(encodeBatch('t', commands)!.equals(encodeBatch('t', copies)!)).toBe(true)
+      expect(batchText(commands)).toBe(batchText(copies))
+    }
   })
 })

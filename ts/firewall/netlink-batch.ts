@@ -57,8 +57,19 @@ const fail = (): never => {
 
 /** The batch's bytes, written in place (a bulk sync is ~55,000 messages: no buffer per attribute). */
 class Writer {
-  buf = Buffer.allocUnsafe(1 << 20)
+  buf: Buffer
   at = 0
+
+  constructor(size = 1 << 20) {
+    this.buf = Buffer.allocUnsafe(size)
+  }
+
+  /** Bytes written before (an attribute or a nest, already padded). */
+  raw(bytes: Buffer): void {
+    this.room(bytes.length)
+    bytes.copy(this.buf, this.at)
+    this.at += bytes.length
+  }
 
   room(n: number): void {
     if (this.at + n <= this.buf.length) return
@@ -634,11 +645,25 @@ function jumpOf(verdict: unknown): string {
 
 function ruleExpressions(statements: unknown, batch: Batch): Attr {
   if (!Array.isArray(statements) || statements.length === 0) return fail()
+  const known = ENCODED.get(statements)
+  if (known) return (w) => w.raw(known)
   const ctx: Ctx = { batch }
   const lows: Low[] = []
+  const pre = batch.pre.length
   for (const st of statements) lowerStatement(st, ctx, lows)
-  return nest(4, linearize(lows))
+  const exprs = nest(4, linearize(lows))
+  // Kept only when nothing else depends on this batch (no anonymous set declared for it: its id is the batch's).
+  if (!Object.isFrozen(statements) || batch.pre.length !== pre) return exprs
+  const w = new Writer(1024)
+  exprs(w)
+  const bytes = Buffer.from(w.buf.subarray(0, w.at))
+  ENCODED.set(statements, bytes)
+  return (w) => w.raw(bytes)
 }
+
+/** NFTA_RULE_EXPRESSIONS already encoded, by statement list: frozen lists only (compile.ts interns and freezes
+ *  its rules, which VMs share), since nothing can change those; a 1000-VM sync encodes each distinct rule once. */
+const ENCODED = new WeakMap<readonly unknown[], Buffer>()
 
 /** NFTA_RULE_USERDATA: the comment TLV (NFTNL_UDATA_RULE_COMMENT, its length with the NUL, the string). */
 function comment(text: unknown): Attr {
