@@ -13,6 +13,7 @@ import { resolveLogDrops, type LogDropsOptions } from '../../ts/firewall/log-dro
 import { encodeBatch } from '../../ts/firewall/netlink-batch.js'
 import { normalizeVm } from '../../ts/firewall/validate.js'
 import { rejection } from '../support/errors.js'
+import { kernelDump as dump } from '../support/kernel-dump.js'
 import type { Netns } from '../support/netns.js'
 import { useNetnsNft } from '../support/netns-nft.js'
 
@@ -100,18 +101,7 @@ function listing(table: string, chain: string): unknown {
     })
 }
 
-/** The kernel's expressions for a chain, as libnftnl prints them; a 1.1 `range` is spelt as 1.0.6's two compares. */
-function kernelDump(table: string, chain: string): string {
-  return ns
-    .exec('nft', ['--debug=netlink', 'list', 'chain', 'bridge', table, chain])
-    .split('\n')
-    .filter((l) => l.startsWith('bridge ') || l.startsWith('  ['))
-    .map((l) => l.replace(`bridge ${table} `, 'bridge T '))
-    // A rule's header carries its handle and the previous rule's: numbers of the table, not of the rule.
-    .map((l) => l.replace(/^(bridge T \S+)( \d+)+$/, '$1'))
-    .map((l) => l.replace(/^ {2}\[ range eq reg (\d+) (\S+) (\S+) \]$/, '  [ cmp gte reg $1 $2 ]\n  [ cmp lte reg $1 $3 ]'))
-    .join('\n')
-}
+const kernelDump = (table: string, chain: string): string => dump(ns, table, chain)
 
 function mapListing(table: string, map: string): string {
   return ns.exec('nft', ['list', 'map', 'bridge', table, map]).replace(`table bridge ${table}`, 'table bridge T')

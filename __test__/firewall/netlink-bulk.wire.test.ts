@@ -15,6 +15,7 @@ import { encodeBatch } from '../../ts/firewall/netlink-batch.js'
 import { planSync } from '../../ts/firewall/reconcile.js'
 import { normalizeVm } from '../../ts/firewall/validate.js'
 import { rejection } from '../support/errors.js'
+import { kernelDump as dump } from '../support/kernel-dump.js'
 import type { Netns } from '../support/netns.js'
 import { useNetnsNft } from '../support/netns-nft.js'
 
@@ -83,17 +84,7 @@ function chains(table: string): string[] {
   return listing(table).flatMap((o) => ('chain' in (o as Obj) ? [(o as Obj).chain!.name as string] : []))
 }
 
-/** The kernel's expressions for a chain, as libnftnl prints them (as netlink-batch.wire.test.ts reads them). */
-function kernelDump(table: string, chain: string): string {
-  return ns
-    .exec('nft', ['--debug=netlink', 'list', 'chain', 'bridge', table, chain])
-    .split('\n')
-    .filter((l) => l.startsWith('bridge ') || l.startsWith('  ['))
-    .map((l) => l.replace(`bridge ${table} `, 'bridge T '))
-    .map((l) => l.replace(/^(bridge T \S+)( \d+)+$/, '$1'))
-    .map((l) => l.replace(/^ {2}\[ range eq reg (\d+) (\S+) (\S+) \]$/, '  [ cmp gte reg $1 $2 ]\n  [ cmp lte reg $1 $3 ]'))
-    .join('\n')
-}
+const kernelDump = (table: string, chain: string): string => dump(ns, table, chain)
 
 /** The table written both ways: `lib` through libnftables (the engine's text batch), `lean` as one netlink batch. */
 async function writeBoth(lib: string, lean: string, logDrops?: boolean | LogDropsOptions): Promise<void> {
