@@ -5,7 +5,9 @@
 import { createHash } from 'node:crypto'
 import type { CompiledRule } from './compile.js'
 
-const CACHE_MAX = 50_000
+// Bounded: at most this many rules (and hashes) are remembered, a few MB; a larger working set of distinct rules
+// only starts over (ids are never reused, so nothing compares equal by mistake).
+const CACHE_MAX = 10_000
 
 const HASHES = new Map<string, string>()
 
