@@ -50,8 +50,8 @@ type VmFirewallCtor = new (nft: Nft, options?: { table?: string }) => VmFirewall
 
 /**
  * The VM's rules in the backend's model: half OUT, half IN, all DROP on ports/addresses the data-plane
- * traffic never uses, default action accept (so the test traffic walks every rule). VmFirewall adds its
- * builtin ARP/NDP accepts and a default rule to each chain.
+ * traffic never uses, default action accept (so the test traffic walks every rule). VmFirewall adds a
+ * default rule to each chain; its built-ins (ARP, NDP, DHCP, anti-spoofing) are the shared guard's.
  */
 export function specRules(rulesPerVm: number, variant: number): Record<string, unknown>[] {
   return Array.from({ length: rulesPerVm }, (_, i) => {
@@ -213,7 +213,7 @@ export function loadFirewall(): { adapter?: FirewallAdapter; note: string } {
     return {
       adapter: makeAdapter(mod.VmFirewall),
       note:
-        'measured (table `bench_fw`, stateless on kernels without bridge conntrack). Each VM: the given number of backend rules (DROP, half OUT/half IN, default accept); VmFirewall adds an ARP and an NDP accept and a default rule per chain. applyVm lists nothing while nobody else commits (its view of the dispatch maps is checked against the ruleset generation); sync lists the whole table unless nothing was committed since its own last full sync.',
+        'measured (table `bench_fw`, stateless on kernels without bridge conntrack). Each VM: the given number of backend rules (DROP, half OUT/half IN, default accept); VmFirewall adds a default rule per chain, and its shared guard chains (ARP, NDP, DHCP and anti-spoofing built-ins over per-VM set elements) run before the dispatch. applyVm lists nothing while nobody else commits (its view of the dispatch maps is checked against the ruleset generation); sync lists the whole table unless nothing was committed since its own last full sync.',
     }
   } catch (e) {
     return { note: `ts/firewall failed to load (${e instanceof Error ? e.message.split('\n')[0] : String(e)}): VmFirewall was not measured.` }
