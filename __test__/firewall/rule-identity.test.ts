@@ -3,7 +3,8 @@ import { describe, expect, it } from 'vitest'
 import { compileVm } from '../../ts/firewall/compile.js'
 import { normalizeVm, parseComment, type VmSpec } from '../../ts/firewall/index.js'
 import { resolveLogDrops } from '../../ts/firewall/log-drops.js'
-import { bodyHash, internRule, rulesFingerprint } from '../../ts/firewall/rule-identity.js'
+import { bodyHash, FrozenListMemo, internRule, rulesFingerprint } from '../../ts/firewall/rule-identity.js'
+import { ruleKey } from '../../ts/firewall/rendering.js'
 import { vmApplyCommands } from '../../ts/firewall/layout.js'
 import { encodeBatch } from '../../ts/firewall/netlink-batch.js'
 import { batchText } from '../../ts/firewall/render.js'
@@ -60,5 +61,19 @@ describe('interned rules', () => {
       expect(encodeBatch('t', commands)!.equals(encodeBatch('t', copies)!)).toBe(true)
       expect(batchText(commands)).toBe(batchText(copies))
     }
+  })
+  it('values derived from a list are kept for frozen lists only (a mutable list is derived again)', () => {
+    const memo = new FrozenListMemo<string>()
+    const frozen = Object.freeze([{ accept: null }])
+    const mutable: unknown[] = [{ accept: null }]
+    expect(memo.keep(frozen, 'a')).toBe('a')
+    expect(memo.keep(mutable, 'b')).toBe('b')
+    expect(memo.get(frozen)).toBe('a')
+    expect(memo.get(mutable)).toBeUndefined()
+    // The drift key of a listed (mutable) rule follows its changes.
+    expect(ruleKey(mutable)).toBe('[{"accept":null}]')
+    mutable[0] = { drop: null }
+    expect(ruleKey(mutable)).toBe('[{"drop":null}]')
+    expect(ruleKey(Object.freeze([{ counter: { packets: 3, bytes: 9 } }]))).toBe('[{"counter":null}]')
   })
 })

@@ -64,8 +64,8 @@ export class KernelView {
   }
 
   /**
-   * Runs one batch and keeps the view exact: `effect` says what the batch did to the maps (applied to a copy of
-   * the current maps), `createsSets` whether it (re)added the table and its shared sets, `lean` that the batch
+   * Runs one batch and keeps the view exact: `effect` says what the batch did to the maps (applied to the
+   * current maps), `createsSets` whether it (re)added the table and its shared sets, `lean` that the batch
    * may go without libnftables (kernel.ts). On failure the view is
    * dropped and the error rethrown.
    */
@@ -88,6 +88,8 @@ export class KernelView {
     // Only our commit happened since g0, and the view was exact at g0: apply our changes to it. (Every batch we
     // send changes something, so a +1 is ours; a dry run commits nothing and teaches nothing.)
     if (!this.kernel.dryRun && before && before.generation === g0 && g1 - g0 <= 1) {
+      // In place: the old snapshot is replaced at once, and a copy of the maps and chain names would cost O(VMs)
+      // per write (~0.2 ms at 1000 VMs). Callers use what current() gives them before their next await.
       const maps = applyElements(before.maps, commands)
       const chains = before.chains && applyChains(before.chains, commands)
       const contents = applySetElements(before.contents, commands)
@@ -110,7 +112,8 @@ export class KernelView {
   adopt(generation: number, maps: DispatchMaps, setsKnown: boolean, sets?: SetContents): void {
     if (!this.kernel.dryRun) {
       const contents = sets ? copySets(sets) : new Map<string, Set<string>>()
-      this.#snap = { generation, maps, setsKnown, contents, sets: VM_SETS.every((n) => contents.has(n)) ? contents : undefined }
+      // Copies: the view updates its own in place (see applyElements).
+      this.#snap = { generation, maps: { [MAP_FROM_VM]: new Map(maps[MAP_FROM_VM]), [MAP_TO_VM]: new Map(maps[MAP_TO_VM]) }, setsKnown, contents, sets: VM_SETS.every((n) => contents.has(n)) ? contents : undefined }
     }
     this.#epoch++
   }
@@ -167,8 +170,7 @@ function copySets(sets: SetContents): SetContents {
 }
 
 /** The guard's set contents after a batch of ours: sets it adds (empty when new), element adds and deletes; a
- *  deleted table has none. Updates `sets` in place (the snapshot it belongs to is replaced by the one made from
- *  it, after the commit): a VM's write costs its own elements, not a copy of the table's. */
+ *  deleted table has none. In place (see write()). */
 function applySetElements(sets: SetContents, commands: NftCommand[]): SetContents {
   let next = sets
   for (const cmd of commands) {
@@ -194,7 +196,7 @@ function applySetElements(sets: SetContents, commands: NftCommand[]): SetContent
 
 /** The table's chain names after a batch of ours (adds and deletes of chains; a deleted table has none). */
 function applyChains(chains: Set<string>, commands: NftCommand[]): Set<string> {
-  const next = new Set(chains)
+  const next = chains
   for (const cmd of commands) {
     const [verb, body] = Object.entries(cmd)[0] as [string, Record<string, Record<string, unknown>>]
     if ('table' in body && verb === 'delete') next.clear()
@@ -206,9 +208,9 @@ function applyChains(chains: Set<string>, commands: NftCommand[]): Set<string> {
   return next
 }
 
-/** The dispatch maps after a batch of ours: its element adds and deletes, and maps it created. */
+/** The dispatch maps after a batch of ours: its element adds and deletes, and maps it created. In place. */
 function applyElements(maps: DispatchMaps | undefined, commands: NftCommand[]): DispatchMaps | undefined {
-  let next: DispatchMaps | undefined = maps && { [MAP_FROM_VM]: new Map(maps[MAP_FROM_VM]), [MAP_TO_VM]: new Map(maps[MAP_TO_VM]) }
+  let next: DispatchMaps | undefined = maps
   for (const cmd of commands) {
     const [verb, body] = Object.entries(cmd)[0] as [string, Record<string, Record<string, unknown>>]
     if ('map' in body && verb === 'add') {

@@ -17,6 +17,7 @@
 import { endianness } from 'node:os'
 import { parseIPv4, parseIPv6 } from './address.js'
 import { BUILTIN_SETS, FAMILY, MAP_FROM_VM, MAP_TO_VM, SET_ID_IPV4, SET_ID_IPV6, SET_ID_MAC, SHARED_SETS, VM_SETS } from './layout.js'
+import { FrozenListMemo } from './rule-identity.js'
 
 // ---- netlink constants (linux/netlink.h, linux/netfilter/nf_tables.h) ----
 const SUBSYS = 10 << 8
@@ -656,14 +657,13 @@ function ruleExpressions(statements: unknown, batch: Batch): Attr {
   if (!Object.isFrozen(statements) || batch.pre.length !== pre) return exprs
   const w = new Writer(1024)
   exprs(w)
-  const bytes = Buffer.from(w.buf.subarray(0, w.at))
-  ENCODED.set(statements, bytes)
+  const bytes = ENCODED.keep(statements, Buffer.from(w.buf.subarray(0, w.at)))
   return (w) => w.raw(bytes)
 }
 
-/** NFTA_RULE_EXPRESSIONS already encoded, by statement list: frozen lists only (compile.ts interns and freezes
- *  its rules, which VMs share), since nothing can change those; a 1000-VM sync encodes each distinct rule once. */
-const ENCODED = new WeakMap<readonly unknown[], Buffer>()
+/** NFTA_RULE_EXPRESSIONS already encoded (interned rules' lists; see FrozenListMemo): a 1000-VM sync encodes
+ *  each distinct rule once. */
+const ENCODED = new FrozenListMemo<Buffer>()
 
 /** NFTA_RULE_USERDATA: the comment TLV (NFTNL_UDATA_RULE_COMMENT, its length with the NUL, the string). */
 function comment(text: unknown): Attr {

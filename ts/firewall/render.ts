@@ -4,6 +4,7 @@
 // does not know, or a string it cannot quote safely, makes `batchText` return undefined and the caller sends
 // the JSON instead, so text is only ever an exact spelling of the JSON.
 import type { NftCommand, NftStatement } from '../schema.js'
+import { FrozenListMemo } from './rule-identity.js'
 
 type Loose = Record<string, unknown>
 
@@ -137,17 +138,15 @@ function ruleBody(o: Loose): string {
   return o.comment === undefined ? text : `${text} comment ${q(o.comment)}`
 }
 
-/** Statements already written, by expression list: frozen lists only (compile.ts interns and freezes its rules,
- *  which VMs share), since nothing can change those. */
-const WRITTEN = new WeakMap<readonly NftStatement[], string>()
+/** Statements already written (interned rules' lists; see FrozenListMemo). */
+const WRITTEN = new FrozenListMemo<string>()
 
 function statements(expr: readonly NftStatement[]): string {
-  let text = WRITTEN.get(expr)
-  if (text !== undefined) return text
-  text = ''
+  const known = WRITTEN.get(expr)
+  if (known !== undefined) return known
+  let text = ''
   for (const st of expr) text += (text ? ' ' : '') + statement(st)
-  if (Object.isFrozen(expr)) WRITTEN.set(expr, text)
-  return text
+  return WRITTEN.keep(expr, text)
 }
 
 function elements(o: Loose): string[] {

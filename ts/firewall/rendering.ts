@@ -13,6 +13,7 @@ import type { NftExpr } from './compile.js'
 import type { FirewallKernel } from './kernel.js'
 import { FAMILY, RENDER_CHAIN } from './layout.js'
 import { renderCommands } from './render.js'
+import { FrozenListMemo } from './rule-identity.js'
 
 /** Keeps memory bounded when many distinct rules pass through one long-lived instance. */
 const CACHE_LIMIT = 200_000
@@ -23,9 +24,11 @@ const counterless = (expr: readonly unknown[]): unknown[] =>
     return o && typeof o === 'object' && 'counter' in o ? { counter: null } : st
   })
 
+const KEYS = new FrozenListMemo<string>()
+
 /** A rule's statements as compared for drift: counter values are state, not policy. */
 export function ruleKey(expr: readonly unknown[]): string {
-  return JSON.stringify(counterless(expr))
+  return KEYS.get(expr) ?? KEYS.keep(expr, JSON.stringify(counterless(expr)))
 }
 
 export class KernelRendering {

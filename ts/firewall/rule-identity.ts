@@ -65,3 +65,22 @@ export function internRule(kind: string, tag: string, body: readonly unknown[], 
 export function rulesFingerprint(...lists: readonly (readonly CompiledRule[])[]): string {
   return lists.map((l) => l.map((r) => IDS.get(r) ?? JSON.stringify(r)).join(',')).join('|')
 }
+
+/**
+ * A value derived from a rule's expression list (its nft text, its netlink encoding, its drift key), kept for
+ * frozen lists only: interned rules are frozen and shared by every VM that has them, and nothing can change
+ * them, so each is derived once per process. Other lists (a caller's, a listing's) are derived every time.
+ */
+export class FrozenListMemo<T> {
+  readonly #memo = new WeakMap<readonly unknown[], T>()
+
+  get(list: readonly unknown[]): T | undefined {
+    return this.#memo.get(list)
+  }
+
+  /** Returns `value`, remembered for `list` if it is frozen. */
+  keep(list: readonly unknown[], value: T): T {
+    if (Object.isFrozen(list)) this.#memo.set(list, value)
+    return value
+  }
+}
