@@ -24,7 +24,7 @@ const hex = (n: number) => (n & 0xff).toString(16).padStart(2, '0')
 /** VM `i` with identity variant `v` (MAC and addresses differ per variant). */
 function identified(i: number, v: number, ruleVariant = 0): VmSpec {
   return {
-    ...vmSpec(i, RULES, ruleVariant),
+    ...(vmSpec(i, RULES, ruleVariant) as unknown as VmSpec),
     mac: `02:${hex(v)}:00:${hex(i >> 8)}:${hex(i)}:01`,
     ipv4: [`10.${100 + (v % 100)}.${(i >> 8) & 255}.${i & 255}`],
     ipv6: [`2001:db8:${v.toString(16)}::${i.toString(16)}`],

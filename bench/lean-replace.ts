@@ -7,7 +7,7 @@
 import { execFileSync } from 'node:child_process'
 import { rmSync, writeFileSync } from 'node:fs'
 import { Nft } from '../ts/index.js'
-import { VmFirewall } from '../ts/firewall/index.js'
+import { VmFirewall, type VmSpec } from '../ts/firewall/index.js'
 import { compileVm } from '../ts/firewall/compile.js'
 import { vmApplyCommands } from '../ts/firewall/layout.js'
 import { encodeBatch } from '../ts/firewall/netlink-batch.js'
@@ -30,13 +30,14 @@ const file = `/tmp/lean-replace-${process.pid}.nft`
 const nfts = names.map((n) => new Nft({ netns: n }))
 try {
   const [raw, lean, off] = [new VmFirewall(nfts[0]!, { table: TABLE }), new VmFirewall(nfts[1]!, { table: TABLE }), new VmFirewall(nfts[2]!, { table: TABLE, leanWrites: false })]
-  const specs = Array.from({ length: VMS }, (_, i) => vmSpec(i, RULES))
+  const spec = (i: number, variant = 0) => vmSpec(i, RULES, variant) as unknown as VmSpec
+  const specs = Array.from({ length: VMS }, (_, i) => spec(i))
   const t0 = process.hrtime.bigint()
   await Promise.all([raw.sync(specs), lean.sync(specs), off.sync(specs)])
   console.log(`loaded ${VMS} VMs x ${RULES} rules in three namespaces: ${ms(t0).toFixed(0)} ms`)
   const caps = await lean.capabilities()
   const target = Math.floor(VMS / 2)
-  const compiled = (variant: number) => compileVm(normalizeVm(vmSpec(target, RULES, variant)), { capabilities: caps as never, conntrack: 'auto' })
+  const compiled = (variant: number) => compileVm(normalizeVm(spec(target, variant)), { capabilities: caps as never, conntrack: 'auto' })
   const commands = (variant: number) => vmApplyCommands(TABLE, compiled(variant), [])
   const rules = compiled(0).out.length + compiled(0).in.length
   const paths: Record<string, (variant: number) => Promise<void>> = {
@@ -46,8 +47,8 @@ try {
       writeFileSync(file, batchText(commands(v))!)
       execFileSync('ip', ['netns', 'exec', names[0]!, 'nft', '-f', file])
     },
-    'applyVm lean': async (v) => void (await lean.applyVm(vmSpec(target, RULES, v))),
-    'applyVm libnftables': async (v) => void (await off.applyVm(vmSpec(target, RULES, v))),
+    'applyVm lean': async (v) => void (await lean.applyVm(spec(target, v))),
+    'applyVm libnftables': async (v) => void (await off.applyVm(spec(target, v))),
   }
   const ids = Object.keys(paths)
   const samples: Record<string, number[]> = Object.fromEntries(ids.map((p) => [p, []]))

@@ -223,6 +223,14 @@ async function main(): Promise<number> {
     })
   }
 
+  // Issue 15: where a frame's time goes in VmFirewall's ruleset: only when asked for (`--only anatomy`, ~8 minutes).
+  if (cfg.only?.has('anatomy') && iperf) {
+    await attempt('anatomy', async () => {
+      log(`data plane anatomy: VmFirewall's table taken apart, ${cfg.dataplane.vms} VMs x ${cfg.dataplane.rulesPerVm} rules, ${cfg.dataplane.seconds}s x ${cfg.levers.dpRounds} rounds`)
+      results.anatomy = await dataplaneWorkload(ctx, { ...cfg.dataplane, rounds: cfg.levers.dpRounds, udp: cfg.levers.udp, anatomy: true })
+    })
+  }
+
   // Issue 15's lever measurements: only when asked for (`--only levers`), they take ~15 minutes.
   if (cfg.only?.has('levers')) {
     await attempt('levers', async () => {

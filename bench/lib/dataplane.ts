@@ -7,7 +7,9 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { Nft } from '../../ts/index.js'
 import { batch, deleteTableCmd, fullRulesetCmds, vmNames } from './gen.js'
 import { counterSum, deleteLeverTablesText, leverRulesetText, leverSpecs, specLabel, spoofChains, tableOf, type Identities, type LeverVariant } from './levers-gen.js'
+import { defaultOnly, dhcpBehindPortSet, groupedByProtocol, hooksOnly, withoutGuard } from './dataplane-anatomy.js'
 import { createNetns, deleteNetns, killChild, sh, trackChild } from './netns.js'
+import { FW_TABLE } from './vmfirewall.js'
 import { median, pairedRatio, rotate } from './stats.js'
 import type { DataplaneResult } from './types.js'
 import type { Ctx } from './workloads.js'
@@ -29,6 +31,8 @@ export interface DataplaneOptions {
   levers?: number[]
   /** With `levers`: the one-table variants besides A (default all). */
   leverVariants?: LeverVariant[]
+  /** Instead: VmFirewall's table taken apart and reshaped (dataplane-anatomy.ts); needs the firewall. */
+  anatomy?: boolean
 }
 
 function ping(ns: string, from: string): boolean {
@@ -116,7 +120,51 @@ export async function dataplaneWorkload(ctx: Ctx, o: DataplaneOptions): Promise<
       const pk = counterSum(await nft.run(`list chain bridge ${table} ${va.out}`), 'comment "default"')
       notes.push(pk > 0 ? `verified (${label}): ${pk} packets reached the last rule of ${va.out} (the test traffic walks the VM chains)` : `WARNING (${label}): the test traffic did not reach the VM chain default rule`)
     }
-    if (o.levers) {
+    // Production VMs are known by MAC and address: their frames pass each identity check at its first lookup.
+    const identities = { [ia]: { mac: MAC_A, ipv4: A }, [ib]: { mac: MAC_B, ipv4: B } }
+    const vmChainsOfTaps = async (): Promise<string[]> => {
+      const listed = (await nft.run(`list map bridge ${FW_TABLE} from_vm`)) + (await nft.run(`list map bridge ${FW_TABLE} to_vm`))
+      return [va.tap, vb.tap].flatMap((tap) => [...listed.matchAll(new RegExp(`"${tap}" : jump (\\w+)`, 'g'))].map((m) => m[1]!))
+    }
+    const listChain = (chain: string) => nft.run(`list chain bridge ${FW_TABLE} ${chain}`)
+    if (o.anatomy) {
+      if (!ctx.firewall) throw new Error('the data-plane anatomy needs VmFirewall (ts/firewall)')
+      const fw = ctx.firewall
+      let h: { clear(): Promise<void> } | undefined
+      const reshaped = (ids: boolean, reshape?: () => Promise<string | undefined>, label = '') => ({
+        setup: async () => {
+          h = await fw.loadForDataplane(br, o.vms, o.rulesPerVm, { [ia]: va.tap, [ib]: vb.tap }, ids ? identities : {})
+          const text = reshape && (await reshape())
+          if (reshape && text === undefined) throw new Error(`${label}: the table does not have the form this reshaping expects`)
+          if (text) await nft.run(text)
+        },
+        teardown: async () => void (await h?.clear()),
+        // The reshaped table still carries the test traffic through the sender's chain to its default rule
+        // (except with the hooks empty: nothing is dispatched).
+        verify: async () => {
+          if (label === 'hooks') return
+          const [out] = await vmChainsOfTaps()
+          const pk = counterSum(await listChain(out!), '"d:')
+          notes.push(pk > 0 ? `verified (${label || 'as loaded'}${ids ? ', identified' : ''}): ${pk} packets reached the default rule of ${out}` : `WARNING (${label}): the test traffic did not reach the default rule of ${out}`)
+        },
+      })
+      const eachVmChain = (f: (chain: string, listing: string) => string | undefined) => async () => {
+        const parts: (string | undefined)[] = []
+        for (const chain of await vmChainsOfTaps()) parts.push(f(chain, await listChain(chain)))
+        return parts.some((p) => p === undefined) ? undefined : parts.join('\n')
+      }
+      configs['VmFirewall'] = reshaped(false)
+      configs['VmFirewall, identified VMs'] = reshaped(true)
+      configs['hooks only (base chains empty)'] = reshaped(false, async () => hooksOnly(FW_TABLE), 'hooks')
+      configs['no guard (dispatch + VM chains)'] = reshaped(false, async () => withoutGuard(FW_TABLE), 'no guard')
+      configs['no user rules (guard + dispatch + defaults)'] = reshaped(false, eachVmChain((c, l) => defaultOnly(FW_TABLE, c, l)), 'no user rules')
+      configs['prototype: user rules by L4 protocol'] = reshaped(false, eachVmChain((c, l) => groupedByProtocol(FW_TABLE, c, l)), 'by L4 protocol')
+      configs['prototype: DHCP checks behind a port set'] = reshaped(
+        false,
+        async () => dhcpBehindPortSet(FW_TABLE, { guardIp: await listChain('guard_ip'), guardIp6: await listChain('guard_ip6'), postrouting: await listChain('postrouting') }),
+        'DHCP behind a port set',
+      )
+    } else if (o.levers) {
       // The two VMs' identities are the hosts' real addresses, so their traffic passes the identity checks.
       const ids: Identities = { [ia]: { mac: MAC_A, ipv4: A, ipv6: '2001:db8:99::1' }, [ib]: { mac: MAC_B, ipv4: B, ipv6: '2001:db8:99::2' } }
       for (const spec of leverSpecs(o.vms, o.levers, o.leverVariants)) {
@@ -172,6 +220,14 @@ export async function dataplaneWorkload(ctx: Ctx, o: DataplaneOptions): Promise<
             await h?.clear()
           },
         }
+        configs['vmap (VmFirewall, identified VMs)'] = {
+          setup: async () => {
+            h = await ctx.firewall!.loadForDataplane(br, o.vms, o.rulesPerVm, { [ia]: va.tap, [ib]: vb.tap }, identities)
+          },
+          teardown: async () => {
+            await h?.clear()
+          },
+        }
       }
     }
     const names = Object.keys(configs)
@@ -202,8 +258,12 @@ export async function dataplaneWorkload(ctx: Ctx, o: DataplaneOptions): Promise<
         }
       }
     }
-    notes.push(`bridge ports are the taps of VMs #${ia} and #${ib} of ${o.vms}${o.levers ? '' : ` (linear list: ~${ia} non-matching jump rules before theirs)`}`)
+    notes.push(`bridge ports are the taps of VMs #${ia} and #${ib} of ${o.vms}${o.levers || o.anatomy ? '' : ` (linear list: ~${ia} non-matching jump rules before theirs)`}`)
     if (o.levers) notes.push(`C K shards: VM i in table i mod K, so the two VMs sit in different tables (K > 1) and every frame passes all K tables' prerouting and postrouting chains; tables without the frame's port leave at their first rule (\`iifname != @vm_taps accept\`)`)
+    if (o.anatomy) {
+      notes.push('VmFirewall: its table as the bench loads it (the VMs have no MAC or address: every identity check of the guard also looks the tap up in its set); identified VMs: the two test VMs with their hosts\' MAC and IPv4 (a production VM: each check stops at its identity lookup)')
+      notes.push('the other rows reshape that table by nft text after loading it (bench/lib/dataplane-anatomy.ts): pieces removed to show what each costs, or two prototypes of a cheaper layout; the VMs of the prototypes have no identity, as in the first row')
+    }
     notes.push('bridge conntrack is not used (stateless rules); iperf3 server bound to the namespace address only')
     const res: DataplaneResult = {
       vms: o.vms,

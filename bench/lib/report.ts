@@ -2,7 +2,7 @@
 import { BASE_PRIORITY } from '../../ts/firewall/compile.js'
 import { PATH_LABEL, type PathId } from './paths.js'
 import { fmtMs, fmtRatio } from './stats.js'
-import type { BenchResults, LeverCell, LeverPath, LeversResult, Target, WorkloadResult } from './types.js'
+import type { BenchResults, DataplaneResult, LeverCell, LeverPath, LeversResult, Target, WorkloadResult } from './types.js'
 
 const ORDER: PathId[] = ['spawn', 'nft-f', 'lib-text', 'lib-json', 'py-text', 'py-json', 'vmfw', 'compat']
 const COLORS: Record<PathId, string> = {
@@ -167,7 +167,7 @@ export function evaluateTargets(results: BenchResults): Target[] {
         why:
           c.ratioToEmpty >= 0.9
             ? undefined
-            : `${name.includes('VmFirewall') ? `VmFirewall's chains also hold an ARP accept and an NDP set-lookup rule ahead of the VM's rules and run at priority ${BASE_PRIORITY}; ${dp.configs['vmap (raw)'] ? `the raw vmap ruleset reaches ${dp.configs['vmap (raw)'].ratioToEmpty.toFixed(2)} in the same run. ` : ''}` : ''}the empty ruleset registers no hook at all; here every frame runs two base chains (prerouting + postrouting), two map lookups and all ${dp.rulesPerVm} rules of the two VMs (no rule matches the test traffic, the worst case), with a counter on the last. Dispatch itself is O(1) (linear jumps: ${(dp.configs['linear jumps']?.ratioToEmpty ?? NaN).toFixed(2)}). Fix: fewer rules on the hot path (an early accept of established traffic where bridge conntrack exists, port sets instead of one rule per port).`,
+            : `${name.includes('VmFirewall') ? `VmFirewall's frames also pass the shared identity guard (prerouting at priority ${BASE_PRIORITY}: the MAC check, then a protocol dispatch to guard_ip's 6 rules; postrouting: 4 inbound checks), each identity check a set lookup, two for a VM without identity (the tap's set too); ${dp.configs['vmap (raw)'] ? `the raw vmap ruleset reaches ${dp.configs['vmap (raw)'].ratioToEmpty.toFixed(2)} in the same run. ` : ''}\`--only anatomy\` measures each piece. ` : ''}the empty ruleset registers no hook at all; here every frame runs two base chains (prerouting + postrouting), two map lookups and all ${dp.rulesPerVm} rules of the two VMs (no rule matches the test traffic, the worst case), with a counter on the last. Dispatch itself is O(1) (linear jumps: ${(dp.configs['linear jumps']?.ratioToEmpty ?? NaN).toFixed(2)}). Fix: fewer rules on the hot path (an early accept of established traffic where bridge conntrack exists, port sets instead of one rule per port).`,
       })
     }
   }
@@ -303,29 +303,8 @@ export function buildMarkdown(r: BenchResults, chartName = r.mode === 'quick' ? 
     )
     out.push('')
   }
-  if (r.dataplane) {
-    const d = r.dataplane
-    out.push(`## Data plane: iperf3 across a bridge, ${d.vms} VMs × ${d.rulesPerVm} rules (${d.seconds} s runs × ${d.rounds} rounds)`)
-    out.push('')
-    const names = Object.keys(d.configs)
-    out.push(
-      table(
-        ['ruleset', 'TCP Gbit/s (median)', 'TCP rounds (min–max)', 'ratio to empty', ...(d.udp ? ['UDP 64 B kpps', 'ratio to empty'] : [])],
-        names.map((n) => [
-          n,
-          d.configs[n]!.medianGbps.toFixed(2),
-          `${Math.min(...d.configs[n]!.samples).toFixed(1)}–${Math.max(...d.configs[n]!.samples).toFixed(1)}`,
-          d.configs[n]!.ratioToEmpty.toFixed(2),
-          ...(d.udp ? [d.udp[n]!.medianKpps.toFixed(0), d.udp[n]!.ratioToEmpty.toFixed(2)] : []),
-        ]),
-      ),
-    )
-    out.push('')
-    out.push('Ratios are paired: each configuration against the empty ruleset in the same round, median over rounds. On a shared 2-core machine single iperf3 runs vary by tens of percent; compare the ratios, not the absolute rates.')
-    out.push('')
-    for (const n of d.notes) out.push(`- ${n}`)
-    out.push('')
-  }
+  if (r.dataplane) out.push(...dataplaneMarkdown(`Data plane: iperf3 across a bridge, ${r.dataplane.vms} VMs × ${r.dataplane.rulesPerVm} rules`, r.dataplane))
+  if (r.anatomy) out.push(...dataplaneMarkdown(`Data plane anatomy: VmFirewall's table taken apart, ${r.anatomy.vms} VMs × ${r.anatomy.rulesPerVm} rules`, r.anatomy))
   if (r.levers) out.push(...leversMarkdown(r.levers))
   if (r.errors.length) {
     out.push('## Errors')
@@ -698,5 +677,29 @@ export function leversMarkdown(l: LeversResult): string[] {
     for (const x of l.notes) out.push(`- ${x}`)
     out.push('')
   }
+  return out
+}
+
+/** One data-plane table: every configuration against the empty ruleset, TCP and (if measured) 64-byte UDP. */
+function dataplaneMarkdown(title: string, d: DataplaneResult): string[] {
+  const out: string[] = [`## ${title} (${d.seconds} s runs × ${d.rounds} rounds)`, '']
+  const names = Object.keys(d.configs)
+  out.push(
+    table(
+      ['ruleset', 'TCP Gbit/s (median)', 'TCP rounds (min–max)', 'ratio to empty', ...(d.udp ? ['UDP 64 B kpps', 'ratio to empty'] : [])],
+      names.map((n) => [
+        n,
+        d.configs[n]!.medianGbps.toFixed(2),
+        `${Math.min(...d.configs[n]!.samples).toFixed(1)}–${Math.max(...d.configs[n]!.samples).toFixed(1)}`,
+        d.configs[n]!.ratioToEmpty.toFixed(2),
+        ...(d.udp ? [d.udp[n]!.medianKpps.toFixed(0), d.udp[n]!.ratioToEmpty.toFixed(2)] : []),
+      ]),
+    ),
+  )
+  out.push('')
+  out.push('Ratios are paired: each configuration against the empty ruleset in the same round, median over rounds. On a shared 2-core machine single iperf3 runs vary by tens of percent; compare the ratios, not the absolute rates.')
+  out.push('')
+  for (const n of d.notes) out.push(`- ${n}`)
+  out.push('')
   return out
 }

@@ -139,6 +139,8 @@ export interface BenchResults {
   workloads: WorkloadResult[]
   lag?: LagResult
   dataplane?: DataplaneResult
+  /** Issue 15: VmFirewall's table taken apart and reshaped (`--only anatomy`). */
+  anatomy?: DataplaneResult
   levers?: LeversResult
   targets: Target[]
   errors: string[]

@@ -27,11 +27,17 @@ export interface FirewallBulk {
 export interface FirewallAdapter {
   open(netns: string, vms: number, rulesPerVm: number): Promise<FirewallHandle>
   bulk(netns: string, vms: number, rulesPerVm: number): Promise<FirewallBulk>
-  /** Loads `vms` VMs through VmFirewall.sync, with the taps of the given indices replaced (data plane). */
-  loadForDataplane(netns: string, vms: number, rulesPerVm: number, taps: Record<number, string>): Promise<{ clear(): Promise<void> }>
+  /** Loads `vms` VMs through VmFirewall.sync, with the taps of the given indices replaced (data plane), and
+   *  those in `identities` with that MAC and IPv4 address (anti-spoofing on, as for a production VM). */
+  loadForDataplane(netns: string, vms: number, rulesPerVm: number, taps: Record<number, string>, identities?: Record<number, DataplaneIdentity>): Promise<{ clear(): Promise<void> }>
 }
 
 export const FW_TABLE = 'bench_fw'
+
+export interface DataplaneIdentity {
+  mac: string
+  ipv4: string
+}
 
 // Minimal structural types, so this file compiles whatever the firewall module's exact types are.
 interface Spec {
@@ -39,6 +45,8 @@ interface Spec {
   tap: string
   rules: Record<string, unknown>[]
   defaultAction: 'accept' | 'drop'
+  mac?: string
+  ipv4?: string[]
 }
 interface VmFirewallLike {
   applyVm(spec: Spec): Promise<unknown>
@@ -185,9 +193,10 @@ function makeAdapter(VmFirewall: VmFirewallCtor): FirewallAdapter {
         },
       }
     },
-    async loadForDataplane(netns, vms, rulesPerVm, taps) {
+    async loadForDataplane(netns, vms, rulesPerVm, taps, identities = {}) {
       const { nft, fw } = open(netns)
-      await fw.sync(Array.from({ length: vms }, (_, k) => vmSpec(k, rulesPerVm, 0, taps[k])))
+      const identified = (k: number, s: Spec): Spec => (identities[k] ? { ...s, mac: identities[k].mac, ipv4: [identities[k].ipv4] } : s)
+      await fw.sync(Array.from({ length: vms }, (_, k) => identified(k, vmSpec(k, rulesPerVm, 0, taps[k]))))
       return {
         async clear() {
           try {
