@@ -228,6 +228,8 @@ async function main(): Promise<number> {
     await attempt('anatomy', async () => {
       log(`data plane anatomy: VmFirewall's table taken apart, ${cfg.dataplane.vms} VMs x ${cfg.dataplane.rulesPerVm} rules, ${cfg.dataplane.seconds}s x ${cfg.levers.dpRounds} rounds`)
       results.anatomy = await dataplaneWorkload(ctx, { ...cfg.dataplane, rounds: cfg.levers.dpRounds, udp: cfg.levers.udp, anatomy: true })
+      log('data plane anatomy, from an uplink port to a VM')
+      results.anatomyUplink = await dataplaneWorkload(ctx, { ...cfg.dataplane, rounds: cfg.levers.dpRounds, udp: cfg.levers.udp, anatomy: true, uplink: true })
     })
   }
 

@@ -1,7 +1,7 @@
 // The data-plane anatomy's reshapings of VmFirewall's table (bench/lib/dataplane-anatomy.ts), from listings
 // as libnftables prints them. No kernel.
 import { describe, expect, it } from 'vitest'
-import { chainRuleLines, defaultOnly, dhcpBehindPortSet, groupedByProtocol, withoutGuard } from '../../bench/lib/dataplane-anatomy.js'
+import { chainRuleLines, defaultOnly, dhcpBehindPortSet, groupedByProtocol, guardForVmPortsOnly, withoutGuard } from '../../bench/lib/dataplane-anatomy.js'
 
 const listing = (name: string, rules: string[], base = false) =>
   ['table bridge t {', `\tchain ${name} {`, ...(base ? ['\t\ttype filter hook postrouting priority -150; policy accept;'] : []), ...rules.map((r) => `\t\t${r}`), '\t}', '}', ''].join('\n')
@@ -68,5 +68,18 @@ describe('data-plane anatomy', () => {
     expect(rulesOf('guard_ip6')[1]).toBe('udp sport { 67, 68, 546, 547 } jump guard_dhcp')
     expect(rulesOf('postrouting')).toEqual(['ether type arp oifname @b_arp_in accept comment "b:8990a3d5:arp"', 'udp sport { 67, 547 } jump guard_dhcp_in', 'oifname vmap @to_vm'])
     expect(dhcpBehindPortSet('t', { ...GUARD, postrouting: listing('postrouting', ['oifname vmap @to_vm'], true) })).toBeUndefined()
+  })
+  it('puts the guard behind one tap-set lookup each way, the dispatch last', () => {
+    const prerouting = listing(
+      'prerouting',
+      ['iifname . ether saddr != @id_mac iifname @b_mac_spoof drop comment "b:11e956ba:mac-spoof"', 'ether type vmap { ip : jump guard_ip } comment "b:c22df4f2:guard"', 'iifname vmap @from_vm'],
+      true,
+    )
+    const text = guardForVmPortsOnly('t', { prerouting, postrouting: GUARD.postrouting })!.split('\n')
+    expect(text.filter((l) => l.startsWith('add rule bridge t prerouting '))).toEqual(['add rule bridge t prerouting iifname @b_arp jump guard_from_vm', 'add rule bridge t prerouting iifname vmap @from_vm'])
+    expect(text.filter((l) => l.startsWith('add rule bridge t guard_from_vm '))).toHaveLength(2)
+    expect(text.filter((l) => l.startsWith('add rule bridge t guard_to_vm '))).toHaveLength(3)
+    expect(text.filter((l) => l.startsWith('add rule bridge t postrouting ')).at(-1)).toBe('add rule bridge t postrouting oifname vmap @to_vm')
+    expect(guardForVmPortsOnly('t', { prerouting: listing('prerouting', ['iifname vmap @from_vm'], true), postrouting: GUARD.postrouting })).toBeUndefined()
   })
 })

@@ -8,6 +8,8 @@
 //                         `meta l4proto <p> jump` rule each (a UDP frame walks no TCP rule)
 //   DHCP behind a port set  prototype: the guard's DHCP checks in one chain behind `udp sport { ... } jump`
 //                         (an IPv4 frame walks 3 guard_ip rules instead of 6)
+//   guard for VM ports only  prototype: the guard's base-chain rules behind one tap-set lookup each way (a frame
+//                         from the uplink skips the guard)
 
 const FAMILY = 'bridge'
 
@@ -100,5 +102,28 @@ export function dhcpBehindPortSet(table: string, listings: { guardIp: string; gu
     ...add(table, 'guard_ip6', gated(ip6, DHCP_FROM_VM, 'udp sport { 67, 68, 546, 547 } jump guard_dhcp')),
     flush(table, 'postrouting'),
     ...add(table, 'postrouting', gated(post, DHCP_TO_VM, 'udp sport { 67, 547 } jump guard_dhcp_in')),
+  ].join('\n')
+}
+
+/**
+ * Prototype: the guard only for VM ports. Its base-chain rules move into a chain of their own each way, entered
+ * by `iifname @b_arp` / `oifname @b_arp_in` (every VM's tap is in those sets: its ARP built-in always applies),
+ * so a frame from or to another port (the uplink, the host) skips the guard; the dispatch rule stays last.
+ * Undefined when the base chains do not have the guard's form (its rules, then one dispatch rule).
+ */
+export function guardForVmPortsOnly(table: string, listings: { prerouting: string; postrouting: string }): string | undefined {
+  const pre = chainRuleLines(listings.prerouting)
+  const post = chainRuleLines(listings.postrouting)
+  const [preDispatch, postDispatch] = [pre.pop(), post.pop()]
+  if (preDispatch !== 'iifname vmap @from_vm' || postDispatch !== 'oifname vmap @to_vm' || pre.length === 0 || post.length === 0) return undefined
+  return [
+    `add chain ${FAMILY} ${table} guard_from_vm`,
+    ...add(table, 'guard_from_vm', pre),
+    `add chain ${FAMILY} ${table} guard_to_vm`,
+    ...add(table, 'guard_to_vm', post),
+    flush(table, 'prerouting'),
+    ...add(table, 'prerouting', ['iifname @b_arp jump guard_from_vm', preDispatch]),
+    flush(table, 'postrouting'),
+    ...add(table, 'postrouting', ['oifname @b_arp_in jump guard_to_vm', postDispatch]),
   ].join('\n')
 }

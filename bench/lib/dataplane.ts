@@ -7,7 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { Nft } from '../../ts/index.js'
 import { batch, deleteTableCmd, fullRulesetCmds, vmNames } from './gen.js'
 import { counterSum, deleteLeverTablesText, leverRulesetText, leverSpecs, specLabel, spoofChains, tableOf, type Identities, type LeverVariant } from './levers-gen.js'
-import { defaultOnly, dhcpBehindPortSet, groupedByProtocol, hooksOnly, withoutGuard } from './dataplane-anatomy.js'
+import { defaultOnly, dhcpBehindPortSet, groupedByProtocol, guardForVmPortsOnly, hooksOnly, withoutGuard } from './dataplane-anatomy.js'
 import { createNetns, deleteNetns, killChild, sh, trackChild } from './netns.js'
 import { FW_TABLE } from './vmfirewall.js'
 import { median, pairedRatio, rotate } from './stats.js'
@@ -33,7 +33,12 @@ export interface DataplaneOptions {
   leverVariants?: LeverVariant[]
   /** Instead: VmFirewall's table taken apart and reshaped (dataplane-anatomy.ts); needs the firewall. */
   anatomy?: boolean
+  /** With `anatomy`: the sending port is not a VM's tap but an uplink (traffic from outside to a VM). */
+  uplink?: boolean
 }
+
+/** The bridge port of the sending namespace when it stands for the uplink rather than a VM. */
+const UPLINK = 'uplink0'
 
 function ping(ns: string, from: string): boolean {
   try {
@@ -98,13 +103,13 @@ export async function dataplaneWorkload(ctx: Ctx, o: DataplaneOptions): Promise<
     const vb = vmNames(ib)
     sh('ip', ['-n', br, 'link', 'add', 'br0', 'type', 'bridge'])
     sh('ip', ['-n', br, 'link', 'set', 'br0', 'up'])
-    for (const [vm, host, addr] of [
-      [va, h1, A],
-      [vb, h2, B],
+    for (const [port, host, addr] of [
+      [o.uplink ? UPLINK : va.tap, h1, A],
+      [vb.tap, h2, B],
     ] as const) {
-      sh('ip', ['-n', br, 'link', 'add', vm.tap, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', host])
-      sh('ip', ['-n', br, 'link', 'set', vm.tap, 'master', 'br0'])
-      sh('ip', ['-n', br, 'link', 'set', vm.tap, 'up'])
+      sh('ip', ['-n', br, 'link', 'add', port, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', host])
+      sh('ip', ['-n', br, 'link', 'set', port, 'master', 'br0'])
+      sh('ip', ['-n', br, 'link', 'set', port, 'up'])
       sh('ip', ['-n', host, 'link', 'set', 'eth0', 'address', host === h1 ? MAC_A : MAC_B])
       sh('ip', ['-n', host, 'addr', 'add', `${addr}/24`, 'dev', 'eth0'])
       sh('ip', ['-n', host, 'link', 'set', 'eth0', 'up'])
@@ -143,9 +148,10 @@ export async function dataplaneWorkload(ctx: Ctx, o: DataplaneOptions): Promise<
         // (except with the hooks empty: nothing is dispatched).
         verify: async () => {
           if (label === 'hooks') return
-          const [out] = await vmChainsOfTaps()
-          const pk = counterSum(await listChain(out!), '"d:')
-          notes.push(pk > 0 ? `verified (${label || 'as loaded'}${ids ? ', identified' : ''}): ${pk} packets reached the default rule of ${out}` : `WARNING (${label}): the test traffic did not reach the default rule of ${out}`)
+          // The sender's out chain, or with an uplink sender the receiver's in chain.
+          const chain = o.uplink ? (await vmChainsOfTaps()).at(-1) : (await vmChainsOfTaps())[0]
+          const pk = counterSum(await listChain(chain!), '"d:')
+          notes.push(pk > 0 ? `verified (${label || 'as loaded'}${ids ? ', identified' : ''}): ${pk} packets reached the default rule of ${chain}` : `WARNING (${label}): the test traffic did not reach the default rule of ${chain}`)
         },
       })
       const eachVmChain = (f: (chain: string, listing: string) => string | undefined) => async () => {
@@ -153,17 +159,26 @@ export async function dataplaneWorkload(ctx: Ctx, o: DataplaneOptions): Promise<
         for (const chain of await vmChainsOfTaps()) parts.push(f(chain, await listChain(chain)))
         return parts.some((p) => p === undefined) ? undefined : parts.join('\n')
       }
-      configs['VmFirewall'] = reshaped(false)
-      configs['VmFirewall, identified VMs'] = reshaped(true)
-      configs['hooks only (base chains empty)'] = reshaped(false, async () => hooksOnly(FW_TABLE), 'hooks')
-      configs['no guard (dispatch + VM chains)'] = reshaped(false, async () => withoutGuard(FW_TABLE), 'no guard')
-      configs['no user rules (guard + dispatch + defaults)'] = reshaped(false, eachVmChain((c, l) => defaultOnly(FW_TABLE, c, l)), 'no user rules')
-      configs['prototype: user rules by L4 protocol'] = reshaped(false, eachVmChain((c, l) => groupedByProtocol(FW_TABLE, c, l)), 'by L4 protocol')
-      configs['prototype: DHCP checks behind a port set'] = reshaped(
-        false,
-        async () => dhcpBehindPortSet(FW_TABLE, { guardIp: await listChain('guard_ip'), guardIp6: await listChain('guard_ip6'), postrouting: await listChain('postrouting') }),
-        'DHCP behind a port set',
-      )
+      const guardForVms = async () => guardForVmPortsOnly(FW_TABLE, { prerouting: await listChain('prerouting'), postrouting: await listChain('postrouting') })
+      if (o.uplink) {
+        // Outside to a VM: the VMs identified as in production; the sender's port is no VM's.
+        configs['VmFirewall, identified VMs'] = reshaped(true)
+        configs['no guard (dispatch + VM chains)'] = reshaped(true, async () => withoutGuard(FW_TABLE), 'no guard')
+        configs['prototype: guard for VM ports only'] = reshaped(true, guardForVms, 'guard for VM ports only')
+      } else {
+        configs['VmFirewall'] = reshaped(false)
+        configs['VmFirewall, identified VMs'] = reshaped(true)
+        configs['hooks only (base chains empty)'] = reshaped(false, async () => hooksOnly(FW_TABLE), 'hooks')
+        configs['no guard (dispatch + VM chains)'] = reshaped(false, async () => withoutGuard(FW_TABLE), 'no guard')
+        configs['no user rules (guard + dispatch + defaults)'] = reshaped(false, eachVmChain((c, l) => defaultOnly(FW_TABLE, c, l)), 'no user rules')
+        configs['prototype: user rules by L4 protocol'] = reshaped(false, eachVmChain((c, l) => groupedByProtocol(FW_TABLE, c, l)), 'by L4 protocol')
+        configs['prototype: DHCP checks behind a port set'] = reshaped(
+          false,
+          async () => dhcpBehindPortSet(FW_TABLE, { guardIp: await listChain('guard_ip'), guardIp6: await listChain('guard_ip6'), postrouting: await listChain('postrouting') }),
+          'DHCP behind a port set',
+        )
+        configs['prototype: guard for VM ports only'] = reshaped(false, guardForVms, 'guard for VM ports only')
+      }
     } else if (o.levers) {
       // The two VMs' identities are the hosts' real addresses, so their traffic passes the identity checks.
       const ids: Identities = { [ia]: { mac: MAC_A, ipv4: A, ipv6: '2001:db8:99::1' }, [ib]: { mac: MAC_B, ipv4: B, ipv6: '2001:db8:99::2' } }
@@ -258,9 +273,11 @@ export async function dataplaneWorkload(ctx: Ctx, o: DataplaneOptions): Promise<
         }
       }
     }
-    notes.push(`bridge ports are the taps of VMs #${ia} and #${ib} of ${o.vms}${o.levers || o.anatomy ? '' : ` (linear list: ~${ia} non-matching jump rules before theirs)`}`)
+    if (!o.uplink) notes.push(`bridge ports are the taps of VMs #${ia} and #${ib} of ${o.vms}${o.levers || o.anatomy ? '' : ` (linear list: ~${ia} non-matching jump rules before theirs)`}`)
     if (o.levers) notes.push(`C K shards: VM i in table i mod K, so the two VMs sit in different tables (K > 1) and every frame passes all K tables' prerouting and postrouting chains; tables without the frame's port leave at their first rule (\`iifname != @vm_taps accept\`)`)
-    if (o.anatomy) {
+    if (o.anatomy && o.uplink) {
+      notes.push(`the sending port is ${UPLINK}, no VM's tap (the uplink, or the host): traffic from outside to VM #${ib}, identified by its host's MAC and IPv4; the rows reshape VmFirewall's table by nft text after loading it (bench/lib/dataplane-anatomy.ts)`)
+    } else if (o.anatomy) {
       notes.push('VmFirewall: its table as the bench loads it (the VMs have no MAC or address: every identity check of the guard also looks the tap up in its set); identified VMs: the two test VMs with their hosts\' MAC and IPv4 (a production VM: each check stops at its identity lookup)')
       notes.push('the other rows reshape that table by nft text after loading it (bench/lib/dataplane-anatomy.ts): pieces removed to show what each costs, or two prototypes of a cheaper layout; the VMs of the prototypes have no identity, as in the first row')
     }

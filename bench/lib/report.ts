@@ -305,6 +305,7 @@ export function buildMarkdown(r: BenchResults, chartName = r.mode === 'quick' ? 
   }
   if (r.dataplane) out.push(...dataplaneMarkdown(`Data plane: iperf3 across a bridge, ${r.dataplane.vms} VMs × ${r.dataplane.rulesPerVm} rules`, r.dataplane))
   if (r.anatomy) out.push(...dataplaneMarkdown(`Data plane anatomy: VmFirewall's table taken apart, ${r.anatomy.vms} VMs × ${r.anatomy.rulesPerVm} rules`, r.anatomy))
+  if (r.anatomyUplink) out.push(...dataplaneMarkdown(`Data plane anatomy, from an uplink port to a VM, ${r.anatomyUplink.vms} VMs × ${r.anatomyUplink.rulesPerVm} rules`, r.anatomyUplink))
   if (r.levers) out.push(...leversMarkdown(r.levers))
   if (r.errors.length) {
     out.push('## Errors')

@@ -141,6 +141,8 @@ export interface BenchResults {
   dataplane?: DataplaneResult
   /** Issue 15: VmFirewall's table taken apart and reshaped (`--only anatomy`). */
   anatomy?: DataplaneResult
+  /** The same with the sending port an uplink (no VM's tap): traffic from outside to a VM. */
+  anatomyUplink?: DataplaneResult
   levers?: LeversResult
   targets: Target[]
   errors: string[]
