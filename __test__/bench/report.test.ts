@@ -1,6 +1,6 @@
 // Report builders of the benchmark harness: targets, Markdown and the hand-written SVG (pure functions).
 import { describe, expect, it } from 'vitest'
-import { buildMarkdown, buildSvg, evaluateTargets } from '../../bench/lib/report.js'
+import { buildMarkdown, buildSvg, evaluateTargets, pairedDifference } from '../../bench/lib/report.js'
 import { summarize } from '../../bench/lib/stats.js'
 import type { BenchResults, WorkloadResult } from '../../bench/lib/types.js'
 import type { PathId } from '../../bench/lib/paths.js'
@@ -130,5 +130,20 @@ describe('buildSvg', () => {
     const svg = buildSvg(r)
     expect(svg).toContain('</svg>')
     expect(svg).not.toMatch(/NaN/)
+  })
+})
+
+describe('paired facade difference', () => {
+  it('is the median of per-pair differences, not the difference of medians', () => {
+    const w = workload('apply-vm-paired/1000', 'apply-vm-paired', 1000, {})
+    // Pairs drift with the machine; each facade call is 0.1 ms over its pair's engine call.
+    w.paths.vmfw = { samples: [1, 5, 9, undefined], summary: summarize([1, 5, 9]) }
+    w.paths.compat = { samples: [1.1, 5.1, 9.1, 3], summary: summarize([1.1, 5.1, 9.1, 3]) }
+    expect(pairedDifference(w)).toBeCloseTo(0.1)
+    const r = results()
+    r.workloads.push({ ...workload('apply-vm/1000', 'apply-vm', 1000, { vmfw: 5, compat: 9 }), id: 'apply-vm/1000' }, w)
+    const row = evaluateTargets(r).find((t) => t.name.includes('in pairs'))!
+    expect(row.status).toBe('met')
+    expect(row.measured).toContain('+0.10 ms, median of 3 paired differences')
   })
 })
