@@ -79,11 +79,13 @@ export declare class NativeNft {
    * are accepted; anything else, another table, or a malformed buffer is refused (`BATCH_REFUSED`) before
    * anything is sent. A kernel refusal carries its errno's code and the
    * index of the refused message. `dryRun`: the kernel checks the batch and commits nothing (the batch is
-   * sent without its end message, as libnftables does). The promise always resolves.
+   * sent without its end message, as libnftables does). `expect`: send only while the namespace's
+   * generation is still this one (else `GENERATION_MOVED`, nothing sent). The output is the generation
+   * before and after the batch, read on the worker thread (`"<before> <after>"`). The promise always resolves.
    */
-  commitBatch(table: string, messages: Buffer, dryRun: boolean): Promise<NativeResponse>
+  commitBatch(table: string, messages: Buffer, dryRun: boolean, expect?: number | undefined | null): Promise<NativeResponse>
   /** Same as `commitBatch`, waiting on the calling thread. */
-  commitBatchSync(table: string, messages: Buffer, dryRun: boolean): NativeResponse
+  commitBatchSync(table: string, messages: Buffer, dryRun: boolean, expect?: number | undefined | null): NativeResponse
   /** Stops accepting calls; calls already queued still complete. Idempotent. */
   close(): void
   /** Whether `close()` was called (or the context never opened). */
@@ -104,7 +106,8 @@ export interface NativeError {
    * Stable code: an errno name (`ENOENT`, `EEXIST`, `EPERM`, ...) when the failure carries one,
    * `SYNTAX` for input libnftables could not parse, `EINVAL` for other rejected input, or one of
    * `LIBNFTABLES_UNAVAILABLE`, `NETNS`, `CLOSED`, `INTERNAL`, `BATCH_REFUSED` (a `commitBatch` buffer that
-   * was not sent: malformed, or a message outside what it may carry) raised by the binding itself. A
+   * was not sent: malformed, or a message outside what it may carry), `GENERATION_MOVED` (a `commitBatch`
+   * with an expected generation that no longer holds: not sent) raised by the binding itself. A
    * system call of the binding's own that fails for lack of resources keeps its errno name
    * (`EMFILE`, `ENFILE`, `ENOMEM`).
    */

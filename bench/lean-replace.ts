@@ -41,7 +41,7 @@ try {
   const commands = (variant: number) => vmApplyCommands(TABLE, compiled(variant), [])
   const rules = compiled(0).out.length + compiled(0).in.length
   const paths: Record<string, (variant: number) => Promise<void>> = {
-    lean: async (v) => nfts[0]!.commitBatch(TABLE, encodeBatch(TABLE, commands(v))!),
+    lean: async (v) => void (await nfts[0]!.commitBatch(TABLE, encodeBatch(TABLE, commands(v))!)),
     'lib-text': async (v) => void (await nfts[0]!.run(batchText(commands(v))!)),
     'nft-f': async (v) => {
       writeFileSync(file, batchText(commands(v))!)

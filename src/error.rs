@@ -17,7 +17,8 @@ pub struct NativeError {
   /// Stable code: an errno name (`ENOENT`, `EEXIST`, `EPERM`, ...) when the failure carries one,
   /// `SYNTAX` for input libnftables could not parse, `EINVAL` for other rejected input, or one of
   /// `LIBNFTABLES_UNAVAILABLE`, `NETNS`, `CLOSED`, `INTERNAL`, `BATCH_REFUSED` (a `commitBatch` buffer that
-  /// was not sent: malformed, or a message outside what it may carry) raised by the binding itself. A
+  /// was not sent: malformed, or a message outside what it may carry), `GENERATION_MOVED` (a `commitBatch`
+  /// with an expected generation that no longer holds: not sent) raised by the binding itself. A
   /// system call of the binding's own that fails for lack of resources keeps its errno name
   /// (`EMFILE`, `ENFILE`, `ENOMEM`).
   pub code: String,

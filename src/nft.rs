@@ -239,7 +239,9 @@ impl NativeNft {
   /// are accepted; anything else, another table, or a malformed buffer is refused (`BATCH_REFUSED`) before
   /// anything is sent. A kernel refusal carries its errno's code and the
   /// index of the refused message. `dryRun`: the kernel checks the batch and commits nothing (the batch is
-  /// sent without its end message, as libnftables does). The promise always resolves.
+  /// sent without its end message, as libnftables does). `expect`: send only while the namespace's
+  /// generation is still this one (else `GENERATION_MOVED`, nothing sent). The output is the generation
+  /// before and after the batch, read on the worker thread (`"<before> <after>"`). The promise always resolves.
   #[napi(ts_return_type = "Promise<NativeResponse>")]
   pub fn commit_batch<'env>(
     &self,
@@ -247,12 +249,14 @@ impl NativeNft {
     table: String,
     messages: Buffer,
     dry_run: bool,
+    expect: Option<u32>,
   ) -> Result<Object<'env>> {
     let (deferred, promise) = env.create_deferred()?;
     self.submit_input(
       Input::Batch {
         table,
         messages: messages.to_vec(),
+        expect,
       },
       dry_run,
       Responder::Callback(Box::new(move |outcome| {
@@ -264,11 +268,12 @@ impl NativeNft {
 
   /// Same as `commitBatch`, waiting on the calling thread.
   #[napi]
-  pub fn commit_batch_sync(&self, table: String, messages: Buffer, dry_run: bool) -> NativeResponse {
+  pub fn commit_batch_sync(&self, table: String, messages: Buffer, dry_run: bool, expect: Option<u32>) -> NativeResponse {
     NativeResponse::from(self.wait(
       Input::Batch {
         table,
         messages: messages.to_vec(),
+        expect,
       },
       dry_run,
     ))

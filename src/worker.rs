@@ -31,6 +31,8 @@ pub enum Input {
   Batch {
     table: String,
     messages: Vec<u8>,
+    /// Sent only while the generation is still this one (else `GENERATION_MOVED`, nothing sent).
+    expect: Option<u32>,
   },
 }
 
@@ -238,7 +240,20 @@ fn execute(state: &mut State, request: &Request) -> Outcome {
       Err(error)
     }
     Input::Generation => crate::generation::read().map(|id| id.to_string()),
-    Input::Batch { table, messages } => crate::batch::commit(messages, table, request.dry_run).map(|()| String::new()),
+    Input::Batch { table, messages, expect } => {
+      // The generation before and after, read on this thread around the commit: the caller learns whether
+      // anyone else committed without two more round trips to this thread.
+      let before = crate::generation::read()?;
+      if expect.is_some_and(|g| g != before) {
+        return Err(NativeError::binding(
+          "GENERATION_MOVED",
+          format!("the ruleset generation moved from {} to {before}: batch not sent", expect.unwrap_or(0)),
+        ));
+      }
+      crate::batch::commit(messages, table, request.dry_run)?;
+      let after = crate::generation::read()?;
+      Ok(format!("{before} {after}"))
+    }
   }
 }
 

@@ -155,18 +155,24 @@ export class Nft {
    * NEWSET) are accepted: any other message (nothing else is ever deleted), another family or table, or a
    * malformed buffer throws `BATCH_REFUSED` before anything is sent. A kernel refusal throws the errno's
    * code (`ENOENT`, `EEXIST`, ...) with `index`, the refused message. A dry run checks without committing.
+   * Resolves to the namespace's generation just before and just after the batch, read on the instance's
+   * thread (`after - before === 1`: nobody else committed in between). `expectGeneration`: send only while
+   * the generation is still this one, else throw `GENERATION_MOVED` with nothing sent (an optimistic writer's
+   * check that what it computed the batch from still holds, without a round trip of its own).
    * The firewall's encoder (firewall/netlink-batch.ts) writes such messages; this is its transport.
    */
-  async commitBatch(table: string, messages: Uint8Array): Promise<void> {
+  async commitBatch(table: string, messages: Uint8Array, options: CommitBatchOptions = {}): Promise<BatchGenerations> {
     const buffer = bufferOf(messages)
     const dryRun = this.#dryRun(false)
-    this.#text('', await this.#send(() => this.#native.commitBatch(name_('table', table), buffer, dryRun)))
+    const expect = expectedGeneration(options)
+    return generationsOf(this.#text('', await this.#send(() => this.#native.commitBatch(name_('table', table), buffer, dryRun, expect))))
   }
 
-  commitBatchSync(table: string, messages: Uint8Array): void {
+  commitBatchSync(table: string, messages: Uint8Array, options: CommitBatchOptions = {}): BatchGenerations {
     const buffer = bufferOf(messages)
+    const expect = expectedGeneration(options)
     this.#drain()
-    this.#text('', this.#native.commitBatchSync(name_('table', table), buffer, this.#dryRun(false)))
+    return generationsOf(this.#text('', this.#native.commitBatchSync(name_('table', table), buffer, this.#dryRun(false), expect)))
   }
 
   /** Validates nft text against the kernel without changing anything; throws `NftError` if invalid. */
@@ -401,6 +407,31 @@ function parseJsonOutput(response: NativeResponse): NftablesJson {
 function bufferOf(messages: unknown): Buffer {
   if (!(messages instanceof Uint8Array)) throw new NftError('EINVAL', 'EINVAL: messages must be a Buffer or Uint8Array')
   return Buffer.isBuffer(messages) ? messages : Buffer.from(messages.buffer, messages.byteOffset, messages.byteLength)
+}
+
+/** Options of `commitBatch`. */
+export interface CommitBatchOptions {
+  /** Send only while the namespace's generation is this one (else `GENERATION_MOVED`, nothing sent). */
+  expectGeneration?: number
+}
+
+/** The namespace's generation just before and just after a `commitBatch`. */
+export interface BatchGenerations {
+  before: number
+  after: number
+}
+
+function expectedGeneration(options: CommitBatchOptions): number | undefined {
+  const g = options.expectGeneration
+  if (g === undefined) return undefined
+  if (!Number.isInteger(g) || g < 0 || g > 0xffffffff) throw new NftError('EINVAL', 'EINVAL: expectGeneration must be an integer from 0 to 2^32 - 1')
+  return g
+}
+
+function generationsOf(output: string): BatchGenerations {
+  const [before, after] = output.split(' ').map(Number)
+  if (!Number.isInteger(before) || !Number.isInteger(after)) throw new NftError('INTERNAL', 'INTERNAL: no generations from the batch')
+  return { before: before!, after: after! }
 }
 
 function generationOf(response: NativeGeneration): number {

@@ -41,7 +41,9 @@ it('100 concurrent applies commit in a few transactions, each VM exactly as appl
 it('a group with one failing apply: that caller gets the kernel error, the others are applied, nothing partial', async () => {
   const fw = new VmFirewall(nft)
   await fw.init()
-  // The first apply goes out alone; the failing one and the five behind it queue up as one group.
+  // The view is current (an apply reads it), so the seven applies below reach the group without any I/O:
+  // the first goes out alone; the failing one and the five behind it queue up as one group.
+  await fw.applyVm(spec(198))
   const before = await nft.generation()
   const first = fw.applyVm(spec(199))
   const failing = fw.applyVm(spec(200), {
@@ -65,4 +67,41 @@ it('`also` commands may only touch the firewall’s own table', async () => {
     code: 'VALIDATION',
   })
   expect(ns.exec('nft', ['list', 'tables'])).not.toContain('other')
+})
+
+it('an apply builds from the view as last known; a commit by someone else since makes it re-read, not fail', async () => {
+  const fw = new VmFirewall(nft)
+  await fw.init()
+  await fw.applyVm(spec(300))
+  // Count the batches the binding refuses as stale (sent nowhere) and the generation reads of the engine's own.
+  const commit = nft.commitBatch.bind(nft)
+  const generation = nft.generation.bind(nft)
+  const codes: string[] = []
+  let reads = 0
+  nft.commitBatch = async (...a: Parameters<Nft['commitBatch']>) => {
+    try {
+      return await commit(...a)
+    } catch (e) {
+      codes.push((e as { code: string }).code)
+      throw e
+    }
+  }
+  nft.generation = async () => (reads++, generation())
+  try {
+    // Nobody else committed: one lean batch, no generation read before it (the batch's thread checks it).
+    await fw.applyVm(spec(301, 2301))
+    expect([codes, reads]).toEqual([[], 0])
+    // Another writer takes tap gct302 for its VM: the next apply's batch, built from the older view, is not
+    // sent; the engine re-reads and moves the tap (its stale entry deleted), in the same call.
+    const other = new VmFirewall(nft)
+    await other.applyVm({ ...spec(399), tap: 'gct302' })
+    await fw.applyVm(spec(302, 2302))
+    expect(codes).toEqual(['GENERATION_MOVED'])
+    // Its chains and its tap's dispatch and identity are exactly as applied (the other VM's entry is gone).
+    expect((await fw.verifyVm(spec(302, 2302))).status).toBe('ok')
+    expect(ns.exec('nft', ['list', 'map', 'bridge', 'infinization', 'from_vm']).match(/"gct302"/g)).toHaveLength(1)
+  } finally {
+    nft.commitBatch = commit
+    nft.generation = generation
+  }
 })

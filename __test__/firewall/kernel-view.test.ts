@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest'
 import type { NftCommand } from '../../ts/schema.js'
 import type { FirewallKernel } from '../../ts/firewall/kernel.js'
-import { KernelView } from '../../ts/firewall/kernel-view.js'
+import { KernelView, isConflict } from '../../ts/firewall/kernel-view.js'
 import { MAP_FROM_VM, MAP_TO_VM, VM_SETS, elementAdd, elementDelete } from '../../ts/firewall/layout.js'
 
 /** A kernel holding only what the view reads: the generation, the dispatch maps, the guard's sets, chain names. */
@@ -22,8 +22,12 @@ function fakeKernel() {
     },
     sets: async () => ({ contents: new Map(VM_SETS.map((n) => [n, new Set<string>()])), counters: new Map(), missing: [] }),
     chainNames: async () => new Set(['prerouting', 'vm_0_o', 'vm_0_i']),
-    write: async (commands: NftCommand[]) => {
+    writes: 0,
+    write: async (commands: NftCommand[], options: { expect?: number } = {}) => {
       if (k.fail) throw Object.assign(new Error('refused'), { code: 'ENOENT' })
+      if (options.expect !== undefined && options.expect !== k.gen) throw Object.assign(new Error('moved'), { code: 'GENERATION_MOVED' })
+      k.writes++
+      const before = k.gen
       for (const c of commands) {
         const el = (c as { add?: { element?: { name: string; elem: [string, { jump: { target: string } }][] } } }).add?.element
         for (const [key, v] of el?.elem ?? []) k.maps[el!.name as typeof MAP_FROM_VM].set(key, v.jump.target)
@@ -31,7 +35,7 @@ function fakeKernel() {
         for (const key of del?.elem ?? []) k.maps[del!.name as typeof MAP_FROM_VM].delete(key)
       }
       k.gen++
-      return { nftables: [] }
+      return { output: { nftables: [] }, before, after: k.gen }
     },
   }
   return k
@@ -85,5 +89,32 @@ describe('KernelView', () => {
     expect([...mine[MAP_FROM_VM].keys()]).toEqual(['tap0'])
     expect((await view.maps())![MAP_FROM_VM].get('tap1')).toBe('vm_1_o')
     expect(k.reads).toBe(0)
+  })
+
+  it('known() is the snapshot without a generation read; a write expecting its generation goes out only while it holds', async () => {
+    const k = fakeKernel()
+    const view = viewOf(k)
+    expect(view.known()).toBeUndefined()
+    await view.maps()
+    const snap = view.known()!
+    expect(snap.generation).toBe(k.gen)
+    let gens = 0
+    const generation = k.generation
+    k.generation = async () => (gens++, generation())
+    await view.write([elementAdd('t', MAP_FROM_VM, 'tap1', 'vm_1_o')], { expect: snap.generation })
+    // The kernel reported the generations around the batch: no read of its own, and the view is still exact.
+    expect(gens).toBe(0)
+    expect(view.known()!.generation).toBe(k.gen)
+    expect(view.known()!.maps![MAP_FROM_VM].get('tap1')).toBe('vm_1_o')
+    // Someone else commits: a batch built from the old snapshot is not sent, and the view is dropped.
+    const stale = view.known()!.generation
+    k.gen++
+    const epoch = view.epoch
+    await expect(view.write([elementAdd('t', MAP_FROM_VM, 'tap2', 'vm_2_o')], { expect: stale })).rejects.toMatchObject({ code: 'GENERATION_MOVED' })
+    expect(k.writes).toBe(1)
+    expect(k.maps[MAP_FROM_VM].has('tap2')).toBe(false)
+    expect(view.known()).toBeUndefined()
+    expect(view.epoch).toBe(epoch + 1)
+    expect(isConflict(Object.assign(new Error('moved'), { code: 'GENERATION_MOVED' }))).toBe(true)
   })
 })

@@ -61,6 +61,29 @@ describe('commitBatch()', () => {
     expect(chains()).toContain('chain c')
   })
 
+  it('resolves to the generation just before and after; with expectGeneration it sends only while that holds', async () => {
+    const g = await nft.generation()
+    expect(await nft.commitBatch('t', addChain('t', 'a'))).toEqual({ before: g, after: g + 1 })
+    expect(await nft.commitBatch('t', addChain('t', 'b'), { expectGeneration: g + 1 })).toEqual({ before: g + 1, after: g + 2 })
+    // Someone else commits (here the CLI): a batch expecting the older generation is not sent.
+    ns.exec('nft', ['add', 'chain', 'bridge', 'other', 'x'])
+    const moved = await rejection(nft.commitBatch('t', addChain('t', 'c'), { expectGeneration: g + 2 }))
+    expect(moved.code).toBe('GENERATION_MOVED')
+    expect(thrown(() => nft.commitBatchSync('t', addChain('t', 'c'), { expectGeneration: g + 2 })).code).toBe('GENERATION_MOVED')
+    expect(chains()).not.toContain('chain c')
+    expect(await nft.generation()).toBe(g + 3)
+    expect(nft.commitBatchSync('t', addChain('t', 'c'), { expectGeneration: g + 3 })).toEqual({ before: g + 3, after: g + 4 })
+    for (const bad of [-1, 1.5, 2 ** 32, Number.NaN]) expect((await rejection(nft.commitBatch('t', addChain('t', 'd'), { expectGeneration: bad }))).code).toBe('EINVAL')
+    expect(chains()).not.toContain('chain d')
+    // A dry run commits nothing: the generation stays.
+    const dry = new Nft({ netns: ns.name, dryRun: true })
+    try {
+      expect(await dry.commitBatch('t', addChain('t', 'e'))).toEqual({ before: g + 4, after: g + 4 })
+    } finally {
+      dry.close()
+    }
+  })
+
   it('a refused message fails the whole batch with its errno code and its index; nothing is committed', async () => {
     const g = await nft.generation()
     const e = await rejection(nft.commitBatch('t', Buffer.concat([addChain('t', 'a'), flush('t', 'nosuch'), addChain('t', 'b')])))

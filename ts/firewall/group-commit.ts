@@ -20,14 +20,14 @@ export class GroupCommit<V> {
   #running = false
 
   /**
-   * @param view reads the current view before each attempt
-   * @param commit commits one group's commands; throws the kernel's error
+   * @param view reads the current view before each attempt (numbered from 1)
+   * @param commit commits one group's commands built from `view` in that attempt; throws the kernel's error
    * @param retryable an error that means "the view was stale": rebuild from a fresh view and try again
    * @param attempts how many times a group is built and sent before it is split
    */
   constructor(
-    private readonly view: () => Promise<V>,
-    private readonly commit: (commands: unknown[], view: V) => Promise<void>,
+    private readonly view: (attempt: number) => V | Promise<V>,
+    private readonly commit: (commands: unknown[], view: V, attempt: number) => Promise<void>,
     private readonly retryable: (e: unknown) => boolean,
     private readonly attempts: number,
   ) {}
@@ -66,10 +66,11 @@ export class GroupCommit<V> {
   async #run(group: Pending<V>[]): Promise<void> {
     for (let attempt = 1; ; attempt++) {
       try {
-        const view = await this.view()
+        const view = await this.view(attempt)
         await this.commit(
           group.flatMap((p) => p.item.build(view)),
           view,
+          attempt,
         )
         for (const p of group) p.resolve()
         return

@@ -5,21 +5,18 @@
 // Generation ids count commits in the namespace (+1 per committed batch, whoever sends it; listings, dry runs
 // and failed batches leave it alone). A write is bracketed by two reads: when the id moved by at most one,
 // the commit was ours alone and the view, updated with what we wrote, is exact at the new id.
-import type { NftablesJson, NftCommand } from '../schema.js'
-import type { FirewallKernel } from './kernel.js'
+import type { NftCommand } from '../schema.js'
+import type { FirewallKernel, KernelWrite } from './kernel.js'
 import { MAP_FROM_VM, MAP_TO_VM, VM_SETS, type DispatchMaps, type SetContents } from './layout.js'
 
 export type { DispatchMaps }
 
 
-/** A committed batch and the generation ids read just before and just after it. */
-export interface WriteResult {
-  output: NftablesJson
-  before: number
-  after: number
-}
+/** A committed batch and the generation ids just before and just after it. */
+export type WriteResult = KernelWrite
 
-interface Snapshot {
+/** What the view knows of the table at `generation`. */
+export interface Snapshot {
   generation: number
   /** undefined: the maps (so the table) do not exist. */
   maps: DispatchMaps | undefined
@@ -34,10 +31,11 @@ interface Snapshot {
   chains?: Set<string>
 }
 
-/** Kernel errors that mean "someone else changed what we read": re-read and retry. */
+/** Kernel errors that mean "someone else changed what we read": re-read and retry. GENERATION_MOVED: a batch
+ *  computed at a generation that no longer held was not sent. */
 export function isConflict(e: unknown): boolean {
   const code = (e as { code?: string })?.code
-  return code === 'ENOENT' || code === 'EBUSY' || code === 'EEXIST'
+  return code === 'ENOENT' || code === 'EBUSY' || code === 'EEXIST' || code === 'GENERATION_MOVED'
 }
 
 export class KernelView {
@@ -64,27 +62,26 @@ export class KernelView {
   }
 
   /**
-   * Runs one batch and keeps the view exact: `effect` says what the batch did to the maps (applied to the
-   * current maps), `createsSets` whether it (re)added the table and its shared sets, `lean` that the batch
-   * may go without libnftables (kernel.ts). On failure the view is
-   * dropped and the error rethrown.
+   * Runs one batch and keeps the view exact: its commands' effect on the maps, chain names and guard sets is
+   * applied to the current snapshot. `createsSets`: the batch (re)added the table and its shared sets; `lean`:
+   * it may go without libnftables (kernel.ts); `expect`: the generation the batch was computed at (an
+   * optimistic snapshot, see `known()`): the batch is sent only while it still holds, else `GENERATION_MOVED`.
+   * On failure the view is dropped and the error rethrown.
    */
-  async write(commands: NftCommand[], effect: { createsSets?: boolean; lean?: boolean } = {}): Promise<WriteResult> {
+  async write(commands: NftCommand[], effect: { createsSets?: boolean; lean?: boolean; expect?: number } = {}): Promise<WriteResult> {
     if (commands.length === 0) {
       const g = await this.kernel.generation()
       return { output: { nftables: [] }, before: g, after: g }
     }
     const before = this.#snap
-    let g0: number
-    let out: NftablesJson
+    let w: KernelWrite
     try {
-      g0 = await this.kernel.generation()
-      out = await this.kernel.write(commands, { lean: effect.lean === true })
+      w = await this.kernel.write(commands, { lean: effect.lean === true, ...(effect.expect === undefined ? {} : { expect: effect.expect }) })
     } catch (e) {
       this.invalidate()
       throw e
     }
-    const g1 = await this.kernel.generation()
+    const { output: out, before: g0, after: g1 } = w
     // Only our commit happened since g0, and the view was exact at g0: apply our changes to it. (Every batch we
     // send changes something, so a +1 is ours; a dry run commits nothing and teaches nothing.)
     if (!this.kernel.dryRun && before && before.generation === g0 && g1 - g0 <= 1) {
@@ -118,8 +115,15 @@ export class KernelView {
     this.#epoch++
   }
 
+  /** Issue 14: the snapshot as last known, without reading the generation (one round trip to the instance's
+   *  thread saved); undefined when there is none. Only for building a batch written with `expect` set to its
+   *  `generation`: the batch is sent only if nobody committed since. */
+  known(): Snapshot | undefined {
+    return this.#snap && this.#snap.generation !== -1 ? this.#snap : undefined
+  }
+
   /** The maps, the guard's sets and what is known of the table, at the current generation (re-read if anyone committed). */
-  async current(): Promise<{ readonly maps: DispatchMaps | undefined; readonly setsKnown: boolean; readonly sets: SetContents | undefined }> {
+  async current(): Promise<Readonly<Snapshot>> {
     const generation = await this.kernel.generation()
     if (this.#snap && this.#snap.generation === generation) return this.#snap
     this.#epoch++
@@ -194,18 +198,17 @@ function applySetElements(sets: SetContents, commands: NftCommand[]): SetContent
   return next
 }
 
-/** The table's chain names after a batch of ours (adds and deletes of chains; a deleted table has none). */
+/** The table's chain names after a batch of ours (adds and deletes of chains; a deleted table has none). In place. */
 function applyChains(chains: Set<string>, commands: NftCommand[]): Set<string> {
-  const next = chains
   for (const cmd of commands) {
     const [verb, body] = Object.entries(cmd)[0] as [string, Record<string, Record<string, unknown>>]
-    if ('table' in body && verb === 'delete') next.clear()
+    if ('table' in body && verb === 'delete') chains.clear()
     const c = body.chain
     if (!c || typeof c.name !== 'string') continue
-    if (verb === 'add' || verb === 'create') next.add(c.name)
-    else if (verb === 'delete' || verb === 'destroy') next.delete(c.name)
+    if (verb === 'add' || verb === 'create') chains.add(c.name)
+    else if (verb === 'delete' || verb === 'destroy') chains.delete(c.name)
   }
-  return next
+  return chains
 }
 
 /** The dispatch maps after a batch of ours: its element adds and deletes, and maps it created. In place. */

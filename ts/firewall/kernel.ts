@@ -1,6 +1,7 @@
 // The firewall's only door to the kernel: every libnftables call of the firewall layer goes through here, all
 // of them about this firewall's own table. Reads come back parsed into the layout's shapes; a missing object
 // is `undefined`, never an error (the one not-found check of the layer).
+import { NftError } from '../errors.js'
 import type { Nft } from '../nft.js'
 import type { NftablesJson, NftCommand } from '../schema.js'
 import { probeCapabilities } from './capabilities.js'
@@ -10,6 +11,17 @@ import { mapElements } from './map-elements.js'
 import type { FirewallCapabilities } from './model.js'
 import { encodeBatch } from './netlink-batch.js'
 import { batchText } from './render.js'
+
+/** A write's output and the namespace's generation just before and just after it. */
+export interface KernelWrite {
+  output: NftablesJson
+  before: number
+  after: number
+}
+
+/** The generation moved away from the one a batch was computed at: nothing was sent (the binding's code). */
+const generationMoved = (expected: number, found: number) =>
+  new NftError('GENERATION_MOVED', `GENERATION_MOVED: the ruleset generation moved from ${expected} to ${found}: batch not sent`)
 
 /** A rule as listed: its comment and statements (counters included). */
 export interface ListedRule {
@@ -47,23 +59,27 @@ export class FirewallKernel {
 
   /** One transaction of commands for this table, sent as nft text when the writer knows every command (it
    *  then spells exactly the same batch), else as JSON. Text because libnftables 1.0.6 parses it faster (see
-   *  render.ts); errors carry the same errno-based codes either way. The output of a write is never read. */
-  async write(commands: NftCommand[], options: { lean?: boolean } = {}): Promise<NftablesJson> {
+   *  render.ts); errors carry the same errno-based codes either way. The output of a write is never read.
+   *  Returns the generation just before and just after the transaction; `expect`: only while the generation
+   *  is still this one, else `GENERATION_MOVED` and nothing is sent. */
+  async write(commands: NftCommand[], options: { lean?: boolean; expect?: number } = {}): Promise<KernelWrite> {
     // Issue 15: `lean` (the caller knows the table and its sets exist, or issue 14: the batch creates them, a sync
     // into an absent table): a batch the netlink encoder spells exactly (a VM's chains, rules and dispatch
     // elements; the table, its sets and guard) goes to the kernel without libnftables. Same kernel errors, same
-    // errno codes; anything else (or a dry run) takes libnftables.
+    // errno codes; anything else (or a dry run) takes libnftables. The lean batch's thread checks and reads the
+    // generations around it (one round trip in all); through libnftables they are two reads of their own.
     if (options.lean && !this.dryRun) {
       const messages = encodeBatch(this.table, commands)
       if (messages) {
-        await this.nft.commitBatch(this.table, messages)
-        return { nftables: [] }
+        const g = await this.nft.commitBatch(this.table, messages, options.expect === undefined ? {} : { expectGeneration: options.expect })
+        return { output: { nftables: [] }, ...g }
       }
     }
+    const before = await this.nft.generation()
+    if (options.expect !== undefined && before !== options.expect) throw generationMoved(options.expect, before)
     const text = batchText(commands)
-    if (text === undefined) return this.nft.runJson({ nftables: commands })
-    await this.nft.run(text)
-    return { nftables: [] }
+    const output = text === undefined ? await this.nft.runJson({ nftables: commands }) : (await this.nft.run(text), { nftables: [] })
+    return { output, before, after: await this.nft.generation() }
   }
 
   /** One transaction of nft text, with libnftables' JSON echo of what it created. */

@@ -50,7 +50,7 @@ import { FirewallKernel } from './kernel.js'
 import { BlockedStream, type BlockedOptions } from './blocked.js'
 import { FirewallWatch, type RepairResult, type WatchOptions } from './watch.js'
 import { guardLogOf, resolveLogDrops, type LogDropsOptions, type ResolvedLogDrops } from './log-drops.js'
-import { KernelView, isConflict, type DispatchMaps } from './kernel-view.js'
+import { KernelView, isConflict, type DispatchMaps, type Snapshot } from './kernel-view.js'
 import { planVm, type VmPlan } from './plan.js'
 import { dispatchDrift, planRepair, planSync, staleEntries, verifyTable, vmDrift } from './reconcile.js'
 import { KernelRendering } from './rendering.js'
@@ -194,7 +194,7 @@ export class VmFirewall {
   readonly #lean: boolean
   /** The shared guard's log chains (logDrops with built-ins), part of the table's layout. */
   readonly #guardLog: GuardLog | undefined
-  readonly #group: GroupCommit<{ readonly maps: DispatchMaps | undefined; readonly setsKnown: boolean; readonly sets: SetContents | undefined }>
+  readonly #group: GroupCommit<Readonly<Snapshot>>
   /** The table as our last full sync left it, valid while the generation has not moved since. */
   #synced?: { generation: number; table: KernelTable }
   #caps?: Promise<FirewallCapabilities>
@@ -209,8 +209,11 @@ export class VmFirewall {
     this.#view = new KernelView(this.#kernel)
     this.#lean = options.leanWrites !== false
     this.#group = new GroupCommit(
-      () => this.#view.current(),
-      async (commands, view) => {
+      // Issue 14: the first attempt builds from the view as last known (no generation read) and its batch is sent
+      // only if that generation still holds (checked on the instance's thread, in the same round trip as the
+      // commit); a retry reads the view again.
+      (attempt) => (attempt === 1 ? this.#view.known() : undefined) ?? this.#view.current(),
+      async (commands, view, attempt) => {
         // The table and its shared sets are re-added only when we do not know them to exist (idempotent adds).
         // A table without the shared guard's sets (none yet, or one of the layout before the guard) gets the whole
         // layout first, in the same transaction: a VM's chains no longer hold its built-ins.
@@ -224,7 +227,8 @@ export class VmFirewall {
         })
         // Issue 15: with the table and its sets known to exist, a batch of VM chains and dispatch elements goes
         // to the kernel as netlink messages (no libnftables cache refresh and parse); anything else through libnftables.
-        await this.#view.write([...head, ...body], { createsSets: !view.setsKnown, lean: view.setsKnown && this.#lean })
+        const expect = attempt === 1 && view === this.#view.known() ? { expect: view.generation } : {}
+        await this.#view.write([...head, ...body], { createsSets: !view.setsKnown, lean: view.setsKnown && this.#lean, ...expect })
       },
       isConflict,
       CONFLICT_ATTEMPTS,
@@ -337,8 +341,9 @@ export class VmFirewall {
     const chainsKnown = () => known !== undefined && known === this.#view.epoch
     this.#forget(compiled.vmId) // issue 14: what verify found of it no longer holds
     this.#checkOwnTable(also)
-    // Issue 14: the epoch our write starts from (just read by #decide, else one generation read: ~20 µs).
-    if (viewEpoch === undefined) await this.#view.current()
+    // Issue 14: the epoch our write starts from (just read by #decide, else the view as last known: its batch goes
+    // out only if that still holds; without a view, one read).
+    if (viewEpoch === undefined && !this.#view.known()) await this.#view.current()
     const epoch = viewEpoch ?? this.#view.epoch
     if (typeof attach === 'object') {
       // attach 'keep': chains and rules only; whatever dispatches to them (from `keep`, or nothing) stays.
@@ -360,7 +365,7 @@ export class VmFirewall {
     // applies that touch the same tap never share a group.
     // Its guard elements move with its dispatch: the taps leaving it lose theirs, its tap holds exactly its identity
     // (the taps now dispatching to it are group keys too: no other VM of the group may touch their elements).
-    const leaving = this.#tapsOf((await this.#view.current()).maps, compiled.chains)
+    const leaving = this.#tapsOf((this.#view.known() ?? (await this.#view.current())).maps, compiled.chains)
     await this.#group.submit({
       keys: [...new Set([compiled.tap, ...leaving]), ...(also.length > 0 ? ['(also)'] : [])],
       build: ({ maps, sets }) => {
