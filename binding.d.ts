@@ -74,8 +74,8 @@ export declare class NativeNft {
   generationSync(): NativeGeneration
   /**
    * Commits nf_tables netlink messages (bridge family, each naming table `table`) as one batch on the
-   * worker thread, without libnftables, after the calls queued before it. Only regular chains, chain
-   * flushes, rules and set elements, and the table itself, its base chains and its sets and maps (created),
+   * worker thread, without libnftables, after the calls queued before it. Only chains (added, flushed,
+   * deleted), rules and set elements, and the table itself, its base chains and its sets and maps (created),
    * are accepted; anything else, another table, or a malformed buffer is refused (`BATCH_REFUSED`) before
    * anything is sent. A kernel refusal carries its errno's code and the
    * index of the refused message. `dryRun`: the kernel checks the batch and commits nothing (the batch is

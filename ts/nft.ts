@@ -150,9 +150,10 @@ export class Nft {
    * Commits nf_tables netlink messages as one transaction, without libnftables: `messages` holds
    * complete netlink messages (each a header, `nfgenmsg` and attributes), bridge family, each naming
    * table `table` (sequence numbers, port and the ACK flag are set by the binding; the batch's begin and
-   * end are added by it). Only regular chains (NEWCHAIN), chain flushes (DELRULE), rules (NEWRULE), set
-   * elements (NEWSETELEM/DELSETELEM), and the table's own creation (NEWTABLE without flags, base chains,
-   * NEWSET) are accepted: any other message (nothing else is ever deleted), another family or table, or a
+   * end are added by it). Only regular chains (NEWCHAIN), chain flushes (DELRULE) and deletes (DELCHAIN), rules
+   * (NEWRULE), set elements (NEWSETELEM/DELSETELEM), and the table's own creation (NEWTABLE without flags,
+   * base chains, NEWSET) are accepted: any other message (no table or set is ever deleted), another family
+   * or table, or a
    * malformed buffer throws `BATCH_REFUSED` before anything is sent. A kernel refusal throws the errno's
    * code (`ENOENT`, `EEXIST`, ...) with `index`, the refused message. A dry run checks without committing.
    * Resolves to the namespace's generation just before and just after the batch, read on the instance's

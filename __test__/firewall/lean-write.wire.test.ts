@@ -67,6 +67,25 @@ describe('applyVm through the lean write', () => {
     expect((await new VmFirewall(nft).applyVmIfChanged(spec(2, { tap: 'tap1' }))).changed).toBe(false)
   })
 
+  it('removeVm goes lean too: dispatch, guard elements and chains gone in one batch, idempotent, nothing listed', async () => {
+    const fw = new VmFirewall(nft)
+    await fw.init()
+    await fw.applyVm(spec(1))
+    await fw.applyVm(spec(2))
+    const calls = spy()
+    await fw.removeVm('vm1')
+    await fw.removeVm('vm1') // already gone: still one batch, still no error
+    expect([calls.lean(), calls.lib(), calls.listings()]).toEqual([2, 0, 0])
+    const table = ns.exec('nft', ['list', 'table', 'bridge', 'infinization'])
+    expect(table).not.toMatch(/"tap1"/)
+    expect(table.match(/chain vm_[0-9a-f]{24}_[oi] /g)).toHaveLength(2)
+    expect(await fw.hasVm('vm1')).toBe(false)
+    // Another instance finds vm2 exactly as applied and nothing left of vm1.
+    const other = new VmFirewall(nft)
+    expect((await other.applyVmIfChanged(spec(2))).changed).toBe(false)
+    expect(await other.hasVm('vm1')).toBe(false)
+  })
+
   it('falls back to libnftables: before the table is known, for commands it does not spell, and when turned off', async () => {
     const fw = new VmFirewall(nft)
     const calls = spy()

@@ -5,10 +5,11 @@
 // where the kernel has them (a distro kernel: npm run test:distro-kernel); elsewhere they are skipped, explicitly.
 import { beforeAll, describe, expect, it } from 'vitest'
 import { Nft } from '../../ts/index.js'
+import type { NftCommand } from '../../ts/schema.js'
 import type { FirewallCapabilities, FirewallRuleInput, VmSpec } from '../../ts/firewall/index.js'
 import { compileVm, type CompiledVm } from '../../ts/firewall/compile.js'
 import { FirewallKernel } from '../../ts/firewall/kernel.js'
-import { identityChanges, identityElements, MAP_FROM_VM, MAP_TO_VM, tableCommands, VM_SETS, vmApplyCommands, type SetElement } from '../../ts/firewall/layout.js'
+import { chainDeleteCommands, elementDelete, identityChanges, identityElements, MAP_FROM_VM, MAP_TO_VM, setElementCommands, tableCommands, VM_SETS, vmApplyCommands, type SetElement } from '../../ts/firewall/layout.js'
 import { resolveLogDrops, type LogDropsOptions } from '../../ts/firewall/log-drops.js'
 import { encodeBatch } from '../../ts/firewall/netlink-batch.js'
 import { normalizeVm } from '../../ts/firewall/validate.js'
@@ -161,6 +162,30 @@ describe('the lean write leaves what libnftables leaves', () => {
     expectSame(b)
     expect(mapListing(LEAN, MAP_FROM_VM)).toContain(`"${a.tap}" : jump ${b.chains.out}`)
     expect(setListing(LEAN, 'id_ipv4')).not.toContain(`"${a.tap}" . 10.0.0.7`)
+  })
+
+  it('a removal: dispatch and guard elements deleted, both chains deleted (also when they are already gone)', async () => {
+    const a = compiled(CASES[1]!, 120, caps)
+    await applyBoth(a)
+    const removal = (table: string): NftCommand[] => [
+      elementDelete(table, MAP_FROM_VM, a.tap),
+      elementDelete(table, MAP_TO_VM, a.tap),
+      ...setElementCommands(table, 'delete', identityElements(a.identity, a.tap)),
+      ...chainDeleteCommands(table, a.chains.out),
+      ...chainDeleteCommands(table, a.chains.in),
+    ]
+    for (let round = 0; round < 2; round++) {
+      const lean = removal(LEAN).filter((c) => round === 0 || !('element' in (Object.values(c)[0] as object)))
+      await new FirewallKernel(nft, LIB).write(removal(LIB).filter((c) => round === 0 || !('element' in (Object.values(c)[0] as object))))
+      const messages = encodeBatch(LEAN, lean)
+      expect(messages, 'every command of the removal is encoded').toBeDefined()
+      await nft.commitBatch(LEAN, messages!)
+      const chains = ns.exec('nft', ['list', 'chains', 'bridge'])
+      for (const chain of [a.chains.out, a.chains.in]) expect(chains).not.toContain(`chain ${chain} `)
+      for (const map of [MAP_FROM_VM, MAP_TO_VM]) expect(mapListing(LEAN, map)).toBe(mapListing(LIB, map))
+      for (const set of VM_SETS) expect(setListing(LEAN, set)).toBe(setListing(LIB, set))
+    }
+    expect(mapListing(LEAN, MAP_FROM_VM)).not.toContain(`"${a.tap}"`)
   })
 
   it('an identity change: guard elements only (MAC, IPv4, IPv6 concatenations and tap sets), deleted and added', async () => {

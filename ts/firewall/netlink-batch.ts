@@ -21,7 +21,7 @@ import { FrozenListMemo } from './rule-identity.js'
 
 // ---- netlink constants (linux/netlink.h, linux/netfilter/nf_tables.h) ----
 const SUBSYS = 10 << 8
-const MSG = { newtable: SUBSYS | 0, newchain: SUBSYS | 3, newrule: SUBSYS | 6, delrule: SUBSYS | 8, newset: SUBSYS | 9, newsetelem: SUBSYS | 12, delsetelem: SUBSYS | 14 }
+const MSG = { newtable: SUBSYS | 0, newchain: SUBSYS | 3, delchain: SUBSYS | 5, newrule: SUBSYS | 6, delrule: SUBSYS | 8, newset: SUBSYS | 9, newsetelem: SUBSYS | 12, delsetelem: SUBSYS | 14 }
 const F_EXCL = 0x200
 const F_CREATE = 0x400
 const F_APPEND = 0x800
@@ -837,10 +837,13 @@ function encodeCommand(b: Batch, cmd: unknown): Attr[] {
     if (o.type !== 'filter') return fail()
     return [message(MSG.newchain, F_CREATE | (verb === 'create' ? F_EXCL : 0), [t, str(3, chainName(o.name)), str(7, 'filter'), be32(5, policy), nest(4, [be32(1, hook), be32(2, prio)])])]
   }
-  if (kind === 'chain' && (verb === 'add' || verb === 'create' || verb === 'flush')) {
+  if (kind === 'chain' && (verb === 'add' || verb === 'create' || verb === 'flush' || verb === 'delete')) {
     keysOnly(o, ['family', 'table', 'name'])
     const c = chainName(o.name)
     if (verb === 'flush') return [message(MSG.delrule, 0, [t, str(2, c)])]
+    // As libnftables 1.0.6 deletes a chain by name (a VM's, removeVm: no rule with a verdict is added, so the
+    // kernel does not re-validate the table).
+    if (verb === 'delete') return [message(MSG.delchain, 0, [t, str(3, c)])]
     return [message(MSG.newchain, F_CREATE | (verb === 'create' ? F_EXCL : 0), [t, str(3, c)])]
   }
   if (kind === 'rule' && verb === 'add') {

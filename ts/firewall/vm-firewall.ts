@@ -423,10 +423,13 @@ export class VmFirewall {
    */
   async #write(build: (maps: DispatchMaps | undefined, sets: SetContents | undefined) => { commands: NftCommand[]; createsSets?: boolean }): Promise<void> {
     for (let attempt = 1; ; attempt++) {
-      const view = await this.#view.current()
+      // As the group commit: the first attempt from the view as last known, sent only while it holds; lean when
+      // the table and its sets are known (a VM's removal: its dispatch and guard elements, its chains deleted).
+      const view = (attempt === 1 ? this.#view.known() : undefined) ?? (await this.#view.current())
       const plan = build(view.maps, view.sets)
+      const expect = attempt === 1 && view.generation !== -1 ? { expect: view.generation } : {}
       try {
-        await this.#view.write(plan.commands, { createsSets: plan.createsSets })
+        await this.#view.write(plan.commands, { createsSets: plan.createsSets, lean: view.setsKnown && this.#lean, ...expect })
         return
       } catch (e) {
         if (attempt >= CONFLICT_ATTEMPTS || !isConflict(e)) throw e
