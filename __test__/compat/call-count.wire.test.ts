@@ -26,10 +26,14 @@ beforeEach(() => {
       // A write is `write` whether it goes out as text (run), JSON (runJson) or netlink (commitBatch); JSON reads
       // are `runJson:list`, text reads (the guard's sets, issue 15) `run:list`.
       const write = m === 'commitBatch' || ((m === 'run' || m === 'runJson') && isWriteCall(m, args[0]))
-      if (depth === 0) calls.push(write ? 'write' : m === 'runJson' ? 'runJson:list' : m === 'run' ? 'run:list' : m)
+      const at = depth === 0 ? calls.push(write ? 'write' : m === 'runJson' ? 'runJson:list' : m === 'run' ? 'run:list' : m) - 1 : -1
       depth++
       try {
         return await orig(...args)
+      } catch (e) {
+        // A batch built from a view that no longer held: refused on the instance's thread, nothing sent.
+        if (at >= 0 && (e as { code?: string }).code === 'GENERATION_MOVED') calls[at] = 'unsent'
+        throw e
       } finally {
         depth--
       }
@@ -61,12 +65,38 @@ describe('libnftables calls per facade operation', () => {
     expect(await count(() => svc.applyRules('vm-new', 'vnet-new', [], [ssh()]))).toEqual(['write'])
     expect(await count(() => svc.applyRules('vm-1', 'vnet-1', [], [ssh(2222)]))).toEqual(['write'])
     expect(await count(() => svc.applyRules('vm-1', 'vnet-1', [], [ssh(2222)]))).toEqual(['write'])
-    // Someone else committed: the engine re-reads its view once (the maps, the guard's sets, the chain names), then writes.
+    // Someone else committed: the batch decided and built from the view as last known is refused unsent (its
+    // generation moved); the engine re-reads its view once (the maps, the guard's sets, the chain names), decides
+    // again and writes.
     cli(['add', 'table', 'bridge', 'other'])
     const after = await count(() => svc.applyRules('vm-2', 'vnet-2', [], [ssh(2222)]))
-    expect(after.filter((c) => !c.startsWith('runJson:list') && c !== 'run:list')).toEqual(['write'])
-    expect(after.length).toBeLessThanOrEqual(4)
+    expect(after.filter((c) => !c.startsWith('runJson:list') && c !== 'run:list')).toEqual(['unsent', 'write'])
+    expect(after.length).toBeLessThanOrEqual(5)
     expect(await count(() => svc.applyRules('vm-3', 'vnet-3', [], [ssh(2222)]))).toEqual(['write'])
+  })
+
+  it('applyRules decides from the view as last known (no generation read); a VM another writer stopped meanwhile stays stopped', async () => {
+    await svc.initialize()
+    await svc.applyRules('vm-1', 'vnet-1', [], [ssh()])
+    await svc.applyRules('vm-2', 'vnet-2', [], [ssh()])
+    const generation = vi.spyOn(nft, 'generation')
+    // Nobody else committed: the facade's decision (is the VM known, dispatched, on the old layout?) and the
+    // engine's batch both come from the view; the batch's own thread checks the generation (one round trip).
+    expect(await count(() => svc.applyRules('vm-1', 'vnet-1', [], [ssh(2222)]))).toEqual(['write'])
+    expect(generation).not.toHaveBeenCalled()
+    // Another process stops vm-1 (its dispatch removed). The decision made from the older view ("dispatched:
+    // attach it") is not sent; made again from a fresh read, the stopped VM stays stopped, as the facade promises.
+    const other = new NftablesService({ nft: new Nft({ netns: ns.name }), bridgeConntrackMode: 'degrade', table: 'infinization' })
+    try {
+      await other.detachJumpRules('vm-1')
+    } finally {
+      other.close()
+    }
+    const c = await count(() => svc.applyRules('vm-1', 'vnet-1', [], [ssh(2200)]))
+    expect(c.filter((x) => !x.startsWith('runJson:list') && x !== 'run:list')).toEqual(['unsent', 'write'])
+    expect(cli(['list', 'map', 'bridge', 'infinization', 'from_vm'])).not.toContain('"vnet-1"')
+    expect(cli(['list', 'chain', 'bridge', 'infinization', `${generateVMChainName('vm-1')}_i`])).toContain('dport 2200')
+    expect(cli(['list', 'map', 'bridge', 'infinization', 'from_vm'])).toContain('"vnet-2"')
   })
 
   it('applyRulesIfChanged with nothing changed: no call while nobody else commits; reads only once someone did', async () => {

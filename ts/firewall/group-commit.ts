@@ -7,6 +7,18 @@ export interface GroupItem<V> {
   keys: readonly string[]
   /** Its commands against the current view. */
   build: (view: V) => unknown[]
+  /** Whether what the item was decided from still holds in this attempt's view (undefined: always). An item for
+   *  which it does not is taken out of the group, unsent, and rejected with {@link StaleDecision}. */
+  valid?: (view: V) => boolean
+}
+
+/** An item's decision was made from a view that no longer holds: decide again and resubmit (never a caller's
+ *  error: the engine's last attempt submits without `valid`). */
+export class StaleDecision extends Error {
+  constructor() {
+    super('decided from a view that no longer holds')
+    this.name = 'StaleDecision'
+  }
 }
 
 interface Pending<V> {
@@ -63,10 +75,17 @@ export class GroupCommit<V> {
     }
   }
 
-  async #run(group: Pending<V>[]): Promise<void> {
+  async #run(all: Pending<V>[]): Promise<void> {
+    let group = all
     for (let attempt = 1; ; attempt++) {
       try {
         const view = await this.view(attempt)
+        const stale = group.filter((p) => p.item.valid?.(view) === false)
+        if (stale.length > 0) {
+          for (const p of stale) p.reject(new StaleDecision())
+          group = group.filter((p) => !stale.includes(p))
+          if (group.length === 0) return
+        }
         await this.commit(
           group.flatMap((p) => p.item.build(view)),
           view,

@@ -122,6 +122,18 @@ export class KernelView {
     return this.#snap && this.#snap.generation !== -1 ? this.#snap : undefined
   }
 
+  /** Issue 14: the view write attempt `attempt` (from 1) builds from: the first from the snapshot as last known
+   *  (no read; send it with `expectFor`), a retry from a fresh read. */
+  async attemptView(attempt: number): Promise<Readonly<Snapshot>> {
+    return (attempt === 1 ? this.known() : undefined) ?? this.current()
+  }
+
+  /** The `expect` of a batch built from `view` in attempt `attempt`: a first attempt's snapshot as last known must
+   *  still hold when the batch is sent; a view just read (a retry, or no snapshot was known) is sent as is. */
+  expectFor(view: Readonly<Snapshot>, attempt: number): { expect?: number } {
+    return attempt === 1 && view === this.known() ? { expect: view.generation } : {}
+  }
+
   /** The maps, the guard's sets and what is known of the table, at the current generation (re-read if anyone committed). */
   async current(): Promise<Readonly<Snapshot>> {
     const generation = await this.kernel.generation()
@@ -147,13 +159,17 @@ export class KernelView {
     return (await this.state()).chains
   }
 
-  /** The maps and the chain names at the current generation: one generation read while the view is current. */
   /** Issue 15: the guard's per-VM set contents (undefined: not all of its sets exist). */
   async sets(): Promise<SetContents | undefined> {
     return (await this.current()).sets
   }
 
-  async state(): Promise<{ maps: DispatchMaps | undefined; chains: ReadonlySet<string> }> {
+  /** The maps and the chain names at the current generation: one generation read while the view is current.
+   *  `optimistic`: from the snapshot as last known when it holds the chain names (no read): what is decided from
+   *  it must be checked before it counts (a write with `expect`, or `epoch` unchanged after a `current()`). */
+  async state(optimistic = false): Promise<{ maps: DispatchMaps | undefined; chains: ReadonlySet<string> }> {
+    const known = optimistic ? this.known() : undefined
+    if (known?.chains) return { maps: known.maps, chains: known.chains }
     const snap = (await this.current()) as Snapshot
     if (snap.chains) return { maps: snap.maps, chains: snap.chains }
     const names = await this.kernel.chainNames()

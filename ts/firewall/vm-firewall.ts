@@ -45,7 +45,7 @@ import type {
   VmSpec,
   VmStats,
 } from './model.js'
-import { GroupCommit } from './group-commit.js'
+import { GroupCommit, StaleDecision } from './group-commit.js'
 import { FirewallKernel } from './kernel.js'
 import { BlockedStream, type BlockedOptions } from './blocked.js'
 import { FirewallWatch, type RepairResult, type WatchOptions } from './watch.js'
@@ -97,7 +97,10 @@ export interface ApplyOptions {
   also?: NftCommand[]
   /** Issue 14: called in the VM's turn (after earlier calls for it, before anything is compiled against the
    *  kernel) with the VM as the engine's view has it; what it returns overrides `attach`, adds `also`
-   *  commands, replaces the spec (same vmId) or skips the write. See {@link ApplyDecision}. */
+   *  commands, replaces the spec (same vmId) or skips the write. See {@link ApplyDecision}. The state is the view
+   *  as last known (no kernel read while nobody else commits); when someone else committed before the write
+   *  went out, `prepare` is called again with a fresh state (a bounded number of times), so it must not have
+   *  side effects of its own. */
   prepare?: (state: VmState) => ApplyDecision | void | Promise<ApplyDecision | void>
 }
 
@@ -212,7 +215,7 @@ export class VmFirewall {
       // Issue 14: the first attempt builds from the view as last known (no generation read) and its batch is sent
       // only if that generation still holds (checked on the instance's thread, in the same round trip as the
       // commit); a retry reads the view again.
-      (attempt) => (attempt === 1 ? this.#view.known() : undefined) ?? this.#view.current(),
+      (attempt) => this.#view.attemptView(attempt),
       async (commands, view, attempt) => {
         // The table and its shared sets are re-added only when we do not know them to exist (idempotent adds).
         // A table without the shared guard's sets (none yet, or one of the layout before the guard) gets the whole
@@ -227,8 +230,7 @@ export class VmFirewall {
         })
         // Issue 15: with the table and its sets known to exist, a batch of VM chains and dispatch elements goes
         // to the kernel as netlink messages (no libnftables cache refresh and parse); anything else through libnftables.
-        const expect = attempt === 1 && view === this.#view.known() ? { expect: view.generation } : {}
-        await this.#view.write([...head, ...body], { createsSets: !view.setsKnown, lean: view.setsKnown && this.#lean, ...expect })
+        await this.#view.write([...head, ...body], { createsSets: !view.setsKnown, lean: view.setsKnown && this.#lean, ...this.#view.expectFor(view, attempt) })
       },
       isConflict,
       CONFLICT_ATTEMPTS,
@@ -283,12 +285,21 @@ export class VmFirewall {
     checkAttach(options.attach)
     return this.#sched.vm(vm.vmId, async () => {
       for (let attempt = 1; ; attempt++) {
-        const d = await this.#decide(vm, options)
-        if (d.skip) return d.compiled.result
+        // Issue 14: all but the last decision are made from the view as last known (no read); one that turns out
+        // stale (someone else committed before its batch went out) is made again. The last, from a view just
+        // read, is written as decided, as every decision was before.
+        const optimistic = attempt < CONFLICT_ATTEMPTS
+        const d = await this.#decide(vm, options, optimistic)
+        if (d.skip) {
+          // Nothing is written, so nothing would check an optimistic decision: confirm its view first.
+          if (optimistic && d.epoch !== undefined && (await this.#view.current(), this.#view.epoch !== d.epoch)) continue
+          return d.compiled.result
+        }
         try {
-          await this.#apply(d.compiled, d.attach, d.also, d.create, d.epoch)
+          await this.#apply(d.compiled, d.attach, d.also, d.create, d.epoch, optimistic)
           return d.compiled.result
         } catch (e) {
+          if (e instanceof StaleDecision) continue
           // ApplyDecision.create lost a race with another writer: decide again on a fresh view (issue 14).
           if (d.create.length === 0 || attempt >= CONFLICT_ATTEMPTS || !isConflict(e)) throw e
         }
@@ -332,6 +343,7 @@ export class VmFirewall {
     also: NftCommand[] = [],
     create: string[] = [],
     viewEpoch?: number,
+    checkDecision = false,
   ): Promise<void> {
     // Issue 15: chains found or written exactly so in this view epoch (nobody else committed since) are not
     // rewritten: a change of identity or dispatch alone is then a change of set elements only.
@@ -345,11 +357,14 @@ export class VmFirewall {
     // out only if that still holds; without a view, one read).
     if (viewEpoch === undefined && !this.#view.known()) await this.#view.current()
     const epoch = viewEpoch ?? this.#view.epoch
+    // A decision from the view (viewEpoch) holds only while nobody else committed since: the view's epoch unchanged.
+    const valid = checkDecision && viewEpoch !== undefined ? { valid: () => this.#view.epoch === viewEpoch } : {}
     if (typeof attach === 'object') {
       // attach 'keep': chains and rules only; whatever dispatches to them (from `keep`, or nothing) stays.
       // The interface dispatching to the VM gets the VM's identity in the guard (its policy), nothing else changes.
       await this.#group.submit({
         keys: [`(chains)${compiled.chains.out}`, ...(attach.keep !== undefined ? [attach.keep] : []), ...(also.length > 0 ? ['(also)'] : [])],
+        ...valid,
         build: ({ sets }) => {
           const elements = attach.keep === undefined ? { del: [], add: [] } : identityChanges(sets, [attach.keep], identityElements(compiled.identity, attach.keep))
           const onlyChains = elements.add.length === 0 && elements.del.length === 0
@@ -368,6 +383,7 @@ export class VmFirewall {
     const leaving = this.#tapsOf((this.#view.known() ?? (await this.#view.current())).maps, compiled.chains)
     await this.#group.submit({
       keys: [...new Set([compiled.tap, ...leaving]), ...(also.length > 0 ? ['(also)'] : [])],
+      ...valid,
       build: ({ maps, sets }) => {
         const stale = maps ? staleEntries(maps, compiled.chains, attach ? compiled.tap : undefined) : []
         const taps = attach ? [compiled.tap, ...stale.map((x) => x.key)] : stale.map((x) => x.key)
@@ -425,11 +441,10 @@ export class VmFirewall {
     for (let attempt = 1; ; attempt++) {
       // As the group commit: the first attempt from the view as last known, sent only while it holds; lean when
       // the table and its sets are known (a VM's removal: its dispatch and guard elements, its chains deleted).
-      const view = (attempt === 1 ? this.#view.known() : undefined) ?? (await this.#view.current())
+      const view = await this.#view.attemptView(attempt)
       const plan = build(view.maps, view.sets)
-      const expect = attempt === 1 && view.generation !== -1 ? { expect: view.generation } : {}
       try {
-        await this.#view.write(plan.commands, { createsSets: plan.createsSets, lean: view.setsKnown && this.#lean, ...expect })
+        await this.#view.write(plan.commands, { createsSets: plan.createsSets, lean: view.setsKnown && this.#lean, ...this.#view.expectFor(view, attempt) })
         return
       } catch (e) {
         if (attempt >= CONFLICT_ATTEMPTS || !isConflict(e)) throw e
@@ -797,9 +812,9 @@ export class VmFirewall {
     else this.#verified.delete(vmId)
   }
 
-  async #stateOf(vmId: string): Promise<VmState> {
+  async #stateOf(vmId: string, optimistic = false): Promise<VmState> {
     const chains = vmChainNames(vmId)
-    const { maps, chains: names } = await this.#view.state()
+    const { maps, chains: names } = await this.#view.state(optimistic)
     const keysTo = (m: Elements | undefined, chain: string) => {
       const keys: string[] = []
       for (const [k, t] of m ?? []) if (t === chain) keys.push(k)
@@ -836,7 +851,7 @@ export class VmFirewall {
   }
 
   /** What an apply does, decided in the VM's turn: `prepare`'s answer over the options, 'keep' resolved. */
-  async #decide(vm: NormalizedVm, options: ApplyOptions): Promise<Decided> {
+  async #decide(vm: NormalizedVm, options: ApplyOptions, optimistic = false): Promise<Decided> {
     let attach: boolean | 'keep' = options.attach ?? true
     let also = options.also ?? []
     let spec = vm
@@ -844,8 +859,11 @@ export class VmFirewall {
     let force = false
     let create: string[] = []
     let state: VmState | undefined
+    // The view's epoch when the state was read: the decision holds while it has not changed.
+    let at: number | undefined
     if (options.prepare) {
-      state = await this.#stateOf(vm.vmId)
+      state = await this.#stateOf(vm.vmId, optimistic)
+      at = this.#view.epoch
       const d = (await options.prepare(state)) ?? {}
       if (d.attach !== undefined) attach = checkAttach(d.attach) ?? attach
       if (d.also) also = [...also, ...d.also]
@@ -858,9 +876,12 @@ export class VmFirewall {
       if (d.create) create = [state.chains.out, state.chains.in].filter((ch) => !state!.hasChain(ch))
     }
     let compiled = compileVm(spec, { capabilities: await this.capabilities(), conntrack: this.conntrack, logDrops: this.logDrops })
-    const epoch = () => (state ? { epoch: this.#view.epoch } : {})
+    const epoch = () => (at !== undefined ? { epoch: at } : {})
     if (attach !== 'keep') return { compiled, attach, attached: attach, also, skip, force, create, ...epoch() }
-    state ??= await this.#stateOf(vm.vmId)
+    if (!state) {
+      state = await this.#stateOf(vm.vmId, optimistic)
+      at = this.#view.epoch
+    }
     const keep = state.dispatch.from[0] ?? state.dispatch.to[0]
     if (keep !== undefined) compiled = { ...compiled, tap: keep, result: { ...compiled.result, tap: keep } }
     return { compiled, attach: { keep }, attached: keep !== undefined, also, skip, force, create, ...epoch() }
