@@ -1,11 +1,15 @@
 // Several processes writing one firewall table at once, each with its own VMs plus VMs they all share:
 // every operation must succeed (a lost race is re-read and retried inside the library, idempotent operations
 // never fail because their target is already gone), and the end state must be each writer's last word.
+// Each writer also drives one VM of its own through the compat facade (issue 14: its decisions are made from
+// the engine's view as last known, which the other writers keep making stale, so most are made again): no
+// error, and a stopped VM stays stopped and a running one running across applyRules. (A decision made stale by
+// a change to the VM itself is compat/call-count.wire.test.ts's.)
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import { Nft } from '../../ts/index.js'
 import { VmFirewall, type VmSpec } from '../../ts/firewall/index.js'
 import { createNetns, type Netns } from '../support/netns.js'
-import { distFirewall, ensureDistFirewall, kernelFwState, runNodeAsync, structuralProblems } from '../support/stress-fw.js'
+import { distCompat, distFirewall, ensureDistFirewall, kernelFwState, runNodeAsync, structuralProblems } from '../support/stress-fw.js'
 import { distEntry } from '../support/child.js'
 import { report, size } from '../support/stress.js'
 
@@ -23,6 +27,7 @@ const SHARED = 2
 
 interface WriterReport {
   ops: number
+  facadeOps: number
   errors: string[]
   own: VmSpec[]
   shared: VmSpec[]
@@ -33,6 +38,7 @@ function writerScript(w: number, seed: number): string {
   return `
     const { Nft } = require(${JSON.stringify(distEntry)})
     const { VmFirewall } = require(${JSON.stringify(distFirewall)})
+    const { NftablesService } = require(${JSON.stringify(distCompat)})
     let s = ${seed} >>> 0
     const rand = () => { s = (s + 0x6d2b79f5) >>> 0; let t = s; t = Math.imul(t ^ (t >>> 15), t | 1); t ^= t + Math.imul(t ^ (t >>> 7), t | 61); return ((t ^ (t >>> 14)) >>> 0) / 4294967296 }
     const pick = (xs) => xs[Math.floor(rand() * xs.length)]
@@ -49,6 +55,22 @@ function writerScript(w: number, seed: number): string {
     const errors = []
     let ops = 0
     const fw = new VmFirewall(new Nft({ netns: ${JSON.stringify(ns.name)} }))
+    const svc = new NftablesService({ nft: new Nft({ netns: ${JSON.stringify(ns.name)} }), bridgeConntrackMode: 'degrade' })
+    const fa = { vmId: 'w${w}-fa', tap: 'w${w}fa' }
+    let faState // undefined: not created yet; true: running (dispatched); false: stopped
+    let facadeOps = 0
+    const facadeStep = async () => {
+      const r = rand()
+      if (faState === undefined || r < 0.6) {
+        const rules = [{ id: 'fa' + (++version), name: 'fa', direction: 'IN', protocol: 'tcp', dstPortStart: 1 + Math.floor(rand() * 60000), action: pick(['ACCEPT', 'DROP']), priority: 100 }]
+        const res = await svc.applyRules(fa.vmId, fa.tap, [], rules, 'accept')
+        const expected = faState === undefined ? true : faState
+        if (res.attached !== expected) errors.push('facade: applyRules left ' + (res.attached ? 'running' : 'stopped') + ' a VM that was ' + (expected ? 'running' : 'stopped'))
+        faState = expected
+      } else if (r < 0.8) { await svc.detachJumpRules(fa.vmId); faState = false }
+      else { await svc.attachJumpRules(fa.vmId, fa.tap); faState = true }
+      facadeOps++
+    }
     const deadline = Date.now() + ${SECONDS * 1000}
     const step = async (o) => {
       const sh = pick(shared)
@@ -72,14 +94,15 @@ function writerScript(w: number, seed: number): string {
         // operations are ordered by the caller, as a VM's lifecycle is).
         const first = Math.floor(rand() * own.length)
         const batch = Array.from({ length: 1 + Math.floor(rand() * 3) }, (_, k) => step(own[(first + k) % own.length]).then(() => { ops++ }, (e) => errors.push(String(e && e.message || e))))
-        await Promise.all(batch)
+        await Promise.all([...batch, facadeStep().catch((e) => errors.push('facade: ' + String(e && e.message || e)))])
       }
       for (const o of own) {
         const sp = spec(o.vmId, o.tap)
         try { await fw.applyVm(sp); last.set(o.vmId, sp) } catch (e) { errors.push('final: ' + String(e && e.message || e)) }
       }
-      console.log(JSON.stringify({ ops, errors: errors.slice(0, 20), own: own.map((o) => last.get(o.vmId)), shared: sharedWritten }))
-    })().catch((e) => { console.log(JSON.stringify({ ops, errors: ['fatal: ' + String(e)], own: [], shared: [] })) })
+      svc.close()
+      console.log(JSON.stringify({ ops, facadeOps, errors: errors.slice(0, 20), own: own.map((o) => last.get(o.vmId)), shared: sharedWritten }))
+    })().catch((e) => { console.log(JSON.stringify({ ops, facadeOps, errors: ['fatal: ' + String(e)], own: [], shared: [] })) })
   `
 }
 
@@ -92,9 +115,11 @@ it(
     )) as WriterReport[]
     const ops = reports.reduce((n, r) => n + r.ops, 0)
     const errors = reports.flatMap((r) => r.errors)
-    report('firewall/writers', `${WRITERS} processes, ${SECONDS} s, ${ops} operations, ${errors.length} errors`)
+    const facadeOps = reports.reduce((n, r) => n + r.facadeOps, 0)
+    report('firewall/writers', `${WRITERS} processes, ${SECONDS} s, ${ops} operations (+ ${facadeOps} through the facade), ${errors.length} errors`)
     expect(errors.slice(0, 10)).toEqual([])
     expect(ops).toBeGreaterThan(WRITERS * 10)
+    expect(facadeOps).toBeGreaterThan(WRITERS * 5)
     expect(structuralProblems(kernelFwState(ns))).toEqual([])
 
     const nft = new Nft({ netns: ns.name })

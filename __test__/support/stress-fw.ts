@@ -12,10 +12,11 @@ import type { Netns } from './netns.js'
 
 /** The built firewall entry point (dist/index.js only exports the raw binding). */
 export const distFirewall = join(repoRoot, 'dist', 'firewall', 'index.js')
+export const distCompat = join(repoRoot, 'dist', 'compat', 'index.js')
 
 export function ensureDistFirewall(): void {
   ensureDist()
-  if (!existsSync(distFirewall)) throw new Error(`${distFirewall} missing: run npx tsc -p tsconfig.build.json`)
+  for (const f of [distFirewall, distCompat]) if (!existsSync(f)) throw new Error(`${f} missing: run npx tsc -p tsconfig.build.json`)
 }
 
 // ---- deterministic valid specs ----
