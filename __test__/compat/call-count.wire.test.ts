@@ -99,6 +99,28 @@ describe('libnftables calls per facade operation', () => {
     expect(cli(['list', 'map', 'bridge', 'infinization', 'from_vm'])).toContain('"vnet-2"')
   })
 
+  it('applyRulesIfChanged decides from the view as last known: one generation read; a VM stopped by another writer stays stopped', async () => {
+    await svc.initialize()
+    await svc.applyRules('vm-1', 'vnet-1', [], [ssh()])
+    await svc.applyRules('vm-2', 'vnet-2', [], [ssh()])
+    expect(await svc.applyRulesIfChanged('vm-1', 'vnet-1', [], [ssh()])).toEqual({ changed: false })
+    const generation = vi.spyOn(nft, 'generation')
+    // Unchanged, nobody else committed: the comparison's one read of the generation also confirms the decision.
+    expect(await count(async () => expect(await svc.applyRulesIfChanged('vm-1', 'vnet-1', [], [ssh()])).toEqual({ changed: false }))).toEqual([])
+    expect(generation).toHaveBeenCalledTimes(1)
+    // Another process stops vm-1: decided from the older view, the facade would call the missing dispatch a change
+    // and re-attach the VM; decided again from the fresh read, the stopped VM is unchanged and stays stopped.
+    const other = new NftablesService({ nft: new Nft({ netns: ns.name }), bridgeConntrackMode: 'degrade', table: 'infinization' })
+    try {
+      await other.detachJumpRules('vm-1')
+    } finally {
+      other.close()
+    }
+    expect(await svc.applyRulesIfChanged('vm-1', 'vnet-1', [], [ssh()])).toEqual({ changed: false })
+    expect(cli(['list', 'map', 'bridge', 'infinization', 'from_vm'])).not.toContain('"vnet-1"')
+    expect(cli(['list', 'map', 'bridge', 'infinization', 'from_vm'])).toContain('"vnet-2"')
+  })
+
   it('applyRulesIfChanged with nothing changed: no call while nobody else commits; reads only once someone did', async () => {
     const reads = (c: string[]) => c.every((x) => x === 'listChain' || x === 'runEcho' || x === 'run:list' || x.startsWith('runJson:list'))
     const unchanged = () => svc.applyRulesIfChanged('vm-1', 'vnet-1', [], [ssh()])

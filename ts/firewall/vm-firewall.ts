@@ -313,8 +313,7 @@ export class VmFirewall {
     const vm = normalizeVm(spec)
     checkAttach(options.attach)
     return this.#sched.vm(vm.vmId, async () => {
-      const d = await this.#decide(vm, options)
-      const { drift, tableBroken } = await this.#driftOrKnown(d, options.checkTable === true)
+      const { d, drift, tableBroken } = await this.#decideAndCompare(vm, options)
       if (d.skip) return { changed: false, result: d.compiled.result, drift }
       const changed = drift.status !== 'ok' || d.force
       if (changed) {
@@ -332,9 +331,7 @@ export class VmFirewall {
   async verifyVm(spec: VmSpec, options: IfChangedOptions = {}): Promise<VmDrift> {
     const vm = normalizeVm(spec)
     checkAttach(options.attach)
-    return this.#sched.vm(vm.vmId, async () => {
-      return (await this.#driftOrKnown(await this.#decide(vm, options), options.checkTable === true)).drift
-    })
+    return this.#sched.vm(vm.vmId, async () => (await this.#decideAndCompare(vm, options)).drift)
   }
 
   async #apply(
@@ -889,13 +886,28 @@ export class VmFirewall {
 
   /** The VM's drift (and, with checkTable, the base chains'), or none without listing when the generation has
    *  not moved since the same VM was found exactly so. */
-  async #driftOrKnown(d: Decided, checkTable: boolean): Promise<{ drift: VmDrift; tableBroken: boolean }> {
+  /** The decision and the VM's drift against it. Issue 14: decided from the view as last known; the comparison's
+   *  own read of the generation then says whether that view held (else decided again, a bounded number of times;
+   *  the last from a view just read): one generation read in all while nobody else commits. */
+  async #decideAndCompare(vm: NormalizedVm, options: IfChangedOptions): Promise<{ d: Decided; drift: VmDrift; tableBroken: boolean }> {
+    for (let attempt = 1; ; attempt++) {
+      const optimistic = attempt < CONFLICT_ATTEMPTS
+      const d = await this.#decide(vm, options, optimistic)
+      const r = await this.#driftOrKnown(d, options.checkTable === true)
+      if (!optimistic || d.epoch === undefined || r.decisionHeld) return { d, ...r }
+    }
+  }
+
+  async #driftOrKnown(d: Decided, checkTable: boolean): Promise<{ drift: VmDrift; tableBroken: boolean; decisionHeld: boolean }> {
     const c = d.compiled
     const keep = typeof d.attach === 'object'
     const key = rulesFingerprint(c.out, c.in)
     const fresh = (): VmDrift => ({ vmId: c.vmId, chains: c.chains, status: 'ok', missing: [], extra: [], changed: [] })
-    await this.#view.current()
+    const first = await this.#view.current()
     let epoch = this.#view.epoch
+    // The view the decision read is the current one (nobody else committed since): what it decided holds.
+    const decisionHeld = d.epoch === undefined || d.epoch === epoch
+    if (!decisionHeld) return { drift: fresh(), tableBroken: false, decisionHeld }
     const memo = this.#verified.get(c.vmId)
     let drift: VmDrift
     if (memo && memo.epoch === epoch) {
@@ -903,19 +915,16 @@ export class VmFirewall {
       // policy is drift for sure; the dispatch is checked against the view (exact).
       drift = fresh()
       if (memo.key !== key) drift.changed.push(`rule:${c.chains.out}`, `rule:${c.chains.in}`)
-      if (!keep) {
-        const view = await this.#view.current()
-        dispatchDrift(view.maps ?? { [MAP_FROM_VM]: new Map(), [MAP_TO_VM]: new Map() }, c, d.attached, drift, view.sets ?? null)
-      }
+      if (!keep) dispatchDrift(first.maps ?? { [MAP_FROM_VM]: new Map(), [MAP_TO_VM]: new Map() }, c, d.attached, drift, first.sets ?? null)
       if (drift.missing.length || drift.extra.length || drift.changed.length) drift.status = 'changed'
       if (checkTable && this.#tableOkEpoch !== epoch) {
         const table = await this.tableProblems()
         drift.changed.push(...table.map((p) => `table:${p}`))
         if (table.length > 0) drift.status = 'changed'
         else if ((await this.#view.current(), this.#view.epoch === epoch)) this.#tableOkEpoch = epoch
-        return { drift, tableBroken: table.length > 0 }
+        return { drift, tableBroken: table.length > 0, decisionHeld }
       }
-      return { drift, tableBroken: false }
+      return { drift, tableBroken: false, decisionHeld }
     }
     this.#verified.delete(c.vmId)
     // The kernel's rendering of these rules first: learning commits (once per rule shape: a scratch chain added
@@ -940,7 +949,7 @@ export class VmFirewall {
       if (checkTable && table.length === 0) this.#tableOkEpoch = epoch
       if (chainsOk) this.#verified.set(c.vmId, { epoch, key, defaultAction: c.result.defaultAction })
     }
-    return { drift, tableBroken: table.length > 0 }
+    return { drift, tableBroken: table.length > 0, decisionHeld }
   }
   // ==== end of engine additions (issue 14) ===================================================================
 
