@@ -884,8 +884,6 @@ export class VmFirewall {
     return { compiled, attach: { keep }, attached: keep !== undefined, also, skip, force, create, ...epoch() }
   }
 
-  /** The VM's drift (and, with checkTable, the base chains'), or none without listing when the generation has
-   *  not moved since the same VM was found exactly so. */
   /** The decision and the VM's drift against it. Issue 14: decided from the view as last known; the comparison's
    *  own read of the generation then says whether that view held (else decided again, a bounded number of times;
    *  the last from a view just read): one generation read in all while nobody else commits. */
@@ -893,21 +891,23 @@ export class VmFirewall {
     for (let attempt = 1; ; attempt++) {
       const optimistic = attempt < CONFLICT_ATTEMPTS
       const d = await this.#decide(vm, options, optimistic)
-      const r = await this.#driftOrKnown(d, options.checkTable === true)
-      if (!optimistic || d.epoch === undefined || r.decisionHeld) return { d, ...r }
+      const r = await this.#driftOrKnown(d, options.checkTable === true, optimistic)
+      if (r) return { d, ...r }
     }
   }
 
-  async #driftOrKnown(d: Decided, checkTable: boolean): Promise<{ drift: VmDrift; tableBroken: boolean; decisionHeld: boolean }> {
+  /** The VM's drift (and, with checkTable, the base chains'), or none without listing when the generation has
+   *  not moved since the same VM was found exactly so. `optimistic`: undefined when the view the decision was
+   *  made from no longer holds (decide again). */
+  async #driftOrKnown(d: Decided, checkTable: boolean, optimistic = false): Promise<{ drift: VmDrift; tableBroken: boolean } | undefined> {
     const c = d.compiled
     const keep = typeof d.attach === 'object'
     const key = rulesFingerprint(c.out, c.in)
     const fresh = (): VmDrift => ({ vmId: c.vmId, chains: c.chains, status: 'ok', missing: [], extra: [], changed: [] })
     const first = await this.#view.current()
     let epoch = this.#view.epoch
-    // The view the decision read is the current one (nobody else committed since): what it decided holds.
-    const decisionHeld = d.epoch === undefined || d.epoch === epoch
-    if (!decisionHeld) return { drift: fresh(), tableBroken: false, decisionHeld }
+    // An optimistic decision holds when the view it read is the current one (nobody else committed since).
+    if (optimistic && d.epoch !== undefined && d.epoch !== epoch) return undefined
     const memo = this.#verified.get(c.vmId)
     let drift: VmDrift
     if (memo && memo.epoch === epoch) {
@@ -922,9 +922,9 @@ export class VmFirewall {
         drift.changed.push(...table.map((p) => `table:${p}`))
         if (table.length > 0) drift.status = 'changed'
         else if ((await this.#view.current(), this.#view.epoch === epoch)) this.#tableOkEpoch = epoch
-        return { drift, tableBroken: table.length > 0, decisionHeld }
+        return { drift, tableBroken: table.length > 0 }
       }
-      return { drift, tableBroken: false, decisionHeld }
+      return { drift, tableBroken: false }
     }
     this.#verified.delete(c.vmId)
     // The kernel's rendering of these rules first: learning commits (once per rule shape: a scratch chain added
@@ -949,7 +949,7 @@ export class VmFirewall {
       if (checkTable && table.length === 0) this.#tableOkEpoch = epoch
       if (chainsOk) this.#verified.set(c.vmId, { epoch, key, defaultAction: c.result.defaultAction })
     }
-    return { drift, tableBroken: table.length > 0, decisionHeld }
+    return { drift, tableBroken: table.length > 0 }
   }
   // ==== end of engine additions (issue 14) ===================================================================
 
