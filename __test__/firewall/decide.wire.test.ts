@@ -129,3 +129,25 @@ it('hasVm, vmState and an unchanged applyVmIfChanged list nothing while nobody e
   expect(await calls(async () => expect(await fw.hasVm('x')).toBe(false))).toBe(0)
   expect((await fw.applyVmIfChanged(spec('v', 'tv', 2222))).changed).toBe(true)
 })
+
+it('an idempotent write that finds nothing to do in the view as last known confirms it first: a VM another writer attached or created meanwhile is still detached or removed', async () => {
+  const otherNft = new Nft({ netns: ns.name })
+  const other = new VmFirewall(otherNft)
+  try {
+    await fw.applyVm(spec('s', 'ts'))
+    await fw.detachVm('s') // our view: detached
+    await other.applyVm(spec('s', 'ts')) // another process starts it again
+    expect(map('from_vm')).toContain('"ts"')
+    await fw.detachVm('s')
+    expect(map('from_vm')).not.toContain('"ts"')
+    expect(map('to_vm')).not.toContain('"ts"')
+    // The same for a removal: our view says it is gone, another writer made it again.
+    await fw.removeVm('s')
+    await other.applyVm(spec('s', 'ts'))
+    await fw.removeVm('s')
+    expect(cli('list', 'table', 'bridge', 'infinization')).not.toMatch(/chain vm_/)
+    expect(await other.hasVm('s')).toBe(false)
+  } finally {
+    otherNft.close()
+  }
+})

@@ -117,4 +117,19 @@ describe('KernelView', () => {
     expect(view.epoch).toBe(epoch + 1)
     expect(isConflict(Object.assign(new Error('moved'), { code: 'GENERATION_MOVED' }))).toBe(true)
   })
+
+  it('an empty batch expecting a generation confirms it: "nothing to do" from a stale snapshot is a conflict', async () => {
+    const k = fakeKernel()
+    const view = viewOf(k)
+    await view.maps()
+    const snap = view.known()!
+    expect((await view.write([], { expect: snap.generation })).after).toBe(k.gen)
+    expect(view.known()).toBe(snap)
+    k.gen++ // someone else commits
+    await expect(view.write([], { expect: snap.generation })).rejects.toMatchObject({ code: 'GENERATION_MOVED' })
+    expect(view.known()).toBeUndefined()
+    expect(k.writes).toBe(0)
+    // Without `expect` (a view just read) nothing is checked.
+    expect((await view.write([])).after).toBe(k.gen)
+  })
 })

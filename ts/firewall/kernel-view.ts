@@ -6,7 +6,7 @@
 // and failed batches leave it alone). A write is bracketed by two reads: when the id moved by at most one,
 // the commit was ours alone and the view, updated with what we wrote, is exact at the new id.
 import type { NftCommand } from '../schema.js'
-import type { FirewallKernel, KernelWrite } from './kernel.js'
+import { generationMoved, type FirewallKernel, type KernelWrite } from './kernel.js'
 import { MAP_FROM_VM, MAP_TO_VM, VM_SETS, type DispatchMaps, type SetContents } from './layout.js'
 
 export type { DispatchMaps }
@@ -70,7 +70,12 @@ export class KernelView {
    */
   async write(commands: NftCommand[], effect: { createsSets?: boolean; lean?: boolean; expect?: number } = {}): Promise<WriteResult> {
     if (commands.length === 0) {
+      // Nothing to send, but "nothing to do" was decided from that view too: it holds only if it still does.
       const g = await this.kernel.generation()
+      if (effect.expect !== undefined && g !== effect.expect) {
+        this.invalidate()
+        throw generationMoved(effect.expect, g)
+      }
       return { output: { nftables: [] }, before: g, after: g }
     }
     const before = this.#snap

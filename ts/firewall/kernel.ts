@@ -20,7 +20,7 @@ export interface KernelWrite {
 }
 
 /** The generation moved away from the one a batch was computed at: nothing was sent (the binding's code). */
-const generationMoved = (expected: number, found: number) =>
+export const generationMoved = (expected: number, found: number) =>
   new NftError('GENERATION_MOVED', `GENERATION_MOVED: the ruleset generation moved from ${expected} to ${found}: batch not sent`)
 
 /** A rule as listed: its comment and statements (counters included). */
