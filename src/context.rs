@@ -14,6 +14,18 @@ static JSON_CALLS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// The name libnftables gives input it reads from fd 0 (`nft -f -`); error locations start with it.
 pub const STDIN_NAME: &str = "/dev/stdin";
+/// This thread's fd 0 by name (its private stdio's input).
+const THREAD_STDIN: &str = "/proc/thread-self/fd/0";
+
+/// Whether libnftables >= 1.0.7 accepts `/dev/stdin` as a file name: its stat() of that name (the
+/// process's fd 0) is a regular file, a FIFO or a character device.
+fn process_stdin_accepted() -> bool {
+  use std::os::unix::fs::FileTypeExt;
+  std::fs::metadata(STDIN_NAME).is_ok_and(|m| {
+    let t = m.file_type();
+    t.is_file() || t.is_fifo() || t.is_char_device()
+  })
+}
 
 /// What one libnftables call produced: its return code and both buffers.
 pub struct RunOutput {
@@ -117,15 +129,24 @@ impl Context {
       stdio
         .set_input(input.as_bytes())
         .map_err(|e| NativeError::from_io("cannot pass the input to libnftables", &e))?;
+      // libnftables reads `/dev/stdin` from this thread's fd 0 without opening anything (so it works at
+      // the descriptor limit), but >= 1.0.7 first stat()s that name, which is `/proc/self/fd/0`: the
+      // process's fd 0, refused unless it is a file, a pipe or a character device (a service started
+      // with a socket as stdin, as Node starts its children, could not run text). Then this thread's
+      // fd 0 is named instead (libnftables opens it: one more descriptor for the call).
+      let name = if process_stdin_accepted() { STDIN_NAME } else { THREAD_STDIN };
       let run = self.call(json, dry_run, |lib, ctx| {
-        let path = CString::new(STDIN_NAME).expect("no NUL in a path");
+        let path = CString::new(name).expect("no NUL in a path");
         // SAFETY: `ctx` is valid and `path` is a NUL-terminated string that outlives the call.
         unsafe { (lib.run_cmd_from_filename)(ctx, path.as_ptr()) }
       });
       if let Some(stdio) = &mut self.stdio {
         stdio.clear_input();
       }
-      return run;
+      return run.map(|r| RunOutput {
+        input_name: (name != STDIN_NAME).then(|| name.into()),
+        ..r
+      });
     }
     match memory_file(&input) {
       Ok(file) => self.run_file(file, json, dry_run),

@@ -9,7 +9,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { Nft, NftError } from '../../ts/index.js'
 import { distEntry, ensureDist, repoRoot } from '../support/child.js'
 import { thrown } from '../support/errors.js'
-import { createNetns, sh, type Netns } from '../support/netns.js'
+import { createNetns, sh, spawnWithInput, type Netns } from '../support/netns.js'
 
 let ns: Netns
 beforeAll(() => ensureDist())
@@ -27,10 +27,11 @@ interface Child {
   result: unknown
 }
 
-/** Runs `node -e script` (under `prefix`) and returns everything, including its stderr. */
-function child(script: string, prefix: string[] = [], timeout = 30_000): Child {
+/** Runs `node -e script` (under `prefix`; stdin a socket, as Node gives it, or /dev/null) and returns
+ *  everything, including its stderr. */
+function child(script: string, prefix: string[] = [], timeout = 30_000, stdin: 'pipe' | 'ignore' = 'pipe'): Child {
   const argv = [...prefix, process.execPath, '-e', script]
-  const r = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8', cwd: repoRoot, timeout })
+  const r = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8', cwd: repoRoot, timeout, stdio: [stdin, 'pipe', 'pipe'] })
   const last = r.stdout.trim().split('\n').pop() ?? ''
   let result: unknown
   try {
@@ -78,6 +79,8 @@ describe('descriptor exhaustion never ends the process (item 3)', () => {
   it('when even its own thread cannot open a netlink socket: a typed EMFILE, other instances unharmed, and recovery', () => {
     // RLIMIT_NOFILE = 3 leaves a worker thread only its stdin/stdout/stderr. A helper started
     // beforehand raises the limit again on request (this process can no longer spawn anything).
+    // The process's stdin is /dev/null: text is then read from the thread's fd 0 without opening
+    // anything; with a socket there it is opened by name (context.rs), which this limit refuses.
     const c = child(
       `${prologue}
       const { spawn, execFileSync } = require('node:child_process')
@@ -100,6 +103,9 @@ describe('descriptor exhaustion never ends the process (item 3)', () => {
         console.log(JSON.stringify(r))
       })
       helper.stdin.end('go\\n')`,
+      [],
+      30_000,
+      'ignore',
     )
     expect(c.stderr).toBe('')
     expect([c.status, c.signal]).toEqual([0, null])
@@ -197,7 +203,7 @@ describe('where unshare(2) is refused (the shared-table fallback)', () => {
     const nft = new Nft({ netns: ns.name })
     try {
       texts.forEach((text, i) => {
-        const cli = spawnSync('ip', ['netns', 'exec', ns.name, 'nft', '-f', '-'], { input: `${text}\n`, encoding: 'utf8' })
+        const cli = spawnWithInput('ip', ['netns', 'exec', ns.name, 'nft', '-f', '-'], `${text}\n`)
         expect(details[i], text).toBe(cli.stderr.trimEnd())
       })
     } finally {
@@ -391,7 +397,7 @@ describe('stderr stays the service\'s (item 7)', () => {
 describe('failed text batches read exactly as the nft CLI reports them (item 8)', () => {
   /** What `nft -f -` prints in the namespace for `text` followed by a newline (as the binding reads it). */
   const cli = (text: string, check = false): string => {
-    const r = spawnSync('ip', ['netns', 'exec', ns.name, 'nft', ...(check ? ['-c'] : []), '-f', '-'], { input: `${text}\n`, encoding: 'utf8' })
+    const r = spawnWithInput('ip', ['netns', 'exec', ns.name, 'nft', ...(check ? ['-c'] : []), '-f', '-'], `${text}\n`)
     expect(r.status).not.toBe(0)
     return r.stderr.trimEnd()
   }
@@ -480,5 +486,38 @@ describe('failed text batches read exactly as the nft CLI reports them (item 8)'
     } finally {
       nft.close()
     }
+  })
+})
+
+describe("the process's own fd 0 plays no part in a call (text input is this thread's)", () => {
+  // libnftables >= 1.0.7 stat()s `/dev/stdin` (= the process's fd 0) before reading input by that name and
+  // refuses anything but a file, a pipe or a terminal: a service started with a socket as stdin (as Node
+  // starts its children) could not run text at all. The binding names its input by this thread's fd 0 instead.
+  const texts = ['add table bridge t\nadd chain bridge t c', 'add chain bridge t c1\nadd rule bridge t nosuch accept']
+  const script = () => `${prologue}
+    const fs = require('node:fs')
+    const st = fs.fstatSync(0)
+    const stdin = st.isSocket() ? 'socket' : st.isDirectory() ? 'directory' : 'other'
+    ;(async () => {
+      const nft = new Nft({ netns: ${JSON.stringify(ns.name)} })
+      const ran = await acode(nft.run(${JSON.stringify(texts[0])}))
+      const detail = await nft.run(${JSON.stringify(texts[1])}).then(() => 'ok', (e) => e.detail)
+      const checked = code(() => nft.checkSync('add rule bridge t c accept'))
+      nft.close()
+      console.log(JSON.stringify({ stdin, ran, detail, checked }))
+    })()`
+  const cli = (text: string) => spawnWithInput('ip', ['netns', 'exec', ns.name, 'nft', '-f', '-'], `${text}\n`).stderr.trimEnd()
+
+  it.each([
+    ['socket', [] as string[]],
+    ['directory', ['sh', '-c', 'exec "$0" "$@" < /']],
+  ])('fd 0 a %s: text runs, and its errors read as nft -f - prints them', (kind, prefix) => {
+    const c = child(script(), prefix)
+    expect(c.stderr).toBe('')
+    expect([c.status, c.signal]).toEqual([0, null])
+    const r = c.result as { stdin: string; ran: string; detail: string; checked: string }
+    expect(r.stdin).toBe(kind)
+    expect(r).toMatchObject({ ran: 'ok', checked: 'ok' })
+    expect(r.detail).toBe(cli(texts[1]!))
   })
 })

@@ -1,11 +1,37 @@
 // Throwaway network namespaces for kernel tests. Test code may spawn `ip`; the library never does.
-import { execFileSync } from 'node:child_process'
+import { execFileSync, spawnSync, type SpawnSyncReturns } from 'node:child_process'
+import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 
 let counter = 0
 
+/**
+ * `input` as a child's stdin through a file: Node hands `input` to a child over a socket, and nft 1.0.7-1.0.9
+ * (Ubuntu 24.04) refuses `nft -f -` when its stdin is a socket ("Not a regular file: /dev/stdin").
+ */
+export function withStdinFile<T>(input: string | undefined, run: (stdin: number | 'pipe') => T): T {
+  if (input === undefined) return run('pipe')
+  const dir = mkdtempSync(join(tmpdir(), 'nftn-stdin-'))
+  const path = join(dir, 'input')
+  writeFileSync(path, input)
+  const fd = openSync(path, 'r')
+  rmSync(dir, { recursive: true })
+  try {
+    return run(fd)
+  } finally {
+    closeSync(fd)
+  }
+}
+
 /** Runs a command and returns its stdout; throws with stderr on failure. */
 export function sh(cmd: string, args: string[], opts: { input?: string } = {}): string {
-  return execFileSync(cmd, args, { encoding: 'utf8', input: opts.input, stdio: ['pipe', 'pipe', 'pipe'] })
+  return withStdinFile(opts.input, (stdin) => execFileSync(cmd, args, { encoding: 'utf8', stdio: [stdin, 'pipe', 'pipe'] }))
+}
+
+/** spawnSync with `input` on stdin as `withStdinFile` gives it (its status and output, never a throw). */
+export function spawnWithInput(cmd: string, args: string[], input: string): SpawnSyncReturns<string> {
+  return withStdinFile(input, (stdin) => spawnSync(cmd, args, { encoding: 'utf8', stdio: [stdin, 'pipe', 'pipe'] }))
 }
 
 export interface Netns {
