@@ -195,6 +195,17 @@ describe('checkRestore accepts exports', () => {
     expect(checkRestore(exportOf(guard), T).script).toContain('"vnet0" counter packets 3 bytes 180')
   })
 
+  it('of sets and maps over every key form the check knows', () => {
+    const body = [
+      '\tset a {\n\t\ttype ifname . ipv4_addr . inet_service\n\t}',
+      '\tset b {\n\t\ttypeof iifname . ether saddr . meta l4proto\n\t}',
+      '\tmap c {\n\t\ttype ifname : counter\n\t}',
+      '\tmap d {\n\t\ttypeof ip saddr . th dport : ct mark\n\t}',
+      '\tmap e {\n\t\ttype ether_type : verdict\n\t}',
+    ].join('\n\n')
+    expect(() => checkRestore(exportOf(body), T)).not.toThrow()
+  })
+
   it('of another table name when the firewall has that name', () => {
     expect(() => checkRestore(exportOf(BODY).replaceAll(`bridge ${T}`, 'bridge mine'), 'mine')).not.toThrow()
   })
@@ -233,6 +244,17 @@ describe('checkRestore refuses', () => {
     ['a command after a concatenated element', exportOf('\tset s {\n\t\ttype ifname . ether_addr\n\t\telements = { "v" . 52:54:00:aa:bb:01 } ; flush ruleset\n\t}'), 7, /"flush"/],
     ['a command in an element counter', exportOf('\tset s {\n\t\ttype ifname\n\t\tcounter\n\t\telements = { "v" counter packets 1 bytes 1 delete table inet other }\n\t}'), 8, /"table"|"delete"/],
     ['a non-ASCII lookalike', exportOf('\tchain c {\n\t\t\ufb02ush ruleset\n\t}'), 6, /U\+FB02/],
+    // Each of these, with elements, ends the process inside libnftables 1.0.9 (CLI and library).
+    ['an unknown datatype', exportOf('\tset s {\n\t\ttype ifk->ame\n\t\telements = { "a" }\n\t}'), 6, /set type: "ifk->ame" is not a datatype/],
+    ['an object type as a set key', exportOf('\tset s {\n\t\ttype counter\n\t}'), 6, /"counter" is not a datatype/],
+    ['an unknown datatype in a concatenation', exportOf('\tset s {\n\t\ttype ifname . foo\n\t}'), 6, /"foo" is not a datatype/],
+    ['unknown map data', exportOf('\tmap m {\n\t\ttype ifname : foo\n\t}'), 6, /map type: "foo" is not map data/],
+    ['an object type as a map key', exportOf('\tmap m {\n\t\ttype counter : ifname\n\t}'), 6, /"counter" is not a datatype/],
+    ['a map type without data', exportOf('\tmap m {\n\t\ttype ifname\n\t}'), 6, /"<key> : <data>"/],
+    ['a set type with data', exportOf('\tset s {\n\t\ttype ifname : verdict\n\t}'), 6, /that is a map/],
+    ['an unknown payload field', exportOf('\tset s {\n\t\ttypeof ip foo\n\t}'), 6, /set typeof: "ip foo" is not a key expression/],
+    ['an unknown meta key', exportOf('\tset s {\n\t\ttypeof meta foo\n\t}'), 6, /"meta foo"/],
+    ['an unknown expression as map data', exportOf('\tmap m {\n\t\ttypeof ip saddr : meta foo\n\t}'), 6, /"meta foo" is not map data/],
   ]
   for (const [name, text, line, says] of cases) {
     it(name, () => {

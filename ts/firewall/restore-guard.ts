@@ -37,6 +37,64 @@ const SET_STATEMENT = new Set(['add', 'update', 'delete'])
 const BASE_HOOKS = new Set(['prerouting', 'input', 'forward', 'output', 'postrouting'])
 /** A bridge chain priority as nft prints it: a number, or a standard name with an optional offset. */
 const PRIORITY = /^(-?\d+|(filter|out|dstnat|srcnat|raw|mangle|security)( ?[+-] ?\d+)?)$/
+/**
+ * What a set's or map's `type` / `typeof` may name. libnftables 1.0.9 (Ubuntu 24.04) crashes the process
+ * (CLI and library alike) on a set or map that lists elements under a key or data it cannot evaluate: an
+ * unknown datatype (`type ifk->ame`), an object type as a key (`type counter`), an unknown field
+ * (`typeof ip foo`, `typeof meta foo`). So both are checked against what libnftables knows, word by word.
+ */
+const DATATYPES = new Set([
+  'arp_op', 'bitmask', 'boolean', 'cgroupsv2', 'classid', 'ct_dir', 'ct_event', 'ct_label', 'ct_state', 'ct_status',
+  'dccp_pkttype', 'devgroup', 'dscp', 'ecn', 'ether_addr', 'ether_type', 'fib_addrtype', 'gid',
+  'icmp_code', 'icmp_type', 'icmpv6_code', 'icmpv6_type', 'icmpx_code', 'iface_index', 'iface_type', 'ifname',
+  'igmp_type', 'inet_proto', 'inet_service', 'integer', 'ipv4_addr', 'ipv6_addr', 'll_addr', 'mark', 'mh_type',
+  'nf_proto', 'pkt_type', 'realm', 'string', 'tcp_flag', 'time', 'uid',
+])
+/** Map data that is not a datatype: verdicts and stateful objects. */
+const MAP_DATA = new Set(['verdict', 'counter', 'quota', 'limit', 'secmark', 'synproxy'])
+/** `typeof` expressions: payload fields by protocol, meta keys (also bare, as nft lists some), ct keys. */
+const TYPEOF_FIELDS: Record<string, readonly string[]> = {
+  ether: ['saddr', 'daddr', 'type'],
+  vlan: ['id', 'pcp', 'cfi', 'dei', 'type'],
+  arp: ['htype', 'ptype', 'hlen', 'plen', 'operation'],
+  ip: ['version', 'hdrlength', 'dscp', 'ecn', 'length', 'id', 'ttl', 'protocol', 'checksum', 'saddr', 'daddr'],
+  ip6: ['version', 'dscp', 'ecn', 'flowlabel', 'length', 'nexthdr', 'hoplimit', 'saddr', 'daddr'],
+  tcp: ['sport', 'dport', 'sequence', 'ackseq', 'doff', 'flags', 'window', 'checksum', 'urgptr'],
+  udp: ['sport', 'dport', 'length', 'checksum'],
+  th: ['sport', 'dport'],
+  icmp: ['type', 'code', 'checksum', 'id', 'sequence', 'mtu'],
+  icmpv6: ['type', 'code', 'checksum', 'id', 'sequence', 'mtu'],
+  meta: ['length', 'protocol', 'nfproto', 'l4proto', 'priority', 'mark', 'iif', 'iifname', 'iiftype', 'oif', 'oifname', 'oiftype', 'pkttype', 'iifgroup', 'oifgroup', 'ibrname', 'obrname', 'ibrpvid', 'ibrvproto', 'cpu'],
+  ct: ['state', 'direction', 'status', 'mark', 'expiration', 'l3proto', 'protocol', 'zone'],
+}
+const BARE_META = new Set(['mark', 'iif', 'iifname', 'iiftype', 'oif', 'oifname', 'oiftype', 'pkttype', 'iifgroup', 'oifgroup', 'ibrname', 'obrname'])
+
+/** Why a set's (`map` false) or map's key declaration (`type ...` / `typeof ...`, its words) is refused, or undefined. */
+export function setTypeProblem(kind: 'type' | 'typeof', words: readonly string[], map: boolean): string | undefined {
+  const colon = words.indexOf(':')
+  if (map ? colon < 1 || colon !== words.lastIndexOf(':') || colon === words.length - 1 : colon >= 0) {
+    return map ? 'a map type is "<key> : <data>"' : 'a set type has no ":" (that is a map)'
+  }
+  const key = map ? words.slice(0, colon) : words
+  const data = map ? words.slice(colon + 1) : undefined
+  const parts = (ws: readonly string[]): string[][] => {
+    const out: string[][] = [[]]
+    for (const w of ws) w === '.' ? out.push([]) : out[out.length - 1]!.push(w)
+    return out
+  }
+  const known = (p: string[], dataSide: boolean): boolean => {
+    if (kind === 'type') return p.length === 1 && (DATATYPES.has(p[0]!) || (dataSide && MAP_DATA.has(p[0]!)))
+    if (dataSide && p.length === 1 && MAP_DATA.has(p[0]!)) return true
+    if (p.length === 1) return BARE_META.has(p[0]!)
+    return p.length === 2 && (TYPEOF_FIELDS[p[0]!]?.includes(p[1]!) ?? false)
+  }
+  for (const p of parts(key)) if (!known(p, false)) return `"${p.join(' ')}" is not a ${kind === 'type' ? 'datatype' : 'key expression'} this check knows`
+  // Data: one datatype, a verdict or an object type (no concatenation: listed as such only for typeof).
+  if (data && !(data.length > 0 && parts(data).every((p) => known(p, true)) && (kind === 'typeof' || data.length === 1))) {
+    return `"${data.join(' ')}" is not map data this check knows`
+  }
+  return undefined
+}
 const SET_PROPERTIES = new Set(['type', 'typeof', 'flags', 'elements', 'size', 'timeout', 'gc-interval', 'policy', 'auto-merge', 'comment', 'counter'])
 
 export interface CheckedRestore {
@@ -293,6 +351,13 @@ class Parser {
       const head = stmt[0]!
       if (head.kind !== 'word' || !SET_PROPERTIES.has(head.text)) {
         this.#fail(head.line, `${describeTok(head)} is not allowed in a ${kind} (only type, typeof, flags, elements, size, timeout, gc-interval, policy, auto-merge, counter, comment)`)
+      }
+      if (head.text === 'type' || head.text === 'typeof') {
+        const rest = stmt.slice(1)
+        const problem = rest.every((x) => x.kind === 'word')
+          ? setTypeProblem(head.text, rest.map((x) => x.text), kind === 'map')
+          : 'quoted strings have no place in a type'
+        if (problem) this.#fail(head.line, `${kind} ${head.text}: ${problem}`)
       }
       this.#words(stmt)
     }
