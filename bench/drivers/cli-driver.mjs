@@ -6,23 +6,23 @@
 //   { id, mode: 'stdin', text: string, flags?: string[] }      -> one `nft -f -` fed `text`
 // Reply: { id, ms, ok, error?, outBytes } where ms is the wall time of all the spawns (ms, float).
 import { spawn } from 'node:child_process'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { createInterface } from 'node:readline'
 
 const NFT = process.env.BENCH_NFT || 'nft'
 
-function runNft(args, input) {
+/** Spawns nft; `stdin`: a descriptor for its stdin (else none). */
+function runNft(args, stdin) {
   return new Promise((resolve) => {
-    const child = spawn(NFT, args, { stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] })
+    const child = spawn(NFT, args, { stdio: [stdin ?? 'ignore', 'pipe', 'pipe'] })
     let out = 0
     let err = ''
     child.stdout.on('data', (d) => (out += d.length))
     child.stderr.on('data', (d) => (err += d))
     child.on('error', (e) => resolve({ code: -1, out, err: String(e) }))
     child.on('close', (code) => resolve({ code, out, err }))
-    if (input !== undefined) child.stdin.end(input)
   })
 }
 
@@ -51,7 +51,20 @@ async function handle(req) {
       rmSync(dir, { recursive: true, force: true })
     }
   } else if (req.mode === 'stdin') {
-    const r = await runNft([...flags, '-f', '-'], req.text)
+    // stdin is a file, not the socket Node would give: nft 1.0.7-1.0.9 (Ubuntu 24.04) refuses `-f -` from a
+    // socket ("Not a regular file: /dev/stdin"). What a VM manager's shell pipe would give is a pipe; a file
+    // reads the same way (the write is microseconds).
+    const dir = mkdtempSync(path.join(tmpdir(), 'nftb-'))
+    const file = path.join(dir, 'in.nft')
+    writeFileSync(file, req.text)
+    const fd = openSync(file, 'r')
+    rmSync(dir, { recursive: true, force: true })
+    let r
+    try {
+      r = await runNft([...flags, '-f', '-'], fd)
+    } finally {
+      closeSync(fd)
+    }
     outBytes += r.out
     if (r.code !== 0) return { id: req.id, ok: false, error: `nft -f -: ${r.err.trim().slice(0, 2000)}` }
   } else {
