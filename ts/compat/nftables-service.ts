@@ -6,7 +6,7 @@
 // listed and every write is one VmFirewall call, i.e. one kernel transaction.
 import type { Nft } from '../nft.js'
 import type { NftCommand } from '../schema.js'
-import type { ApplyDecision, VmFirewall, VmState } from '../firewall/vm-firewall.js'
+import type { AlsoCommands, ApplyDecision, VmFirewall, VmState } from '../firewall/vm-firewall.js'
 import { FirewallError } from '../firewall/errors.js'
 import { VM_CHAIN_RE, generateVMChainName } from '../firewall/compile.js'
 import type { FirewallCapabilities, FirewallDefaultAction, VmApplyResult, VmSpec } from '../firewall/model.js'
@@ -217,11 +217,10 @@ export class NftablesService {
     return out
   }
 
-  /** Deletes the VM's chains and dispatch entries in one transaction. Idempotent. */
+  /** Deletes the VM's chains and dispatch entries in one transaction (its part of the old layout too). Idempotent. */
   async removeVMChain(vmId: string): Promise<void> {
     await this.#vm('removeVMChain', vmId, [], async () => {
-      await this.#fw().removeVm(vmId)
-      await this.#removeLegacy(generateVMChainName(vmId), vmId)
+      await this.#fw().removeVm(vmId, { also: this.#legacyRemoval(generateVMChainName(vmId)) })
     })
     await this.#persist()
   }
@@ -229,7 +228,7 @@ export class NftablesService {
   /**
    * removeVMChain by base chain name (`vm_` + 24 hex; the engine's `_o`/`_i` names are accepted too):
    * both chains and their dispatch entries are deleted by name, in one transaction; idempotent. A VM still
-   * on the old layout loses its old chain and jumps too (a second transaction).
+   * on the old layout loses its old chain and jumps too (in the same transaction).
    */
   async removeVMChainByName(chainName: string): Promise<void> {
     const base = typeof chainName === 'string' && VM_CHAIN_RE.test(chainName) ? chainName.slice(0, -2) : chainName
@@ -241,8 +240,7 @@ export class NftablesService {
       })
     }
     await this.#guard('removeVMChainByName', [chainName], async () => {
-      await this.#fw().removeVmByChain(base)
-      await this.#removeLegacy(base)
+      await this.#fw().removeVmByChain(base, { also: this.#legacyRemoval(base) })
     })
     await this.#persist()
   }
@@ -312,13 +310,14 @@ export class NftablesService {
    *  layout, its jumps are deleted and its chain kept (as Infinization did). */
   async detachJumpRules(vmId: string): Promise<void> {
     await this.#vm('detachJumpRules', vmId, [], async () => {
-      const fw = this.#fw()
-      await fw.detachVm(vmId)
       const base = generateVMChainName(vmId)
-      await fw.commit(async (st) => {
-        const legacy = await this.#legacyOf(base, st!)
-        return legacy ? legacyDetachCommands(this.table, legacy.vm) : []
-      }, { vmId })
+      // One transaction, decided from one view: its dispatch entries, and on the old layout its jumps.
+      await this.#fw().detachVm(vmId, {
+        also: async (table) => {
+          const legacy = await this.#legacyOf(base, table)
+          return legacy ? legacyDetachCommands(this.table, legacy.vm) : []
+        },
+      })
     })
     await this.#persist()
   }
@@ -482,7 +481,7 @@ export class NftablesService {
   }
 
   /** The VM's part of the old layout, when its old chain (`vm_` + 24 hex, no suffix) exists. */
-  async #legacyOf(base: string, st: VmState): Promise<Turn['legacy']> {
+  async #legacyOf(base: string, st: Pick<VmState, 'hasChain'>): Promise<Turn['legacy']> {
     if (!st.hasChain(base)) return undefined
     const layout = await this.#legacyLayout(base)
     const vm = legacyVm(layout, base)
@@ -590,15 +589,12 @@ export class NftablesService {
     return readLegacy(this.#eng().nft, this.table, { ...(vmChain !== undefined ? { vmChain } : {}), chainNames: () => this.#fw().chainNames() })
   }
 
-  /** Deletes a VM's part of the old layout on its own (the VM is being removed), in its turn. */
-  async #removeLegacy(base: string, vmId?: string): Promise<void> {
-    const fw = this.#fw()
-    const build = async (st: VmState | undefined): Promise<NftCommand[]> => {
-      const names = new Set(st ? [] : await fw.chainNames())
-      const legacy = await this.#legacyOf(base, st ?? ({ hasChain: (n: string) => names.has(n) } as VmState))
+  /** The commands that delete a VM's part of the old layout (its chain and jumps), for its removal's transaction. */
+  #legacyRemoval(base: string): AlsoCommands {
+    return async (table) => {
+      const legacy = await this.#legacyOf(base, table)
       return legacy ? legacyRemovalCommands(this.table, legacy.layout, legacy.vm) : []
     }
-    await fw.commit(build, vmId !== undefined ? { vmId } : {})
   }
 
   async #persist(): Promise<void> {

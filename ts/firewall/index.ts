@@ -4,6 +4,7 @@ export {
   type ApplyOptions,
   type SyncOptions,
   type VmState,
+  type AlsoCommands,
   type ApplyDecision,
   type IfChangedOptions,
   type VmIdentitySpec,

@@ -106,6 +106,13 @@ export interface ApplyOptions {
 
 // ---- issue 14 additions (types) ----
 
+/**
+ * A caller's commands (this table only) for the transaction of a removeVm/removeVmByChain/detachVm, decided from
+ * the chain names of the view that transaction is built from; called again with a fresh view if another writer
+ * committed first (so, like ApplyOptions.prepare, without side effects). For the compat facade's old-layout objects.
+ */
+export type AlsoCommands = (table: { hasChain(name: string): boolean }) => NftCommand[] | Promise<NftCommand[]>
+
 /** One VM as the engine's view has it (see VmFirewall.vmState and ApplyOptions.prepare). */
 export interface VmState {
   vmId: string
@@ -434,12 +441,20 @@ export class VmFirewall {
    * table between our view and our commit (the kernel then refuses with ENOENT/EBUSY/EEXIST): the batch is
    * rebuilt from a fresh read and sent again, a bounded number of times. Only idempotent operations use this.
    */
-  async #write(build: (maps: DispatchMaps | undefined, sets: SetContents | undefined) => { commands: NftCommand[]; createsSets?: boolean }): Promise<void> {
+  async #write(build: (maps: DispatchMaps | undefined, sets: SetContents | undefined) => { commands: NftCommand[]; createsSets?: boolean }, also?: AlsoCommands): Promise<void> {
     for (let attempt = 1; ; attempt++) {
       // As the group commit: the first attempt from the view as last known, sent only while it holds; lean when
       // the table and its sets are known (a VM's removal: its dispatch and guard elements, its chains deleted).
       const view = await this.#view.attemptView(attempt)
       const plan = build(view.maps, view.sets)
+      if (also) {
+        // The caller's part, decided from the same view (the chain names as last known on the first attempt: the
+        // batch's `expect` then covers them too), in the same transaction.
+        const { chains } = await this.#view.state(attempt === 1)
+        const more = await also({ hasChain: (name) => chains.has(name) })
+        this.#checkOwnTable(more)
+        plan.commands = [...plan.commands, ...more]
+      }
       try {
         await this.#view.write(plan.commands, { createsSets: plan.createsSets, lean: view.setsKnown && this.#lean, ...this.#view.expectFor(view, attempt) })
         return
@@ -458,18 +473,19 @@ export class VmFirewall {
     return vmDrift(c, outRules, inRules, dispatch ? maps : undefined, attached, this.#rendering, view.sets ?? null)
   }
 
-  /** Deletes a VM's chains and dispatch entries. Idempotent. */
-  async removeVm(vmId: string): Promise<void> {
+  /** Deletes a VM's chains and dispatch entries. Idempotent. `options.also`: more commands of this table for the
+   *  same transaction, decided from the same view (see AlsoCommands). */
+  async removeVm(vmId: string, options: { also?: AlsoCommands } = {}): Promise<void> {
     checkToken(vmId, 'vmId', VMID_MAX, {})
     return this.#sched.vm(vmId, async () => {
       this.#forget(vmId) // issue 14: what verify found of it no longer holds
-      await this.#removeChains(vmChainNames(vmId))
+      await this.#removeChains(vmChainNames(vmId), options.also)
       this.#known.delete(vmId)
     })
   }
 
   /** Deletes two VM chains and every dispatch entry to them, whether or not they exist. */
-  async #removeChains(chains: { out: string; in: string }): Promise<void> {
+  async #removeChains(chains: { out: string; in: string }, also?: AlsoCommands): Promise<void> {
     await this.#write((maps, sets) => ({
       commands: maps
         ? [
@@ -478,18 +494,18 @@ export class VmFirewall {
             ...chainDeleteCommands(this.table, chains.in),
           ]
         : [],
-    }))
+    }), also)
   }
 
   /** Removes VM chains by name (`vm_<24 hex>`, with or without `_o`/`_i`) and their dispatch entries, for
    *  chains whose vmId is unknown. Idempotent. */
-  async removeVmByChain(name: string): Promise<void> {
+  async removeVmByChain(name: string, options: { also?: AlsoCommands } = {}): Promise<void> {
     const m = /^(vm_[0-9a-f]{24})(_[oi])?$/.exec(typeof name === 'string' ? name : '')
     if (!m) throw new FirewallValidationError('name', 'must be a VM chain name (vm_ + 24 hex digits, optional _o/_i)')
     const chains = { out: `${m[1]}_o`, in: `${m[1]}_i` }
     return this.#sched.exclusive(async () => {
       this.#forget() // issue 14: what verify found of it no longer holds
-      await this.#removeChains(chains)
+      await this.#removeChains(chains, options.also)
       for (const [id, known] of this.#known) if (known.compiled.chains.out === chains.out) this.#known.delete(id)
     })
   }
@@ -503,13 +519,14 @@ export class VmFirewall {
     return names.has(chains.out) || names.has(chains.in)
   }
 
-  /** Stops dispatching the VM's traffic to its chains (VM stopped); rules are kept. Idempotent. */
-  async detachVm(vmId: string): Promise<void> {
+  /** Stops dispatching the VM's traffic to its chains (VM stopped); rules are kept. Idempotent. `options.also`:
+   *  more commands of this table for the same transaction, decided from the same view (see AlsoCommands). */
+  async detachVm(vmId: string, options: { also?: AlsoCommands } = {}): Promise<void> {
     checkToken(vmId, 'vmId', VMID_MAX, {})
     return this.#sched.vm(vmId, async () => {
       const known = this.#known.get(vmId)
       if (known) known.attached = false
-      await this.#write((maps, sets) => ({ commands: maps ? this.#undispatch(maps, sets, vmChainNames(vmId)) : [] }))
+      await this.#write((maps, sets) => ({ commands: maps ? this.#undispatch(maps, sets, vmChainNames(vmId)) : [] }), options.also)
     })
   }
 
