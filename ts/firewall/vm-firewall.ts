@@ -446,6 +446,8 @@ export class VmFirewall {
       // As the group commit: the first attempt from the view as last known, sent only while it holds; lean when
       // the table and its sets are known (a VM's removal: its dispatch and guard elements, its chains deleted).
       const view = await this.#view.attemptView(attempt)
+      // Taken before `also` may read: should that read find the view moved on, the batch built from `view` is refused.
+      const expect = this.#view.expectFor(view, attempt)
       const plan = build(view.maps, view.sets)
       if (also) {
         // The caller's part, decided from the same view (the chain names as last known on the first attempt: the
@@ -456,7 +458,7 @@ export class VmFirewall {
         plan.commands = [...plan.commands, ...more]
       }
       try {
-        await this.#view.write(plan.commands, { createsSets: plan.createsSets, lean: view.setsKnown && this.#lean, ...this.#view.expectFor(view, attempt) })
+        await this.#view.write(plan.commands, { createsSets: plan.createsSets, lean: view.setsKnown && this.#lean, ...expect })
         return
       } catch (e) {
         if (attempt >= CONFLICT_ATTEMPTS || !isConflict(e)) throw e
