@@ -15,7 +15,7 @@ import { encodeBatch } from '../../ts/firewall/netlink-batch.js'
 import { planSync } from '../../ts/firewall/reconcile.js'
 import { normalizeVm } from '../../ts/firewall/validate.js'
 import { rejection } from '../support/errors.js'
-import { kernelDump as dump } from '../support/kernel-dump.js'
+import { kernelDumps } from '../support/kernel-dump.js'
 import type { Netns } from '../support/netns.js'
 import { useNetnsNft } from '../support/netns-nft.js'
 
@@ -84,8 +84,6 @@ function chains(table: string): string[] {
   return listing(table).flatMap((o) => ('chain' in (o as Obj) ? [(o as Obj).chain!.name as string] : []))
 }
 
-const kernelDump = (table: string, chain: string): string => dump(ns, table, chain)
-
 /** The table written both ways: `lib` through libnftables (the engine's text batch), `lean` as one netlink batch. */
 async function writeBoth(lib: string, lean: string, logDrops?: boolean | LogDropsOptions): Promise<void> {
   await new FirewallKernel(nft, lib).write(syncCommands(lib, logDrops))
@@ -102,7 +100,9 @@ function expectSame(lib: string, lean: string): void {
   const names = chains(lib)
   // The layout's chains are all there: guard, base, and both chains of every VM.
   expect(names.length).toBeGreaterThanOrEqual(6 + 2 * SPECS.length)
-  for (const chain of names) expect(kernelDump(lean, chain), chain).toBe(kernelDump(lib, chain))
+  const [leanDump, libDump] = [kernelDumps(ns, lean), kernelDumps(ns, lib)]
+  expect([...leanDump.keys()].sort()).toEqual([...libDump.keys()].sort())
+  for (const chain of names) expect(leanDump.get(chain), chain).toBe(libDump.get(chain))
 }
 
 describe('a sync into an absent table, as one lean batch, leaves what libnftables leaves', () => {
