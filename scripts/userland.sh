@@ -12,7 +12,7 @@
 # - The root is made once with debootstrap (minbase) + apt-get and cached in $NFTN_USERLAND_ROOT (default
 #   /var/cache/nftables-node/<release>-root). It is built in <root>.tmp and renamed only when complete, under a
 #   lock, so a half-made root is never used. NFTN_USERLAND_REBUILD=1 rebuilds it. --prepare only does this.
-#   Ubuntu's archive key comes from its ubuntu-keyring package, checked against the SHA-256 pinned below.
+#   Ubuntu's archive key comes from its ubuntu-keyring package (ubuntu-keyring.sh pins its SHA-256).
 # - Everything is mounted in a private mount namespace whose root is then pivot_root'ed to the tree:
 #   nothing shows on the host, and the kernel drops every mount (and the netns bound under the tree's own
 #   tmpfs /run/netns) when the command's last process ends, however it ends.
@@ -33,13 +33,12 @@ TOOLS="libnftables1 nftables iproute2 iputils-ping netcat-openbsd socat iperf3 p
 case "$RELEASE" in
   trixie)
     MIRROR=${NFTN_DEBIAN_MIRROR:-http://deb.debian.org/debian}
-    PKGS="nodejs $TOOLS" COMPONENTS=main SCRIPT='' KEYRING_DEB='' SOURCES=''
+    PKGS="nodejs $TOOLS" COMPONENTS=main SCRIPT='' KEYRING='' SOURCES=''
     ;;
   noble)
     MIRROR=${NFTN_UBUNTU_MIRROR:-http://archive.ubuntu.com/ubuntu}
     PKGS=$TOOLS COMPONENTS=main,universe SCRIPT=/usr/share/debootstrap/scripts/gutsy
-    KEYRING_DEB=pool/main/u/ubuntu-keyring/ubuntu-keyring_2023.11.28.1_all.deb
-    KEYRING_SHA256=36de43b15853ccae0028e9a767613770c704833f82586f28eb262f0311adb8a8
+    KEYRING=ubuntu
     # libnftables 1.0.9-1ubuntu0.1 is in noble-updates.
     SOURCES="deb $MIRROR noble main universe
 deb $MIRROR noble-updates main universe
@@ -71,14 +70,11 @@ create_root() {
   command -v debootstrap >/dev/null || { log "debootstrap missing (apt-get install debootstrap)"; exit 125; }
   t0=$(date +%s)
   local dbs=(--variant=minbase --components="$COMPONENTS")
-  if [[ -n "$KEYRING_DEB" ]]; then
+  if [[ $KEYRING == ubuntu ]]; then
     # The distribution's archive key, from its keyring package (pinned): debootstrap checks the Release file.
-    local kr=$ROOT.keyring
-    rm -rf -- "$kr" && mkdir -p "$kr"
-    curl -fsS -m 120 -o "$kr/k.deb" "$MIRROR/$KEYRING_DEB" || { log "cannot fetch $MIRROR/$KEYRING_DEB"; exit 125; }
-    echo "$KEYRING_SHA256  $kr/k.deb" | sha256sum -c --quiet - || { log "keyring package checksum mismatch"; exit 125; }
-    dpkg-deb -x "$kr/k.deb" "$kr/x"
-    dbs+=(--keyring="$kr/x/usr/share/keyrings/ubuntu-archive-keyring.gpg")
+    local kr
+    kr=$(bash "$(dirname "${BASH_SOURCE[0]}")/ubuntu-keyring.sh" "$ROOT.keyring" "$MIRROR") || { log "no Ubuntu archive key"; exit 125; }
+    dbs+=(--keyring="$kr")
   fi
   log "debootstrap ${dbs[*]} $RELEASE $tmp $MIRROR $SCRIPT"
   # shellcheck disable=SC2086  # ($SCRIPT: empty or one path)

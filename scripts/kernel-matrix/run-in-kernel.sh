@@ -5,11 +5,12 @@
 # Runs <command> with cwd=<dir> inside a qemu guest booting a stock Debian kernel with its own modules
 # (bridge conntrack, bridge reject: the path this machine's kernel cannot run), on this machine's root
 # filesystem (9p, read-only, under a RAM overlay: the guest may write anywhere, only --rw paths reach the
-# host). The command's stdout/stderr stream live; the script exits with the command's status. The kernel is
+# host). Also Ubuntu's: noble's linux-image-generic (6.8, the kernel of the LTS most hosts run). The command's stdout/stderr stream live; the script exits with the command's status. The kernel is
 # fetched with `apt-get download` and unpacked with `dpkg -x` (never installed) into a cache on first use.
 #
 # Options:
-#   --kernel bookworm|trixie   Debian suite whose linux-image-amd64 to boot (default: $NFTN_KERNEL or trixie)
+#   --kernel bookworm|trixie|noble  the suite whose stock kernel to boot: Debian's linux-image-amd64 or
+#                              Ubuntu 24.04's linux-image-generic (default: $NFTN_KERNEL or trixie)
 #   --cpus N                   vCPUs (default 2)          --mem MB       guest memory (default 4096)
 #   --accel auto|kvm|tcg       auto = KVM only if kvm_intel/kvm_amd is loaded, else TCG (default auto)
 #   --timeout S                kill the guest after S seconds (default 3600)
@@ -23,7 +24,8 @@
 # (NFTN_LEFTOVER_OK=1: ignore); 124 timeout; 125 the guest failed before or around the command (the
 # console's tail is shown); 2 usage.
 # Environment: NFTN_CACHE (default /var/cache/nftables-node/kernels), NFTN_MIRROR (Debian mirror; default:
-# this machine's apt mirror on Debian, else deb.debian.org), NFTN_REFRESH=1 (fetch the suite's newest kernel).
+# this machine's apt mirror on Debian, else deb.debian.org), NFTN_UBUNTU_MIRROR (default archive.ubuntu.com),
+# NFTN_REFRESH=1 (fetch the suite's newest kernel).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -53,12 +55,12 @@ while [[ $# -gt 0 ]]; do
     *) break ;;
   esac
 done
-case "$SUITE" in bookworm | trixie) ;; *) log "--kernel must be bookworm or trixie"; exit 2 ;; esac
+case "$SUITE" in bookworm | trixie | noble) ;; *) log "--kernel must be bookworm, trixie or noble"; exit 2 ;; esac
 [[ $PREPARE_ONLY -eq 1 || $# -ge 2 ]] || usage
 [[ $(id -u) -eq 0 ]] || { log "needs root (cache in $CACHE, apt-get download)"; exit 125; }
 
 QEMU=$(command -v qemu-system-x86_64) || { log "qemu-system-x86_64 missing (apt-get install --no-install-recommends qemu-system-x86)"; exit 125; }
-for t in gcc python3 dpkg apt-get xz flock; do command -v $t >/dev/null || { log "$t missing"; exit 125; }; done
+for t in gcc python3 dpkg apt-get xz zstd flock; do command -v $t >/dev/null || { log "$t missing"; exit 125; }; done
 
 # ---------------------------------------------------------------- kernel cache (first use only)
 mirror() {
@@ -72,33 +74,47 @@ mirror() {
   echo "${u:-http://deb.debian.org/debian}"
 }
 
-# Unpacks the suite's newest kernel image and this machine's kmod into $CACHE/<suite>-<kver>/ and sets KDIR.
+# Unpacks the suite's newest kernel image (and, on Ubuntu, its separate modules package) and this machine's
+# kmod into $CACHE/<suite>-<kver>/ and sets KDIR.
 prepare_kernel() {
   local cur="$CACHE/$SUITE.current"
   if [[ -z "${NFTN_REFRESH:-}" && -e "$cur/.ready" ]]; then KDIR=$(readlink -f "$cur"); return; fi
-  log "preparing the Debian $SUITE kernel in $CACHE (first use)"
+  log "preparing the $SUITE kernel in $CACHE (first use)"
   local apt="$CACHE/apt-$SUITE"
   local dl="$CACHE/dl"
   rm -rf "$dl" && mkdir -p "$apt/lists/partial" "$dl"
-  # Debian's keyring by path: on a non-Debian host (an Ubuntu CI runner) apt trusts no Debian key by default.
-  local kr=/usr/share/keyrings/debian-archive-keyring.gpg signed=
-  [[ -r $kr ]] && signed="[signed-by=$kr] "
-  echo "deb $signed$(mirror) $SUITE main" >"$apt/sources.list"
+  local kr signed= meta
+  if [[ $SUITE == noble ]]; then
+    # Ubuntu's archive key from its pinned keyring package; the kernel updates are in noble-updates.
+    local um=${NFTN_UBUNTU_MIRROR:-http://archive.ubuntu.com/ubuntu}
+    kr=$(bash "$HERE/../ubuntu-keyring.sh" "$CACHE/ubuntu-keyring" "$um") || { log "no Ubuntu archive key"; exit 125; }
+    printf 'deb [signed-by=%s] %s noble main\ndeb [signed-by=%s] %s noble-updates main\n' "$kr" "$um" "$kr" "$um" >"$apt/sources.list"
+    meta=linux-image-generic
+  else
+    # Debian's keyring by path: on a non-Debian host (an Ubuntu CI runner) apt trusts no Debian key by default.
+    kr=/usr/share/keyrings/debian-archive-keyring.gpg
+    [[ -r $kr ]] && signed="[signed-by=$kr] "
+    echo "deb $signed$(mirror) $SUITE main" >"$apt/sources.list"
+    meta=linux-image-amd64
+  fi
   # A private sources list and lists dir: the host's apt state is neither read nor changed.
   local o=(-qq -oDir::Etc::SourceList="$apt/sources.list" -oDir::Etc::SourceParts=/dev/null -oDir::State::Lists="$apt/lists"
-    -oAPT::Sandbox::User=root)
+    -oAPT::Sandbox::User=root -oAPT::Architecture=amd64)
   apt-get "${o[@]}" update >&2
   local pkg
-  pkg=$(apt-cache "${o[@]}" depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
-  [[ -n "$pkg" ]] || { log "cannot resolve linux-image-amd64 in $SUITE"; exit 125; }
+  pkg=$(apt-cache "${o[@]}" depends "$meta" | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
+  [[ -n "$pkg" ]] || { log "cannot resolve $meta in $SUITE"; exit 125; }
   local kver=${pkg#linux-image-}
   KDIR="$CACHE/$SUITE-$kver"
   if [[ ! -e "$KDIR/.ready" ]]; then
     rm -rf "$KDIR" && mkdir -p "$KDIR"
-    (cd "$dl" && apt-get "${o[@]}" download "$pkg" >&2)
+    local pkgs=("$pkg") p
+    # Ubuntu ships the modules apart (netfilter's are in linux-modules-<kver>, not in -extra).
+    [[ $SUITE == noble ]] && pkgs+=("linux-modules-$kver")
+    (cd "$dl" && apt-get "${o[@]}" download "${pkgs[@]}" >&2)
     # kmod from the host's own apt sources: it must run on the host's libc (depmod here, modprobe in the guest).
     (cd "$dl" && apt-get -qq -oAPT::Sandbox::User=root download kmod >&2)
-    dpkg -x "$dl/${pkg}"_*.deb "$KDIR/root"
+    for p in "${pkgs[@]}"; do dpkg -x "$dl/${p}"_*.deb "$KDIR/root"; done
     dpkg -x "$dl"/kmod_*.deb "$KDIR/kmod"
     [[ -e "$KDIR/root/lib" ]] || ln -sfn usr/lib "$KDIR/root/lib" # trixie ships usr/lib/modules, bookworm lib/modules
     local km="$KDIR/kmod/bin" t
@@ -126,9 +142,9 @@ prepare_initrd() {
   : >"$ird/modules/order"
   for m in virtio_pci virtio_console 9pnet_virtio 9p overlay; do # virtio_pci/console: modules in 6.1, built in since
     while read -r f; do
-      b=$(basename "$f" .xz)
+      b=$(basename "$f"); b=${b%.xz}; b=${b%.zst}
       grep -qx "$b" "$ird/modules/order" && continue
-      case "$f" in *.xz) xz -dc "$f" >"$ird/modules/$b" ;; *) cp "$f" "$ird/modules/$b" ;; esac
+      case "$f" in *.xz) xz -dc "$f" >"$ird/modules/$b" ;; *.zst) zstd -qdc "$f" >"$ird/modules/$b" ;; *) cp "$f" "$ird/modules/$b" ;; esac
       echo "$b" >>"$ird/modules/order"
     done < <("$km/modprobe" -d "$KDIR/root" -S "$kver" --show-depends "$m" | awk '$1=="insmod"{print $2}')
   done
