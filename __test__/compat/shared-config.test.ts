@@ -93,6 +93,8 @@ describe('in process', () => {
 
 // Runs in the world's host namespace: the facades' "own" namespace. `configured` builds Infinization's
 // instance (with the mode) between the bare ones, as Infinization.ts does after HealthMonitor.
+/** One child's limit; the lifecycle test's is six of them (it starts six). */
+const CHILD_LIMIT_MS = 90_000
 const CHILD = `
 const { NftablesService } = require(${JSON.stringify(`${repoRoot}/ts/compat/index.ts`)})
 const [step, vmId, tap, rulesJson, action, configured] = process.argv.slice(1)
@@ -148,13 +150,15 @@ describe('Infinization lifecycle with bare facades (child processes, real packet
     await w?.destroy()
   })
 
+  // Each child is a node process compiling the facade's sources with tsx: ~1 s here, 10-30 s under TCG (the
+  // distro-kernel guest), where six of them outlasted the default 60 s test limit.
   const child = (step: string, vm: Vm, rules: FirewallRuleInput[], action: 'accept' | 'drop', configured = true): ChildOut => {
     const env = { ...process.env }
     delete env[CONNTRACK_MODE_ENV]
     const r = spawnSync(
       'ip',
       ['netns', 'exec', w.host.ns.name, process.execPath, '--import', 'tsx', '-e', CHILD, step, vm.vmId, vm.tap, JSON.stringify(rules), action, configured ? 'yes' : 'no'],
-      { encoding: 'utf8', cwd: repoRoot, env, timeout: 30_000 },
+      { encoding: 'utf8', cwd: repoRoot, env, timeout: CHILD_LIMIT_MS },
     )
     if (r.status !== 0) throw new Error(`child ${step} failed (${r.status}): ${r.stderr}`)
     return JSON.parse(r.stdout.trim().split('\n').at(-1)!) as ChildOut
@@ -201,5 +205,5 @@ describe('Infinization lifecycle with bare facades (child processes, real packet
     expect(destroyed.error).toBeUndefined()
     expect(destroyed.chains).toEqual([...GUARD_CHAINS, 'prerouting', 'postrouting', generateVMChainName(B.vmId)])
     expect(await passes(() => w.tcp(B, A.ipv4, 22))).toBe(true)
-  })
+  }, 6 * CHILD_LIMIT_MS)
 })
