@@ -14,7 +14,7 @@ import { resolveLogDrops, type LogDropsOptions } from '../../ts/firewall/log-dro
 import { encodeBatch } from '../../ts/firewall/netlink-batch.js'
 import { normalizeVm } from '../../ts/firewall/validate.js'
 import { rejection } from '../support/errors.js'
-import { kernelDumps } from '../support/kernel-dump.js'
+import { kernelDumps, tableListing, type Listed } from '../support/kernel-dump.js'
 import type { Netns } from '../support/netns.js'
 import { useNetnsNft } from '../support/netns-nft.js'
 
@@ -90,21 +90,7 @@ function compiled(c: Case, i: number, capabilities: FirewallCapabilities): Compi
   return compileVm(normalizeVm(spec), { capabilities, conntrack: c.conntrack ?? 'auto', logDrops: resolveLogDrops(c.logDrops) })
 }
 
-type Listed = Record<string, Record<string, unknown>>
-
-/** The table's listing (`nft -j list table`, one nft start: under TCG each costs ~0.5 s) with what differs by
- *  table: handles and the table's name; a hash set's elements sorted (the kernel seeds each set's hash at random). */
-function tableListing(table: string): Listed[] {
-  const doc = JSON.parse(ns.exec('nft', ['-j', 'list', 'table', 'bridge', table])) as { nftables: Listed[] }
-  return doc.nftables
-    .filter((o) => !('metainfo' in o))
-    .map((o) => {
-      const [[kind, body]] = Object.entries(o) as [[string, Record<string, unknown>]]
-      const { handle: _h, table: _t, ...rest } = body
-      if (Array.isArray(rest.elem)) rest.elem = [...rest.elem].map((e) => JSON.stringify(e)).sort()
-      return { [kind]: rest }
-    })
-}
+const tableListingOf = (table: string): Listed[] => tableListing(ns, table)
 
 /** Chain `chain` (its head and its rules) and the map or set `name`, out of a table's listing. */
 const chainOf = (listed: Listed[], chain: string): Listed[] =>
@@ -131,7 +117,7 @@ async function applyBoth(c: CompiledVm, stale: { map: string; key: string }[] = 
 /** The VM's chains (listing and the kernel's expressions), the dispatch maps and the guard's sets are the same
  *  in both tables. */
 function expectSame(c: CompiledVm): void {
-  const [lean, lib] = [tableListing(LEAN), tableListing(LIB)]
+  const [lean, lib] = [tableListingOf(LEAN), tableListingOf(LIB)]
   const [leanDump, libDump] = [kernelDumps(ns, LEAN), kernelDumps(ns, LIB)]
   for (const chain of [c.chains.out, c.chains.in]) {
     expect(chainOf(lean, chain).length, chain).toBeGreaterThan(1)
@@ -142,7 +128,7 @@ function expectSame(c: CompiledVm): void {
   expectSameSets(lean, lib)
 }
 
-function expectSameSets(lean = tableListing(LEAN), lib = tableListing(LIB)): void {
+function expectSameSets(lean = tableListingOf(LEAN), lib = tableListingOf(LIB)): void {
   for (const name of [MAP_FROM_VM, MAP_TO_VM, ...VM_SETS]) {
     expect(setOf(lean, name), name).toHaveLength(1)
     expect(setOf(lean, name)).toEqual(setOf(lib, name))

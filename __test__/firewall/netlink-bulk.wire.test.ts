@@ -15,7 +15,7 @@ import { encodeBatch } from '../../ts/firewall/netlink-batch.js'
 import { planSync } from '../../ts/firewall/reconcile.js'
 import { normalizeVm } from '../../ts/firewall/validate.js'
 import { rejection } from '../support/errors.js'
-import { kernelDumps } from '../support/kernel-dump.js'
+import { kernelDumps, tableListing, type Listed } from '../support/kernel-dump.js'
 import type { Netns } from '../support/netns.js'
 import { useNetnsNft } from '../support/netns-nft.js'
 
@@ -64,21 +64,9 @@ function syncCommands(table: string, logDrops?: boolean | LogDropsOptions) {
   return planSync(parseTable(undefined, log), vms, { table, prune: 'all', renderings: { lookup: () => undefined }, log }).commands
 }
 
-type Obj = Record<string, Record<string, unknown>>
+type Obj = Listed
 
-/** `nft -j list table`, with what differs by table: handles, the table's name, and the order in which a hash set
- *  lists its elements (the kernel seeds each set's hash at random). */
-function listing(table: string): unknown[] {
-  const doc = JSON.parse(ns.exec('nft', ['-j', 'list', 'table', 'bridge', table])) as { nftables: Obj[] }
-  return doc.nftables
-    .filter((o) => !('metainfo' in o))
-    .map((o) => {
-      const [[kind, body]] = Object.entries(o) as [[string, Record<string, unknown>]]
-      const { handle: _h, table: _t, name, ...rest } = body
-      if (Array.isArray(rest.elem)) rest.elem = [...rest.elem].map((e) => JSON.stringify(e)).sort()
-      return { [kind]: kind === 'table' ? rest : { name, ...rest } }
-    })
-}
+const listing = (table: string): unknown[] => tableListing(ns, table)
 
 function chains(table: string): string[] {
   return listing(table).flatMap((o) => ('chain' in (o as Obj) ? [(o as Obj).chain!.name as string] : []))

@@ -24,3 +24,20 @@ export function kernelDumps(ns: Netns, table: string): Map<string, string> {
   }
   return new Map([...chains].map(([c, lines]) => [c, lines.join('\n')]))
 }
+
+export type Listed = Record<string, Record<string, unknown>>
+
+/** `nft -j list table bridge <table>` (one nft start) with what differs by table: handles, the table's name, and
+ *  the order in which a hash set lists its elements (the kernel seeds each set's hash at random). */
+export function tableListing(ns: Netns, table: string): Listed[] {
+  const doc = JSON.parse(ns.exec('nft', ['-j', 'list', 'table', 'bridge', table])) as { nftables: Listed[] }
+  return doc.nftables
+    .filter((o) => !('metainfo' in o))
+    .map((o) => {
+      const [[kind, body]] = Object.entries(o) as [[string, Record<string, unknown>]]
+      const { handle: _h, table: _t, ...rest } = body
+      if (kind === 'table') delete rest.name
+      if (Array.isArray(rest.elem)) rest.elem = [...rest.elem].map((e) => JSON.stringify(e)).sort()
+      return { [kind]: rest }
+    })
+}
