@@ -1,12 +1,13 @@
 // watch(): outside changes to the table reported within 100 ms and repaired; our own applies are silent.
 // blocked(): packets dropped by a VM's rules reported with the VM and rule; a flood stays bounded.
-import { execFile, spawn } from 'node:child_process'
+import { execFile } from 'node:child_process'
 import { readdirSync, readFileSync } from 'node:fs'
 import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Nft } from '../../ts/index.js'
 import { VmFirewall, vmChainNames, type BlockedEvent, type DriftEvent, type FirewallRuleInput, type WatchEvent } from '../../ts/firewall/index.js'
 import { createNetns } from '../support/netns.js'
+import { outsideWriter } from '../support/outside-writer.js'
 import { buildWorld, token, udp4Frame, type Vm, type World } from '../support/world.js'
 
 const FULL = process.env.STRESS === 'full'
@@ -65,6 +66,7 @@ describe('watch', () => {
     expect(listenerThreads()).toBe(threads + 1)
     const events: WatchEvent[] = []
     watch.on('event', (e) => events.push(e))
+    const outside = outsideWriter(w.host.ns.name)
     try {
       // Our own writes: no drift.
       await fw.applyVm({ ...specOf(A), rules: [...rules, { id: 'extra', name: 'x', protocol: 'udp', action: 'ACCEPT', dstPortStart: 53 }] })
@@ -75,23 +77,22 @@ describe('watch', () => {
       await sleep(300)
       expect(events).toEqual([])
 
-      // Someone flushes A's outbound chain: A is unfiltered until repaired.
-      const drift = next<DriftEvent>(watch, 'drift', 2000)
-      const repaired = next<WatchEvent>(watch, 'repaired', 3000)
-      // An interactive nft already running in the namespace: the latency measured is the kernel's commit to our
-      // event, not the start-up of a process.
-      const nftI = spawn('ip', ['netns', 'exec', w.host.ns.name, 'nft', '-i'], { stdio: ['pipe', 'ignore', 'inherit'] })
-      await sleep(300)
-      const t0 = performance.now()
-      nftI.stdin.write(`flush chain bridge infinization ${vmChainNames(A.vmId).out}\n`)
+      // Someone flushes A's outbound chain: A is unfiltered until repaired. The latency is timed from the commit:
+      // the writer is a process already running with libnftables loaded, which reports when the kernel
+      // acknowledged its batch (after the kernel sent the notifications the watch reads).
+      const drift = next<DriftEvent>(watch, 'drift', 10_000)
+      const repaired = next<WatchEvent>(watch, 'repaired', 20_000)
+      let reportedAt: bigint | undefined
+      watch.once('drift', () => (reportedAt = process.hrtime.bigint()))
+      await outside.run(`list tables`) // started, libnftables loaded
+      const committedAt = await outside.run(`flush chain bridge infinization ${vmChainNames(A.vmId).out}`)
       const d = await drift
-      const latency = performance.now() - t0
-      nftI.stdin.end()
-      console.log(`drift reported ${latency.toFixed(1)} ms after the outside command was written to a running nft -i`)
+      const latency = Number(reportedAt! - committedAt) / 1e6
+      console.log(`drift reported ${latency.toFixed(1)} ms after the outside commit was acknowledged`)
       expect(d).toBeDefined()
       expect(latency).toBeLessThan(100)
       expect(d!.vms).toEqual([A.vmId])
-      expect(d!.process).toBe('nft')
+      expect(d!.process).toBe('python3')
       expect(d!.changes.every((c) => c.change === 'delrule' && c.vmId === A.vmId)).toBe(true)
       const r = await repaired
       expect(r).toMatchObject({ type: 'repaired', result: { ok: false, table: false, vms: [A.vmId] } })
@@ -99,9 +100,9 @@ describe('watch', () => {
       expect(await w.connect(A, w.host.ipv4, 22, 'tcp')).toBe('timeout')
 
       // Base damage: the dispatch rule and a map entry go; both come back.
-      const base = next<DriftEvent>(watch, 'drift', 2000)
-      const again = next<WatchEvent>(watch, 'repaired', 3000)
-      w.hostNft(['flush', 'chain', 'bridge', 'infinization', 'prerouting', ';', 'delete', 'element', 'bridge', 'infinization', 'to_vm', `{ ${B.tap} }`])
+      const base = next<DriftEvent>(watch, 'drift', 10_000)
+      const again = next<WatchEvent>(watch, 'repaired', 20_000)
+      await outside.run(`flush chain bridge infinization prerouting; delete element bridge infinization to_vm { ${B.tap} }`)
       const bd = await base
       expect(bd!.base).toContain('prerouting')
       expect(bd!.vms).toEqual([B.vmId])
@@ -109,18 +110,19 @@ describe('watch', () => {
       expect((await fw.verify()).ok).toBe(true)
 
       // The table deleted outright: rebuilt with every VM.
-      const gone = next<DriftEvent>(watch, 'drift', 2000)
-      const rebuilt = next<WatchEvent>(watch, 'repaired', 3000)
-      w.hostNft(['delete', 'table', 'bridge', 'infinization'])
+      const gone = next<DriftEvent>(watch, 'drift', 10_000)
+      const rebuilt = next<WatchEvent>(watch, 'repaired', 20_000)
+      await outside.run('delete table bridge infinization')
       expect((await gone)!.tableDeleted).toBe(true)
       expect(await rebuilt).toMatchObject({ result: { table: true } })
       expect((await fw.verify()).ok).toBe(true)
       // Other tables are not ours.
-      w.hostNft(['add', 'table', 'bridge', 'other', ';', 'add', 'chain', 'bridge', 'other', 'c'])
+      await outside.run('add table bridge other; add chain bridge other c')
       await sleep(200)
       expect(events.filter((e) => e.type === 'drift')).toHaveLength(3)
-      w.hostNft(['delete', 'table', 'bridge', 'other'])
+      await outside.run('delete table bridge other')
     } finally {
+      await outside.close()
       await watch.stop()
     }
     expect(events.at(-1)).toEqual({ type: 'end', reason: 'stopped' })
@@ -133,15 +135,26 @@ describe('watch', () => {
   it('does not fight: repairs stop when something keeps undoing them', async () => {
     const fw = new VmFirewall(w.nft)
     await fw.sync([specOf(A), specOf(B)])
-    const watch = fw.watch({ repair: true, debounceMs: 5, maxRepairs: 3, repairWindowMs: 5000 })
+    // A window far longer than the test takes, even under the emulator: the three repairs always fall in it.
+    const watch = fw.watch({ repair: true, debounceMs: 5, maxRepairs: 3, repairWindowMs: 600_000 })
+    const outside = outsideWriter(w.host.ns.name)
     try {
-      const suspended = next<WatchEvent>(watch, 'repair-suspended', 5000)
-      for (let i = 0; i < 6; i++) {
-        w.hostNft(['flush', 'chain', 'bridge', 'infinization', vmChainNames(B.vmId).in])
-        await sleep(150)
+      const outcomes: string[] = []
+      // Undo each repair as soon as it is made, until the watch gives up (bounded).
+      for (let i = 0; i < 6 && outcomes.at(-1) !== 'repair-suspended'; i++) {
+        const outcome = next<WatchEvent>(watch, 'event', 20_000, (e) => e.type === 'repaired' || e.type === 'repair-suspended')
+        await outside.run(`flush chain bridge infinization ${vmChainNames(B.vmId).in}`)
+        const e = await outcome
+        outcomes.push(e?.type ?? 'nothing')
+        if (e?.type === 'repair-suspended') expect(e).toMatchObject({ repairs: 3 })
       }
-      expect(await suspended).toMatchObject({ type: 'repair-suspended', repairs: 3 })
+      expect(outcomes).toEqual(['repaired', 'repaired', 'repaired', 'repair-suspended'])
+      // Suspended: the chain stays as the other writer left it.
+      await sleep(200)
+      const rulesLeft = w.hostNft(['list', 'chain', 'bridge', 'infinization', vmChainNames(B.vmId).in]).split('\n').filter((l) => l.startsWith('\t\t'))
+      expect(rulesLeft).toEqual([])
     } finally {
+      await outside.close()
       await watch.stop()
     }
     await fw.sync([specOf(A), specOf(B)])

@@ -26,6 +26,20 @@ function runNft(args, stdin) {
   })
 }
 
+/** Runs `run(path, fd)` with `text` in a temporary file (open for reading as `fd`); removes it after. */
+async function withInputFile(text, run) {
+  const dir = mkdtempSync(path.join(tmpdir(), 'nftb-'))
+  const file = path.join(dir, 'in.nft')
+  writeFileSync(file, text)
+  const fd = openSync(file, 'r')
+  try {
+    return await run(file, fd)
+  } finally {
+    closeSync(fd)
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+
 async function handle(req) {
   const flags = req.flags ?? []
   const t0 = process.hrtime.bigint()
@@ -36,37 +50,15 @@ async function handle(req) {
       outBytes += r.out
       if (r.code !== 0) return { id: req.id, ok: false, error: `nft ${argv.join(' ')}: ${r.err.trim()}` }
     }
-  } else if (req.mode === 'stdin' && flags.includes('-j')) {
-    // nft 1.0.6 buffers stdin only for text output; with -j it opens /dev/stdin, which fails on the
-    // socketpair Node gives a child. Use a file (written before the clock starts would be fairer, but
-    // the write is microseconds).
-    const dir = mkdtempSync(path.join(tmpdir(), 'nftb-'))
-    const file = path.join(dir, 'in.nft')
-    writeFileSync(file, req.text)
-    try {
-      const r = await runNft([...flags, '-f', file])
-      outBytes += r.out
-      if (r.code !== 0) return { id: req.id, ok: false, error: `nft -f: ${r.err.trim().slice(0, 2000)}` }
-    } finally {
-      rmSync(dir, { recursive: true, force: true })
-    }
   } else if (req.mode === 'stdin') {
-    // stdin is a file, not the socket Node would give: nft 1.0.7-1.0.9 (Ubuntu 24.04) refuses `-f -` from a
-    // socket ("Not a regular file: /dev/stdin"). What a VM manager's shell pipe would give is a pipe; a file
-    // reads the same way (the write is microseconds).
-    const dir = mkdtempSync(path.join(tmpdir(), 'nftb-'))
-    const file = path.join(dir, 'in.nft')
-    writeFileSync(file, req.text)
-    const fd = openSync(file, 'r')
-    rmSync(dir, { recursive: true, force: true })
-    let r
-    try {
-      r = await runNft([...flags, '-f', '-'], fd)
-    } finally {
-      closeSync(fd)
-    }
+    // The text from a file, never the socketpair Node gives a child: nft 1.0.6 with -j opens /dev/stdin, which
+    // fails on a socket, and nft 1.0.7-1.0.9 (Ubuntu 24.04) refuses `-f -` from one ("Not a regular file:
+    // /dev/stdin"). What a VM manager's shell pipe gives is a pipe; a file reads the same way. Without -j it
+    // is the file as stdin (`-f -`, the path being replaced); with -j its path. The write is microseconds.
+    const json = flags.includes('-j')
+    const r = await withInputFile(req.text, (file, fd) => (json ? runNft([...flags, '-f', file]) : runNft([...flags, '-f', '-'], fd)))
     outBytes += r.out
-    if (r.code !== 0) return { id: req.id, ok: false, error: `nft -f -: ${r.err.trim().slice(0, 2000)}` }
+    if (r.code !== 0) return { id: req.id, ok: false, error: `nft -f${json ? '' : ' -'}: ${r.err.trim().slice(0, 2000)}` }
   } else {
     return { id: req.id, ok: false, error: `unknown mode ${req.mode}` }
   }

@@ -70,7 +70,7 @@ const TYPEOF_FIELDS: Record<string, readonly string[]> = {
 const BARE_META = new Set(['mark', 'iif', 'iifname', 'iiftype', 'oif', 'oifname', 'oiftype', 'pkttype', 'iifgroup', 'oifgroup', 'ibrname', 'obrname'])
 
 /** Why a set's (`map` false) or map's key declaration (`type ...` / `typeof ...`, its words) is refused, or undefined. */
-export function setTypeProblem(kind: 'type' | 'typeof', words: readonly string[], map: boolean): string | undefined {
+function setTypeProblem(kind: 'type' | 'typeof', words: readonly string[], map: boolean): string | undefined {
   const colon = words.indexOf(':')
   if (map ? colon < 1 || colon !== words.lastIndexOf(':') || colon === words.length - 1 : colon >= 0) {
     return map ? 'a map type is "<key> : <data>"' : 'a set type has no ":" (that is a map)'
