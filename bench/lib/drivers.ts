@@ -63,9 +63,10 @@ export class Drivers {
     this.py?.close()
   }
 
-  /** Untimed: lets the kernel finish deferred nf_tables frees (see runRounds). */
+  /** Untimed: lets the kernel finish deferred nf_tables frees (see runRounds). An empty input as a file, not
+   *  `-f /dev/null`: nft 1.0.7-1.0.9 refuses a device ("Not a regular file"). */
   async settle(): Promise<void> {
-    await this.spawnArgv([['-f', '/dev/null']])
+    await this.nftF('')
   }
 
   async spawnArgv(argvs: string[][], flags: string[] = []): Promise<number> {

@@ -57,13 +57,20 @@ export function evaluateTargets(results: BenchResults): Target[] {
     const hot = byId(`apply-vm-hot/${apply.size}`)
     const add0 = med(byId('add-rule/one-chain/0'), 'lib-text')
     const hot1 = smallestBelow(results, 'apply-vm-hot', apply.size)
+    // Twice the empty table's cost for one added rule: the per-command work grows with what is cached.
+    const cacheGrows = !((an('add-rule') ?? NaN) <= 2 * (add0 ?? NaN))
     const cause =
       `Same batch through python3-nftables (same libnftables, in-process): ${fmtMs(med(apply, 'py-text'))} (hot loop ${fmtMs(med(hot, 'py-text'))}), so the floor is libnftables itself; ` +
-      `the binding adds ~${fmtMs(overhead)} per call (no-op call, Nft.run vs python). libnftables 1.0.6 refreshes its cache of the table (chains, maps and their elements) before it evaluates a batch, and its per-command work grows with the number of cached objects: ` +
+      `the binding adds ~${fmtMs(overhead)} per call (no-op call, Nft.run vs python). ` +
+      // Whether this libnftables' per-command work grows with the table (1.0.6-1.0.9 refresh their cache of every
+      // chain and map; 1.1.x fetches what the batch needs): read from the measurement, not assumed per version.
+      (cacheGrows
+        ? `libnftables ${results.machine.libnftables} refreshes its cache of the table (chains, maps and their elements) before it evaluates a batch, and its per-command work grows with the number of cached objects: `
+        : `libnftables ${results.machine.libnftables} fetches only what a batch needs (its per-command work does not grow with the table here), so what grows is the kernel's commit: `) +
       `at ${size} (${2 * apply.size} VM chains, ~${apply.size * 20} rules, ${2 * apply.size} map elements) one added rule costs ${fmtMs(an('add-rule'))} (${fmtMs(add0)} on an empty table), listing one dispatch map ${fmtMs(an('list-map'))}, and the 22-command replace ${fmtMs(an('replace'))} in a hot loop` +
       `${hot1 ? ` (${fmtMs(med(hot1, 'lib-text'))} with ${hot1.size} VM${hot1.size === 1 ? '' : 's'} loaded)` : ''}. ` +
-      `Fix: amortize over many VMs per transaction (here ${Number.isFinite(changed) ? changed : '?'} VMs in one transaction cost ${fmtMs(med(sync, 'lib-text'))}, ${fmtMs(syncPerVm)} per VM); ` +
-      'keep fewer objects in the table a batch touches (e.g. one chain per VM, dispatch maps in their own table — to try); or a newer libnftables with finer-grained caching (not measured here).'
+      `Fix: amortize over many VMs per transaction (here ${Number.isFinite(changed) ? changed : '?'} VMs in one transaction cost ${fmtMs(med(sync, 'lib-text'))}, ${fmtMs(syncPerVm)} per VM)` +
+      (cacheGrows ? '; keep fewer objects in the table a batch touches; or libnftables 1.1.x, whose per-command work does not grow with the table (bench/results/libnftables-versions).' : '.')
     const vmfwExtra = (p: PathId) =>
       p === 'vmfw'
         ? ` VmFirewall on top: applyVm lists nothing (it builds from its view of the dispatch maps as last known, and its one transaction is sent only while the ruleset generation has not moved: checked and read again on the instance's thread, one round trip per apply), and writes its batch as netlink messages without libnftables (the lean path: no cache refresh, no parse), its chains carry a default rule each besides the raw batch's rules (the ARP, NDP and identity built-ins are elements of the shared guard's sets, issue 15), and at this size the kernel's commit, which re-validates every rule reachable from the table's base chains, is most of the time: ${fmtMs(med(apply, 'vmfw'))} vs ${fmtMs(med(apply, 'lib-text'))} for the raw text batch through libnftables; ${fmtMs(med(hot, 'vmfw'))} in a hot loop (the likely difference: in the rotation the other paths' work evicts the table's rules from the CPU caches before each commit, and the validation walk runs from memory). Fix: fewer VMs per table (shards, measured and rejected for their data-plane cost) or a kernel that validates only the chains a batch touches: see the commit cost levers (issue 15).`

@@ -38,7 +38,7 @@ type Restore = (p: PathId, round: number) => Promise<void>
 /**
  * Runs `rounds` rounds (+1 untimed warm-up round) over `paths`; returns per-path samples.
  *
- * Before each CLI op, `settle` runs an untimed `nft -f /dev/null` (no cache fetch): after any deletion (a restore, or another
+ * Before each CLI op, `settle` runs an untimed `nft -f -` of empty input (no cache fetch): after any deletion (a restore, or another
  * path's flush) the kernel defers freeing to an RCU grace period, and the next process that closes an
  * nf_tables netlink socket waits for it (~10 ms here). Without settling, a spawned `nft` would be charged
  * for the previous path's deletions; with it, each CLI run pays only for its own.
