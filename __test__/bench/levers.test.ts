@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest'
 import { vmNames } from '../../bench/lib/gen.js'
 import {
   counterSum,
+  defaultChain,
   deleteLeverTablesText,
   guardChains,
   guardRulesPre,
@@ -15,6 +16,7 @@ import {
   leverReplaceText,
   leverRulesetText,
   leverSpecs,
+  replaceElementCount,
   replaceRuleCount,
   roundTrip,
   shardOf,
@@ -36,6 +38,7 @@ const B: LeverSpec = { variant: 'B', shards: 1 }
 const C4: LeverSpec = { variant: 'B', shards: 4 }
 const B2: LeverSpec = { variant: 'B2', shards: 1 }
 const B3: LeverSpec = { variant: 'B3', shards: 1 }
+const E: LeverSpec = { variant: 'E', shards: 1 }
 const lines = (t: string) => t.trim().split('\n')
 const count = (t: string, re: RegExp) => lines(t).filter((l) => re.test(l)).length
 
@@ -94,7 +97,7 @@ describe('lever rulesets', () => {
   it('counts the rules a commit re-validates and lists the specs per N', () => {
     expect(validatedRules(A, 100, 50)).toBe(100 * 41 + 2)
     expect(validatedRules(C4, 100, 50)).toBe(25 * 22 + validatedRules(B, 0, 0))
-    expect(leverSpecs(10, [1, 2, 16, 4, 2]).map(specLabel)).toEqual(['A identity rules', 'B shared sets', 'B2 protocol guard', 'B3 positive lookup', 'C 2 shards', 'C 4 shards'])
+    expect(leverSpecs(10, [1, 2, 16, 4, 2]).map(specLabel)).toEqual(['A identity rules', 'B shared sets', 'B2 protocol guard', 'B3 positive lookup', 'E rules as elements', 'C 2 shards', 'C 4 shards'])
   })
 
   const tag = (r: string) => /comment "b:([^"]+)"/.exec(r)?.[1]
@@ -158,6 +161,44 @@ describe('lever rulesets', () => {
       expect(t).toContain(identity(2, 4).ipv4)
     }
     expect(leverSpecs(10, [1, 4], ['B2']).map(specLabel)).toEqual(['A identity rules', 'B2 protocol guard', 'C 4 shards'])
+  })
+
+  it('E: no VM chains; each VM rule is an accept/drop element of its shape\'s map, so a replace adds no rule and no jump', () => {
+    const t = leverRulesetText(E, 3)
+    expect(t).not.toMatch(/add chain bridge bench_lv_s0 vm_/)
+    expect(t).not.toMatch(/ (from_vm|to_vm) |@from_vm|@to_vm|jump vm_/)
+    // B2's guard, then the policy lookups and the default, in both base chains.
+    expect(guardRulesPre(E).slice(0, 2)).toEqual(guardRulesPre(B2).slice(0, 2))
+    expect(guardRulesPre(E).slice(2)).toEqual([
+      'iifname . ip saddr . meta l4proto . th dport vmap @out_s4',
+      'iifname . ip daddr . meta l4proto . th dport vmap @out_d4',
+      'iifname . meta l4proto . th dport vmap @out_p',
+      'counter iifname vmap @out_default comment "default"',
+    ])
+    expect(t).toContain('add rule bridge bench_lv_s0 post oifname . meta l4proto . th dport vmap @in_p')
+    expect(t).toContain('add map bridge bench_lv_s0 out_s4 { type ifname . ipv4_addr . inet_proto . inet_service : verdict ; flags interval ; }')
+    // VM 1's ten outbound rules of gen.ts, by shape: 0, 3, 6, 9 (ip saddr, tcp), 1, 4, 7 (udp to a prefix), 2, 5, 8 (tcp ranges).
+    const tap = vmNames(1).tap
+    const out = (map: string) => lines(t).find((l) => l.startsWith(`add element bridge bench_lv_s0 ${map} { "${tap}"`))!
+    expect(out('out_s4').split(' : drop').length - 1).toBe(4)
+    expect(out('out_d4')).toContain(`"${tap}" . 203.0.113.0/24 . udp . 1037 : accept`)
+    expect(out('out_p')).toContain(`"${tap}" . tcp . 1074-1079 : drop`)
+    expect(lines(t).filter((l) => l.startsWith('add element') && l.includes('_default {'))).toHaveLength(6) // 3 VMs, both directions
+    const r = leverReplaceText(E, 1, 0, 1)
+    expect(replaceRuleCount(E)).toBe(0)
+    expect(r).not.toMatch(/add rule|flush|chain|jump|goto|_default/)
+    expect(count(r, /^delete element /)).toBe(count(r, /^add element /))
+    const elements = (verb: string) => lines(r).filter((l) => l.startsWith(`${verb} element`) && / (out|in)_/.test(l)).reduce((n, l) => n + l.split(' : ').length - 1, 0)
+    expect(elements('delete')).toBe(replaceElementCount(E))
+    expect(elements('add')).toBe(replaceElementCount(E))
+    expect(r).toContain(identity(1, 1).ipv4)
+    // After an identity change (variant 1 -> 2), the next replace deletes the rules of variant 1, not 2.
+    const after = leverReplaceText(E, 1, 2, 3, 1)
+    expect(after).toContain(lines(leverReplaceText(E, 1, 0, 1)).find((l) => l.startsWith('add element bridge bench_lv_s0 out_p'))!.replace(/^add/, 'delete'))
+    expect(after).toContain(identity(1, 2).ipv4)
+    expect(defaultChain(E, 1)).toBe('pre')
+    expect(defaultChain(B2, 1)).toBe(vmNames(1).out)
+    expect(validatedRules(E, 1000, 500)).toBe(0)
   })
 
   it('compares a chain listing with the rules as written, and sums tagged counters', () => {

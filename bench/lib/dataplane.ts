@@ -3,10 +3,10 @@
 // equivalent, and VmFirewall's own when available); the same ruleset with a linear jump list.
 // The two bridge ports are named as the taps of two VMs in the middle of the ruleset, so their packets
 // walk those VMs' full chains (no rule matches the test traffic; the last rule accepts).
-import { spawn, type ChildProcess } from 'node:child_process'
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { Nft } from '../../ts/index.js'
 import { batch, deleteTableCmd, fullRulesetCmds, vmNames } from './gen.js'
-import { counterSum, deleteLeverTablesText, leverRulesetText, leverSpecs, specLabel, spoofChains, tableOf, type Identities, type LeverVariant } from './levers-gen.js'
+import { counterSum, defaultChain, deleteLeverTablesText, leverRulesetText, leverSpecs, specLabel, spoofChains, tableOf, type Identities, type LeverVariant } from './levers-gen.js'
 import { defaultOnly, dhcpBehindPortSet, groupedByProtocol, guardForVmPortsOnly, hooksOnly, withoutGuard } from './dataplane-anatomy.js'
 import { createNetns, deleteNetns, killChild, sh, trackChild } from './netns.js'
 import { FW_TABLE } from './vmfirewall.js'
@@ -39,6 +39,12 @@ export interface DataplaneOptions {
 
 /** The bridge port of the sending namespace when it stands for the uplink rather than a VM. */
 const UPLINK = 'uplink0'
+
+/** A TCP connection attempt from `ns` to B's `port`, where nothing listens: refused (B answered) or not (dropped). */
+function refused(ns: string, port: number): boolean {
+  const r = spawnSync('ip', ['netns', 'exec', ns, 'nc', '-z', '-v', '-w', '1', B, String(port)], { encoding: 'utf8' })
+  return /refused/i.test(r.stderr)
+}
 
 function ping(ns: string, from: string): boolean {
   try {
@@ -121,9 +127,9 @@ export async function dataplaneWorkload(ctx: Ctx, o: DataplaneOptions): Promise<
     const configs: Record<string, { setup: () => Promise<void>; teardown: () => Promise<void>; verify?: () => Promise<void> }> = {
       empty: { setup: async () => {}, teardown: async () => {} },
     }
-    const verifyDefault = async (table: string, label: string) => {
-      const pk = counterSum(await nft.run(`list chain bridge ${table} ${va.out}`), 'comment "default"')
-      notes.push(pk > 0 ? `verified (${label}): ${pk} packets reached the last rule of ${va.out} (the test traffic walks the VM chains)` : `WARNING (${label}): the test traffic did not reach the VM chain default rule`)
+    const verifyDefault = async (table: string, label: string, chain = va.out) => {
+      const pk = counterSum(await nft.run(`list chain bridge ${table} ${chain}`), 'comment "default"')
+      notes.push(pk > 0 ? `verified (${label}): ${pk} packets reached the default rule of ${chain} (the test traffic walks the VM's rules)` : `WARNING (${label}): the test traffic did not reach the default rule of ${chain}`)
     }
     // Production VMs are known by MAC and address: their frames pass each identity check at its first lookup.
     const identities = { [ia]: { mac: MAC_A, ipv4: A }, [ib]: { mac: MAC_B, ipv4: B } }
@@ -189,7 +195,16 @@ export async function dataplaneWorkload(ctx: Ctx, o: DataplaneOptions): Promise<
           setup: async () => void (await nft.run(text)),
           teardown: async () => void (await nft.run(deleteLeverTablesText(spec))),
           verify: async () => {
-            await verifyDefault(tableOf(spec, ia), label)
+            await verifyDefault(tableOf(spec, ia), label, defaultChain(spec, ia))
+            // The VMs' rules hold: gen.ts's third rule drops TCP to ports 1074-1079 (both VMs, both directions);
+            // a port next to it is refused by B itself.
+            const dropped = !refused(h1, 1075)
+            const open = refused(h1, 1073)
+            notes.push(
+              dropped && open
+                ? `verified (${label}): TCP to B:1075 is dropped by the VMs' rule \`tcp dport 1074-1079 drop\`, TCP to B:1073 reaches B (refused)`
+                : `WARNING (${label}): VM rule check: TCP to B:1075 ${dropped ? 'dropped' : 'reached B'}, to B:1073 ${open ? 'reached B' : 'dropped'}`,
+            )
             // Identity checks work: the real address passes, a second (spoofed) address of the same host is dropped:
             // first its ARP (arp-ip-spoof), then, with the peer's MAC as a static neighbour, its IPv4 packets (ip-spoof).
             const legit = ping(h1, A)

@@ -12,6 +12,13 @@
 //      (regular chains, each referenced once), which returns to the `iifname vmap @from_vm` dispatch.
 //   B3 B2 with a positive identity lookup per protocol: `iifname . ether saddr . ip saddr @vm_id4` (MAC and
 //      address in one lookup) jumps past the negated per-field checks, which only frames failing it walk.
+//   E  B2's guard, and the VMs' rules as elements too: no VM chains; after the guard, one verdict-map lookup per
+//      rule shape (`iifname . ip saddr . meta l4proto . th dport vmap @out_s4`, ...; intervals: the kernel's
+//      pipapo sets) and a per-VM default (`iifname vmap @out_default`), the same in postrouting by oifname. A
+//      VM's rules are elements whose verdicts are accept/drop, never a jump: a replace adds no rule and no
+//      chain-reaching element, so the kernel validates nothing. Exact only for policies whose rules of
+//      different shapes do not overlap (shapes are looked up in a fixed order, not in the rules' order), as
+//      gen.ts's are.
 //   Every shared rule puts its cheap matches and its identity lookup before the tap-membership lookup
 //   (`iifname . ether saddr != @vm_mac iifname @spoof_taps`), so a frame that passes walks one lookup per check.
 // Every rule of a VM chain comes from gen.ts (`vmRule`): none matches the data-plane test traffic.
@@ -21,12 +28,13 @@ import { FAMILY, vmNames, vmRule, type VmNames } from './gen.js'
 /** User rules per VM chain (each chain then ends with the default rule). */
 export const USER_RULES_PER_CHAIN = 10
 
-export type LeverVariant = 'A' | 'B' | 'B2' | 'B3'
+export type LeverVariant = 'A' | 'B' | 'B2' | 'B3' | 'E'
 
 export interface LeverSpec {
   /**
    * 'A': identity rules in each VM's chains; 'B': shared identity rules over sets (C when shards > 1);
-   * 'B2': B's sets behind a protocol dispatch to guard chains; 'B3': B2 with one positive identity lookup per protocol.
+   * 'B2': B's sets behind a protocol dispatch to guard chains; 'B3': B2 with one positive identity lookup per protocol;
+   * 'E': B2 with the VMs' rules as verdict-map elements (no VM chains).
    */
   variant: LeverVariant
   /** Tables the VMs are spread over (1 except for B). */
@@ -58,9 +66,9 @@ export function identity(index: number, variant = 0, overrides?: Identities): Id
   }
 }
 
-export const LEVER_VARIANTS: readonly LeverVariant[] = ['A', 'B', 'B2', 'B3']
+export const LEVER_VARIANTS: readonly LeverVariant[] = ['A', 'B', 'B2', 'B3', 'E']
 
-/** The specs measured at `vms` VMs: A, B, B2, B3 (those of `variants`), then C for each shard count 1 < K ≤ vms. */
+/** The specs measured at `vms` VMs: A, B, B2, B3, E (those of `variants`), then C for each shard count 1 < K ≤ vms. */
 export function leverSpecs(vms: number, shards: number[], variants: readonly LeverVariant[] = LEVER_VARIANTS): LeverSpec[] {
   const one = LEVER_VARIANTS.filter((v) => v === 'A' || variants.includes(v)).map((variant) => ({ variant, shards: 1 }))
   return [...one, ...[...new Set(shards)].filter((k) => k > 1 && k <= vms).sort((a, b) => a - b).map((k) => ({ variant: 'B' as const, shards: k }))]
@@ -74,6 +82,8 @@ export function specLabel(s: LeverSpec): string {
       return 'B2 protocol guard'
     case 'B3':
       return 'B3 positive lookup'
+    case 'E':
+      return 'E rules as elements'
     default:
       return s.shards === 1 ? 'B shared sets' : `C ${s.shards} shards`
   }
@@ -206,7 +216,7 @@ export const GUARD_DISPATCH = 'ether type vmap { ip : jump guard_ip, ip6 : jump 
  * the `_tail` chain (goto: its end still returns to the base chain), the others walk the per-field checks first.
  */
 export function guardChains(s: LeverSpec): [string, string[]][] {
-  const b3 = s.variant === 'B3'
+  const b3 = s.variant === 'B3' // E: B2's guard
   const ip = [
     ...(b3 ? [MAC_CHECK] : []),
     `ip saddr 0.0.0.0 meta l4proto udp udp sport 68 udp dport 67 iifname @dhcp_taps counter accept comment "b:dhcp-discover"`,
@@ -244,25 +254,73 @@ export function guardChains(s: LeverSpec): [string, string[]][] {
  */
 export function guardRulesPre(s: LeverSpec): string[] {
   if (s.variant === 'B3') return [GUARD_DISPATCH, `ether type != { ip, ip6, arp, 8021q, 8021ad } ${MAC_CHECK}`, 'iifname vmap @from_vm']
-  return [MAC_CHECK, GUARD_DISPATCH, 'iifname vmap @from_vm']
+  return [MAC_CHECK, GUARD_DISPATCH, ...(s.variant === 'E' ? policyRules('out') : ['iifname vmap @from_vm'])]
 }
 
 /** B2/B3: the postrouting base chain: A's inbound builtins (membership lookup last), then the dispatch. */
-export function guardRulesPost(): string[] {
+export function guardRulesPost(s?: LeverSpec): string[] {
   return [
     `ether type arp counter accept comment "b:arp"`,
     `icmpv6 type @ndp_to_vm counter accept comment "b:ndp"`,
     `meta l4proto udp udp sport 67 udp dport 68 oifname @dhcp_taps counter accept comment "b:dhcp-reply"`,
     `meta l4proto udp udp sport 547 udp dport 546 oifname @dhcp_taps counter accept comment "b:dhcp6-reply"`,
-    'oifname vmap @to_vm',
+    ...(s?.variant === 'E' ? policyRules('in') : ['oifname vmap @to_vm']),
   ]
+}
+
+/** E: the rule shapes of gen.ts's `vmRule` (by `i % 3`), each a verdict map keyed by the port and the rule's fields. */
+const POLICY_SHAPES = [
+  { name: 's4', key: 'ip saddr . meta l4proto . th dport', type: 'ipv4_addr . inet_proto . inet_service' },
+  { name: 'd4', key: 'ip daddr . meta l4proto . th dport', type: 'ipv4_addr . inet_proto . inet_service' },
+  { name: 'p', key: 'meta l4proto . th dport', type: 'inet_proto . inet_service' },
+] as const
+
+const portOf = (dir: 'out' | 'in') => (dir === 'out' ? 'iifname' : 'oifname')
+
+/** E: one lookup per rule shape, then the VM's default (counted: the data-plane check that traffic got here). */
+export function policyRules(dir: 'out' | 'in'): string[] {
+  const port = portOf(dir)
+  return [...POLICY_SHAPES.map((sh) => `${port} . ${sh.key} vmap @${dir}_${sh.name}`), `counter ${port} vmap @${dir}_default comment "default"`]
+}
+
+/** E: the maps of the policy lookups (name, declaration body). */
+function policyMaps(): [string, string][] {
+  return (['out', 'in'] as const).flatMap((dir) => [
+    ...POLICY_SHAPES.map((sh): [string, string] => [`${dir}_${sh.name}`, `type ifname . ${sh.type} : verdict ; flags interval ;`]),
+    [`${dir}_default`, 'type ifname : verdict ;'] as [string, string],
+  ])
+}
+
+/** E: VM `tap`'s rules of `variant` as map elements (`map` → elements), both directions, the default included. */
+export function policyElements(tap: string, variant: number): Map<string, string[]> {
+  const m = new Map<string, string[]>()
+  const push = (map: string, e: string) => m.set(map, [...(m.get(map) ?? []), e])
+  for (const dir of ['out', 'in'] as const) {
+    for (let i = 0; i < USER_RULES_PER_CHAIN; i++) {
+      const port = 1000 + ((i * 37 + variant * 101) % 3000)
+      if (i % 3 === 0) push(`${dir}_s4`, `"${tap}" . 198.51.100.${1 + ((i + variant) % 250)} . tcp . ${port} : drop`)
+      else if (i % 3 === 1) push(`${dir}_d4`, `"${tap}" . 203.0.113.0/24 . udp . ${port} : accept`)
+      else push(`${dir}_p`, `"${tap}" . tcp . ${port}-${port + 5} : drop`)
+    }
+    push(`${dir}_default`, `"${tap}" : accept`)
+  }
+  return m
+}
+
+function policyElementText(verb: 'add' | 'delete', table: string, tap: string, variant: number, withDefault = true): string[] {
+  return [...policyElements(tap, variant)].filter(([map]) => withDefault || !map.endsWith('_default')).map(([map, e]) => `${verb} element ${FAMILY} ${table} ${map} { ${e.join(', ')} }`)
+}
+
+/** Elements one replace deletes and adds (E; the default stays). */
+export function replaceElementCount(s: LeverSpec): number {
+  return s.variant === 'E' ? 2 * USER_RULES_PER_CHAIN : 0
 }
 
 /** Rules of the base and guard chains of a table (all but the VM chains). */
 export function sharedRuleCount(s: LeverSpec): number {
   if (s.variant === 'A') return 2
   if (s.variant === 'B') return sharedRulesPre().length + sharedRulesPost().length
-  return guardRulesPre(s).length + guardRulesPost().length + guardChains(s).reduce((n, [, r]) => n + r.length, 0)
+  return guardRulesPre(s).length + guardRulesPost(s).length + guardChains(s).reduce((n, [, r]) => n + r.length, 0)
 }
 
 /** Chains whose counters tagged `ip-spoof"` count the spoofed frames VM `index` sends (the data-plane check). */
@@ -270,6 +328,11 @@ export function spoofChains(s: LeverSpec, index: number): string[] {
   if (s.variant === 'A') return [vmNames(index).out]
   if (s.variant === 'B') return ['pre']
   return ['guard_ip', 'guard_arp']
+}
+
+/** The chain whose rule tagged `comment "default"` counts the frames of VM `index` that reached its default. */
+export function defaultChain(s: LeverSpec, index: number): string {
+  return s.variant === 'E' ? 'pre' : vmNames(index).out
 }
 
 function userRules(variant: number): string[] {
@@ -284,6 +347,7 @@ const rule = (table: string, chain: string, body: string) => `add rule ${FAMILY}
 /** Rules in VM `vm`'s out and in chains. */
 function vmChainRules(s: LeverSpec, id: Identity, variant: number): { out: string[]; in: string[] } {
   const u = userRules(variant)
+  if (s.variant === 'E') return { out: [], in: [] }
   return s.variant === 'A' ? { out: [...identityRulesOut(id), ...u], in: [...builtinRulesIn(), ...u] } : { out: u, in: u }
 }
 
@@ -316,8 +380,9 @@ function tableText(s: LeverSpec, table: string): string[] {
     for (const name of TAP_SETS) l.push(`add set ${FAMILY} ${table} ${name} { type ifname ; }`)
     for (const [name, type] of idSets(s)) l.push(`add set ${FAMILY} ${table} ${name} { type ${type} ; }`)
   }
-  l.push(`add map ${FAMILY} ${table} from_vm { type ifname : verdict ; }`, `add map ${FAMILY} ${table} to_vm { type ifname : verdict ; }`)
-  const guards = s.variant === 'B2' || s.variant === 'B3' ? guardChains(s) : []
+  if (s.variant === 'E') for (const [name, body] of policyMaps()) l.push(`add map ${FAMILY} ${table} ${name} { ${body} }`)
+  else l.push(`add map ${FAMILY} ${table} from_vm { type ifname : verdict ; }`, `add map ${FAMILY} ${table} to_vm { type ifname : verdict ; }`)
+  const guards = s.variant === 'B2' || s.variant === 'B3' || s.variant === 'E' ? guardChains(s) : []
   for (const [name] of guards) l.push(`add chain ${FAMILY} ${table} ${name}`)
   l.push(`add chain ${FAMILY} ${table} pre { type filter hook prerouting priority 0 ; policy accept ; }`)
   l.push(`add chain ${FAMILY} ${table} post { type filter hook postrouting priority 0 ; policy accept ; }`)
@@ -327,7 +392,7 @@ function tableText(s: LeverSpec, table: string): string[] {
   } else if (guards.length) {
     for (const [name, rules] of guards) for (const r of rules) l.push(rule(table, name, r))
     for (const r of guardRulesPre(s)) l.push(rule(table, 'pre', r))
-    for (const r of guardRulesPost()) l.push(rule(table, 'post', r))
+    for (const r of guardRulesPost(s)) l.push(rule(table, 'post', r))
   } else {
     l.push(rule(table, 'pre', 'iifname vmap @from_vm'), rule(table, 'post', 'oifname vmap @to_vm'))
   }
@@ -335,6 +400,7 @@ function tableText(s: LeverSpec, table: string): string[] {
 }
 
 function vmText(s: LeverSpec, table: string, vm: VmNames, id: Identity): string[] {
+  if (s.variant === 'E') return [...TAP_SETS.map((set) => `add element ${FAMILY} ${table} ${set} { "${vm.tap}" }`), ...identityElements(s, 'add', table, vm.tap, id), ...policyElementText('add', table, vm.tap, 0)]
   const l = [`add chain ${FAMILY} ${table} ${vm.out}`, `add chain ${FAMILY} ${table} ${vm.in}`]
   const r = vmChainRules(s, id, 0)
   for (const x of r.out) l.push(rule(table, vm.out, x))
@@ -365,14 +431,18 @@ export function deleteLeverTablesText(s: LeverSpec): string {
  * Replace VM `index` (one transaction): flush both its chains, add its rules of variant `to`; in B/C also
  * swap its identity elements from those of variant `from` to those of `to`.
  */
-export function leverReplaceText(s: LeverSpec, index: number, from: number, to: number): string {
+export function leverReplaceText(s: LeverSpec, index: number, from: number, to: number, rulesFrom = from): string {
   const vm = vmNames(index)
   const table = tableOf(s, index)
+  const swapIdentity = () => [...identityElements(s, 'delete', table, vm.tap, identity(index, from)), ...identityElements(s, 'add', table, vm.tap, identity(index, to))]
+  // E deletes its rule elements by value: those of the variant its rules are at (an identity change since the
+  // last replace moved the identity on, not the rules).
+  if (s.variant === 'E') return [...policyElementText('delete', table, vm.tap, rulesFrom, false), ...policyElementText('add', table, vm.tap, to, false), ...swapIdentity()].join('\n') + '\n'
   const l = [`flush chain ${FAMILY} ${table} ${vm.out}`, `flush chain ${FAMILY} ${table} ${vm.in}`]
   const r = vmChainRules(s, identity(index, to), to)
   for (const x of r.out) l.push(rule(table, vm.out, x))
   for (const x of r.in) l.push(rule(table, vm.in, x))
-  if (sharedIdentity(s)) l.push(...identityElements(s, 'delete', table, vm.tap, identity(index, from)), ...identityElements(s, 'add', table, vm.tap, identity(index, to)))
+  if (sharedIdentity(s)) l.push(...swapIdentity())
   return l.join('\n') + '\n'
 }
 
@@ -401,6 +471,8 @@ export function replaceRuleCount(s: LeverSpec): number {
 
 /** Rules the kernel re-validates on a commit in the table holding VM `index` (all reachable from its base chains). */
 export function validatedRules(s: LeverSpec, vms: number, index: number): number {
+  // E's replace adds no rule and no jump/goto element: the kernel does not validate the table at all.
+  if (s.variant === 'E') return 0
   if (s.variant === 'A') return vms * replaceRuleCount(s) + 2
   return vmsInShard(vms, shardCount(s), shardOf(index, shardCount(s))) * replaceRuleCount(s) + sharedRuleCount(s)
 }

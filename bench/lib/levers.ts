@@ -8,7 +8,7 @@ import type { Nft } from '../../ts/index.js'
 import { encodeBatch } from '../../ts/firewall/netlink-batch.js'
 import { Drivers } from './drivers.js'
 import { vmNames } from './gen.js'
-import { guardRulesPre, identityElementCount, identityRuleCount, leverIdentityText, leverSpecs, leverRulesetText, roundTrip, leverReplaceText, replaceRuleCount, sharedRulesPre, specLabel, tableOf, USER_RULES_PER_CHAIN, validatedRules, type LeverSpec, type LeverVariant } from './levers-gen.js'
+import { guardRulesPre, identityElementCount, replaceElementCount, identityRuleCount, leverIdentityText, leverSpecs, leverRulesetText, roundTrip, leverReplaceText, replaceRuleCount, sharedRulesPre, specLabel, tableOf, USER_RULES_PER_CHAIN, validatedRules, type LeverSpec, type LeverVariant } from './levers-gen.js'
 import { createNetns, deleteNetns } from './netns.js'
 import { median, pairedRatio, rotate, summarize } from './stats.js'
 import type { LeverCell, LeverPath, LeversResult } from './types.js'
@@ -73,12 +73,13 @@ export async function leversWorkload(ctx: Ctx, o: LeverOptions): Promise<LeversR
       const specs = leverSpecs(vms, o.shards, o.variants)
       const target = Math.floor(vms / 2)
       const vm = vmNames(target)
-      const open: { spec: LeverSpec; ns: string; d: Drivers; cur: number }[] = []
+      // cur: the variant of the target's identity; rules: of its rules (a replace moves both, an identity change the first).
+      const open: { spec: LeverSpec; ns: string; d: Drivers; cur: number; rules: number }[] = []
       try {
         for (const spec of specs) {
           const ns = createNetns(`lv${spec.variant}${spec.shards}`)
           const d = await Drivers.open(ns, { python: false })
-          open.push({ spec, ns, d, cur: 0 })
+          open.push({ spec, ns, d, cur: 0, rules: 0 })
           const t0 = Date.now()
           await d.nft.run(leverRulesetText(spec, vms))
           ctx.log(`    ${vms} VMs, ${specLabel(spec)}: loaded in ${Date.now() - t0} ms`)
@@ -107,12 +108,15 @@ export async function leversWorkload(ctx: Ctx, o: LeverOptions): Promise<LeversR
         // An identity change's paths per variant: the floor only where the change is rules (A); an
         // element-only change has no rule batch for the floor to send.
         const idPaths = (s: LeverSpec): LeverPath[] => paths.filter((p) => p !== 'floor' || identityRuleCount(s) > 0)
+        // The same for a replace: E's is elements only (no rule batch for the floor).
+        const replacePaths = (s: LeverSpec): LeverPath[] => paths.filter((p) => p !== 'floor' || replaceRuleCount(s) > 0)
         // One timed operation of one path on one variant: the floor (when the change has rules to send), else
         // the next text of `change` through nft -f or Nft.run.
         let floorRuns = 0
         const timeOne = async (p: LeverPath, x: (typeof open)[number], change: typeof leverReplaceText, ruleCount: number): Promise<number> => {
           if (p === 'floor') return runFloor(x.d.nft, tableOf(x.spec, target), vm.out, ruleCount, o.floorIterations, floorRuns++)
-          const text = change(x.spec, target, x.cur, x.cur + 1)
+          const text = change(x.spec, target, x.cur, x.cur + 1, x.rules)
+          if (change === leverReplaceText) x.rules = x.cur + 1
           x.cur++
           if (p !== 'nft-f') return x.d.libText(text)
           await x.d.settle()
@@ -120,7 +124,7 @@ export async function leversWorkload(ctx: Ctx, o: LeverOptions): Promise<LeversR
         }
         for (let r = -1; r < o.rounds; r++) {
           for (const x of rotate(open, r + 1)) {
-            for (const p of rotate(paths, r + 1)) {
+            for (const p of rotate(replacePaths(x.spec), r + 1)) {
               const ms = await timeOne(p, x, leverReplaceText, replaceRuleCount(x.spec))
               if (r >= 0) samples.get(x.spec)![p][r] = ms
             }
@@ -145,7 +149,7 @@ export async function leversWorkload(ctx: Ctx, o: LeverOptions): Promise<LeversR
             vsNftF: {},
             vsA: {},
           }
-          for (const p of paths) {
+          for (const p of replacePaths(spec)) {
             cell.paths[p] = { samples: s[p], summary: summarize(s[p]) }
             if (p !== 'nft-f') cell.vsNftF[p] = pairedRatio(s['nft-f'], s[p])
             if (spec !== specs[0]) cell.vsA[p] = pairedRatio(a[p], s[p])
@@ -158,7 +162,7 @@ export async function leversWorkload(ctx: Ctx, o: LeverOptions): Promise<LeversR
           }
           cell.identity = id
           cells.push(cell)
-          ctx.log(`    ${vms} VMs, ${cell.label}: ${paths.map((p) => `${p} ${cell.paths[p]!.summary.median.toFixed(2)} ms`).join(', ')}; identity change ${idPaths(spec).map((p) => `${p} ${id.paths[p]!.summary.median.toFixed(2)} ms`).join(', ')}`)
+          ctx.log(`    ${vms} VMs, ${cell.label}: ${replacePaths(spec).map((p) => `${p} ${cell.paths[p]!.summary.median.toFixed(2)} ms`).join(', ')}; identity change ${idPaths(spec).map((p) => `${p} ${id.paths[p]!.summary.median.toFixed(2)} ms`).join(', ')}`)
         }
       } finally {
         for (const x of open) {
@@ -170,7 +174,7 @@ export async function leversWorkload(ctx: Ctx, o: LeverOptions): Promise<LeversR
   } finally {
   }
   notes.push(
-    `replace = flush both VM chains + add their rules (A: ${replaceRuleCount({ variant: 'A', shards: 1 })} rules, B/C: ${replaceRuleCount({ variant: 'B', shards: 1 })} rules + delete/add of the VM's 3 identity elements: MAC, IPv4, IPv6 pair), one transaction, VM #⌊N/2⌋; its identity and rules change every replace`,
+    `replace = flush both VM chains + add their rules (A: ${replaceRuleCount({ variant: 'A', shards: 1 })} rules, B/C: ${replaceRuleCount({ variant: 'B', shards: 1 })} rules + delete/add of the VM's 3 identity elements: MAC, IPv4, IPv6 pair; E: no chains, delete/add of its ${replaceElementCount({ variant: 'E', shards: 1 })} rule elements, whose verdicts are accept/drop, and of its identity elements), one transaction, VM #⌊N/2⌋; its identity and rules change every replace`,
   )
   notes.push(
     `identity change = the VM's MAC/IPv4/IPv6 change, its user rules do not: A flushes its out chain and adds it again (${identityRuleCount({ variant: 'A', shards: 1 })} rules, the identity ones with the new addresses; its floor is that batch), B/B2/B3 only delete the old identity elements and add the new ones (B, B2: ${identityElementCount({ variant: 'B', shards: 1 })} elements each way, B3: ${identityElementCount({ variant: 'B3', shards: 1 })}), no rule and no element carrying a verdict, so the kernel has no reason to validate the table; the floor batch is rules only, so an element-only change has no floor column: compare its Nft.run time with the floor of the rule batches`,
