@@ -5,7 +5,7 @@
 // walk those VMs' full chains (no rule matches the test traffic; the last rule accepts).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { Nft } from '../../ts/index.js'
-import { batch, deleteTableCmd, fullRulesetCmds, vmNames } from './gen.js'
+import { batch, deleteTableCmd, fullRulesetCmds, vmNames, vmRuleFields } from './gen.js'
 import { counterSum, defaultChain, deleteLeverTablesText, leverRulesetText, leverSpecs, specLabel, spoofChains, tableOf, type Identities, type LeverVariant } from './levers-gen.js'
 import { defaultOnly, dhcpBehindPortSet, groupedByProtocol, guardForVmPortsOnly, hooksOnly, withoutGuard } from './dataplane-anatomy.js'
 import { createNetns, deleteNetns, killChild, sh, trackChild } from './netns.js'
@@ -196,14 +196,15 @@ export async function dataplaneWorkload(ctx: Ctx, o: DataplaneOptions): Promise<
           teardown: async () => void (await nft.run(deleteLeverTablesText(spec))),
           verify: async () => {
             await verifyDefault(tableOf(spec, ia), label, defaultChain(spec, ia))
-            // The VMs' rules hold: gen.ts's third rule drops TCP to ports 1074-1079 (both VMs, both directions);
-            // a port next to it is refused by B itself.
-            const dropped = !refused(h1, 1075)
-            const open = refused(h1, 1073)
+            // The VMs' rules hold: gen.ts's third rule drops TCP to a port range (both VMs, both directions); the
+            // port below it is refused by B itself.
+            const { port } = vmRuleFields(2)
+            const dropped = !refused(h1, port + 1)
+            const open = refused(h1, port - 1)
             notes.push(
               dropped && open
-                ? `verified (${label}): TCP to B:1075 is dropped by the VMs' rule \`tcp dport 1074-1079 drop\`, TCP to B:1073 reaches B (refused)`
-                : `WARNING (${label}): VM rule check: TCP to B:1075 ${dropped ? 'dropped' : 'reached B'}, to B:1073 ${open ? 'reached B' : 'dropped'}`,
+                ? `verified (${label}): TCP to B:${port + 1} is dropped by the VMs' rule \`tcp dport ${port}-${port + 5} drop\`, TCP to B:${port - 1} reaches B (refused)`
+                : `WARNING (${label}): VM rule check: TCP to B:${port + 1} ${dropped ? 'dropped' : 'reached B'}, to B:${port - 1} ${open ? 'reached B' : 'dropped'}`,
             )
             // Identity checks work: the real address passes, a second (spoofed) address of the same host is dropped:
             // first its ARP (arp-ip-spoof), then, with the peer's MAC as a static neighbour, its IPv4 packets (ip-spoof).

@@ -62,30 +62,36 @@ interface RuleBody {
   comment: string
 }
 
+/** What rule `i` of `variant` matches: `ip saddr addr tcp dport port drop`, `ip daddr 203.0.113.0/24 udp dport
+ *  port accept`, or `tcp dport port-(port+5) drop` (by `i % 3`). The one source of the rules' values. */
+export function vmRuleFields(i: number, variant = 0): { shape: 'saddr-port' | 'daddr-prefix-port' | 'port-range'; port: number; addr: string } {
+  const port = 1000 + ((i * 37 + variant * 101) % 3000)
+  const shape = (['saddr-port', 'daddr-prefix-port', 'port-range'] as const)[i % 3]!
+  return { shape, port, addr: `198.51.100.${1 + ((i + variant) % 250)}` }
+}
+
 /**
  * Rule `i` of a VM chain. None of them matches the data-plane test traffic (TCP port 5201 and the
  * client's ephemeral ports between 10.99.0.1 and 10.99.0.2), so every packet walks the whole chain.
  * `variant` changes ports/addresses so successive replaces really change the rules.
  */
 export function vmRule(i: number, variant = 0): RuleBody {
-  const port = 1000 + ((i * 37 + variant * 101) % 3000)
+  const { shape, port, addr } = vmRuleFields(i, variant)
   const comment = `r${i}v${variant}`
-  switch (i % 3) {
-    case 0: {
-      const addr = `198.51.100.${1 + ((i + variant) % 250)}`
+  switch (shape) {
+    case 'saddr-port':
       return {
         text: `ip saddr ${addr} tcp dport ${port} counter drop comment "${comment}"`,
         expr: [eq(payload('ip', 'saddr'), addr), eq(payload('tcp', 'dport'), port), counter, { drop: null }],
         comment,
       }
-    }
-    case 1:
+    case 'daddr-prefix-port':
       return {
         text: `ip daddr 203.0.113.0/24 udp dport ${port} counter accept comment "${comment}"`,
         expr: [eq(payload('ip', 'daddr'), { prefix: { addr: '203.0.113.0', len: 24 } }), eq(payload('udp', 'dport'), port), counter, { accept: null }],
         comment,
       }
-    default:
+    case 'port-range':
       return {
         text: `tcp dport ${port}-${port + 5} counter drop comment "${comment}"`,
         expr: [eq(payload('tcp', 'dport'), { range: [port, port + 5] }), counter, { drop: null }],

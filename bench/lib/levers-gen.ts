@@ -23,7 +23,7 @@
 //   (`iifname . ether saddr != @vm_mac iifname @spoof_taps`), so a frame that passes walks one lookup per check.
 // Every rule of a VM chain comes from gen.ts (`vmRule`): none matches the data-plane test traffic.
 import { eui64LinkLocal } from '../../ts/firewall/address.js'
-import { FAMILY, vmNames, vmRule, type VmNames } from './gen.js'
+import { FAMILY, vmNames, vmRule, vmRuleFields, type VmNames } from './gen.js'
 
 /** User rules per VM chain (each chain then ends with the default rule). */
 export const USER_RULES_PER_CHAIN = 10
@@ -294,12 +294,12 @@ function policyMaps(): [string, string][] {
 /** E: VM `tap`'s rules of `variant` as map elements (`map` → elements), both directions, the default included. */
 export function policyElements(tap: string, variant: number): Map<string, string[]> {
   const m = new Map<string, string[]>()
-  const push = (map: string, e: string) => m.set(map, [...(m.get(map) ?? []), e])
+  const push = (map: string, e: string) => (m.get(map) ?? m.set(map, []).get(map)!).push(e)
   for (const dir of ['out', 'in'] as const) {
     for (let i = 0; i < USER_RULES_PER_CHAIN; i++) {
-      const port = 1000 + ((i * 37 + variant * 101) % 3000)
-      if (i % 3 === 0) push(`${dir}_s4`, `"${tap}" . 198.51.100.${1 + ((i + variant) % 250)} . tcp . ${port} : drop`)
-      else if (i % 3 === 1) push(`${dir}_d4`, `"${tap}" . 203.0.113.0/24 . udp . ${port} : accept`)
+      const { shape, port, addr } = vmRuleFields(i, variant)
+      if (shape === 'saddr-port') push(`${dir}_s4`, `"${tap}" . ${addr} . tcp . ${port} : drop`)
+      else if (shape === 'daddr-prefix-port') push(`${dir}_d4`, `"${tap}" . 203.0.113.0/24 . udp . ${port} : accept`)
       else push(`${dir}_p`, `"${tap}" . tcp . ${port}-${port + 5} : drop`)
     }
     push(`${dir}_default`, `"${tap}" : accept`)
@@ -346,8 +346,8 @@ const rule = (table: string, chain: string, body: string) => `add rule ${FAMILY}
 
 /** Rules in VM `vm`'s out and in chains. */
 function vmChainRules(s: LeverSpec, id: Identity, variant: number): { out: string[]; in: string[] } {
-  const u = userRules(variant)
   if (s.variant === 'E') return { out: [], in: [] }
+  const u = userRules(variant)
   return s.variant === 'A' ? { out: [...identityRulesOut(id), ...u], in: [...builtinRulesIn(), ...u] } : { out: u, in: u }
 }
 
