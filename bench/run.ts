@@ -4,7 +4,7 @@
 // --no-python, --no-dataplane,
 // --rules 0,1000,... --chains N --vms 1,100,1000 --bulk 1000x50 --bulk-rounds N --dp-vms N --dp-seconds S --rounds N.
 // --only levers (issue 15, never part of a default run): --lever-vms 10,100,... --lever-shards 1,2,4,... --lever-rounds N
-// --lever-dp-vms N --lever-dp-rounds N --lever-variants B,B2,B3 (one-table variants besides A).
+// --lever-dp-vms N --lever-dp-rounds N --lever-variants B,B2,B3,E,F (one-table variants besides A).
 import { mkdirSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { machineInfo } from './lib/machine.js'

@@ -7,6 +7,7 @@ import {
   defaultChain,
   deleteLeverTablesText,
   guardChains,
+  guardRulesPost,
   guardRulesPre,
   identity,
   identityElementCount,
@@ -39,6 +40,7 @@ const C4: LeverSpec = { variant: 'B', shards: 4 }
 const B2: LeverSpec = { variant: 'B2', shards: 1 }
 const B3: LeverSpec = { variant: 'B3', shards: 1 }
 const E: LeverSpec = { variant: 'E', shards: 1 }
+const F: LeverSpec = { variant: 'F', shards: 1 }
 const lines = (t: string) => t.trim().split('\n')
 const count = (t: string, re: RegExp) => lines(t).filter((l) => re.test(l)).length
 
@@ -97,7 +99,7 @@ describe('lever rulesets', () => {
   it('counts the rules a commit re-validates and lists the specs per N', () => {
     expect(validatedRules(A, 100, 50)).toBe(100 * 41 + 2)
     expect(validatedRules(C4, 100, 50)).toBe(25 * 22 + validatedRules(B, 0, 0))
-    expect(leverSpecs(10, [1, 2, 16, 4, 2]).map(specLabel)).toEqual(['A identity rules', 'B shared sets', 'B2 protocol guard', 'B3 positive lookup', 'E rules as elements', 'C 2 shards', 'C 4 shards'])
+    expect(leverSpecs(10, [1, 2, 16, 4, 2]).map(specLabel)).toEqual(['A identity rules', 'B shared sets', 'B2 protocol guard', 'B3 positive lookup', 'E rules as elements', 'F exact-key elements', 'C 2 shards', 'C 4 shards'])
   })
 
   const tag = (r: string) => /comment "b:([^"]+)"/.exec(r)?.[1]
@@ -199,6 +201,31 @@ describe('lever rulesets', () => {
     expect(defaultChain(E, 1)).toBe('pre')
     expect(defaultChain(B2, 1)).toBe(vmNames(1).out)
     expect(validatedRules(E, 1000, 500)).toBe(0)
+  })
+
+  it('F: E with exact keys in hash maps: a port range is its ports, the prefix one address', () => {
+    const t = leverRulesetText(F, 3)
+    expect(t).not.toMatch(/flags interval|\/24|\d-\d/)
+    expect(t).toContain('add map bridge bench_lv_s0 out_s4 { type ifname . ipv4_addr . inet_proto . inet_service : verdict ; }')
+    expect(guardRulesPre(F)).toEqual(guardRulesPre(E))
+    expect(guardRulesPost(F)).toEqual(guardRulesPost(E))
+    const tap = vmNames(1).tap
+    const out = (map: string) => lines(t).find((l) => l.startsWith(`add element bridge bench_lv_s0 ${map} { "${tap}"`))!
+    expect(out('out_d4')).toContain(`"${tap}" . 203.0.113.1 . udp . 1037 : accept`)
+    // tcp dport 1074-1079 drop: six elements.
+    for (let p = 1074; p <= 1079; p++) expect(out('out_p')).toContain(`"${tap}" . tcp . ${p} : drop`)
+    expect(out('out_p').split(' : drop').length - 1).toBe(3 * 6)
+    // Per direction: 4 (saddr) + 3 (daddr) + 3 × 6 (ranges).
+    expect(replaceElementCount(F)).toBe(2 * 25)
+    expect(replaceElementCount(E)).toBe(2 * 10)
+    const r = leverReplaceText(F, 1, 0, 1)
+    expect(r).not.toMatch(/add rule|flush|chain|jump|goto|_default/)
+    const elements = (verb: string) => lines(r).filter((l) => l.startsWith(`${verb} element`) && / (out|in)_/.test(l)).reduce((n, l) => n + l.split(' : ').length - 1, 0)
+    expect(elements('delete')).toBe(replaceElementCount(F))
+    expect(elements('add')).toBe(replaceElementCount(F))
+    expect(replaceRuleCount(F)).toBe(0)
+    expect(validatedRules(F, 1000, 500)).toBe(0)
+    expect(defaultChain(F, 1)).toBe('pre')
   })
 
   it('compares a chain listing with the rules as written, and sums tagged counters', () => {

@@ -28,13 +28,14 @@ import { FAMILY, vmNames, vmRule, vmRuleFields, type VmNames } from './gen.js'
 /** User rules per VM chain (each chain then ends with the default rule). */
 export const USER_RULES_PER_CHAIN = 10
 
-export type LeverVariant = 'A' | 'B' | 'B2' | 'B3' | 'E'
+export type LeverVariant = 'A' | 'B' | 'B2' | 'B3' | 'E' | 'F'
 
 export interface LeverSpec {
   /**
    * 'A': identity rules in each VM's chains; 'B': shared identity rules over sets (C when shards > 1);
    * 'B2': B's sets behind a protocol dispatch to guard chains; 'B3': B2 with one positive identity lookup per protocol;
-   * 'E': B2 with the VMs' rules as verdict-map elements (no VM chains).
+   * 'E': B2 with the VMs' rules as verdict-map elements (no VM chains); 'F': E with exact keys in hash maps
+   * (no intervals: a port range is spelled as its ports, the prefix rule matches one address).
    */
   variant: LeverVariant
   /** Tables the VMs are spread over (1 except for B). */
@@ -43,6 +44,9 @@ export interface LeverSpec {
 
 /** Identity checks over shared sets (every variant but A). */
 export const sharedIdentity = (s: LeverSpec): boolean => s.variant !== 'A'
+
+/** The VMs' rules as verdict-map elements, no VM chains (E, F). */
+export const rulesAsElements = (s: LeverSpec): boolean => s.variant === 'E' || s.variant === 'F'
 
 export interface Identity {
   mac: string
@@ -66,9 +70,9 @@ export function identity(index: number, variant = 0, overrides?: Identities): Id
   }
 }
 
-export const LEVER_VARIANTS: readonly LeverVariant[] = ['A', 'B', 'B2', 'B3', 'E']
+export const LEVER_VARIANTS: readonly LeverVariant[] = ['A', 'B', 'B2', 'B3', 'E', 'F']
 
-/** The specs measured at `vms` VMs: A, B, B2, B3, E (those of `variants`), then C for each shard count 1 < K ≤ vms. */
+/** The specs measured at `vms` VMs: A, B, B2, B3, E, F (those of `variants`), then C for each shard count 1 < K ≤ vms. */
 export function leverSpecs(vms: number, shards: number[], variants: readonly LeverVariant[] = LEVER_VARIANTS): LeverSpec[] {
   const one = LEVER_VARIANTS.filter((v) => v === 'A' || variants.includes(v)).map((variant) => ({ variant, shards: 1 }))
   return [...one, ...[...new Set(shards)].filter((k) => k > 1 && k <= vms).sort((a, b) => a - b).map((k) => ({ variant: 'B' as const, shards: k }))]
@@ -84,6 +88,8 @@ export function specLabel(s: LeverSpec): string {
       return 'B3 positive lookup'
     case 'E':
       return 'E rules as elements'
+    case 'F':
+      return 'F exact-key elements'
     default:
       return s.shards === 1 ? 'B shared sets' : `C ${s.shards} shards`
   }
@@ -254,7 +260,7 @@ export function guardChains(s: LeverSpec): [string, string[]][] {
  */
 export function guardRulesPre(s: LeverSpec): string[] {
   if (s.variant === 'B3') return [GUARD_DISPATCH, `ether type != { ip, ip6, arp, 8021q, 8021ad } ${MAC_CHECK}`, 'iifname vmap @from_vm']
-  return [MAC_CHECK, GUARD_DISPATCH, ...(s.variant === 'E' ? policyRules('out') : ['iifname vmap @from_vm'])]
+  return [MAC_CHECK, GUARD_DISPATCH, ...(rulesAsElements(s) ? policyRules('out') : ['iifname vmap @from_vm'])]
 }
 
 /** B2/B3: the postrouting base chain: A's inbound builtins (membership lookup last), then the dispatch. */
@@ -264,11 +270,11 @@ export function guardRulesPost(s?: LeverSpec): string[] {
     `icmpv6 type @ndp_to_vm counter accept comment "b:ndp"`,
     `meta l4proto udp udp sport 67 udp dport 68 oifname @dhcp_taps counter accept comment "b:dhcp-reply"`,
     `meta l4proto udp udp sport 547 udp dport 546 oifname @dhcp_taps counter accept comment "b:dhcp6-reply"`,
-    ...(s?.variant === 'E' ? policyRules('in') : ['oifname vmap @to_vm']),
+    ...(s && rulesAsElements(s) ? policyRules('in') : ['oifname vmap @to_vm']),
   ]
 }
 
-/** E: the rule shapes of gen.ts's `vmRule` (by `i % 3`), each a verdict map keyed by the port and the rule's fields. */
+/** E, F: the rule shapes of gen.ts's `vmRule` (by `i % 3`), each a verdict map keyed by the port and the rule's fields. */
 const POLICY_SHAPES = [
   { name: 's4', key: 'ip saddr . meta l4proto . th dport', type: 'ipv4_addr . inet_proto . inet_service' },
   { name: 'd4', key: 'ip daddr . meta l4proto . th dport', type: 'ipv4_addr . inet_proto . inet_service' },
@@ -277,43 +283,51 @@ const POLICY_SHAPES = [
 
 const portOf = (dir: 'out' | 'in') => (dir === 'out' ? 'iifname' : 'oifname')
 
-/** E: one lookup per rule shape, then the VM's default (counted: the data-plane check that traffic got here). */
+/** E, F: one lookup per rule shape, then the VM's default (counted: the data-plane check that traffic got here). */
 export function policyRules(dir: 'out' | 'in'): string[] {
   const port = portOf(dir)
   return [...POLICY_SHAPES.map((sh) => `${port} . ${sh.key} vmap @${dir}_${sh.name}`), `counter ${port} vmap @${dir}_default comment "default"`]
 }
 
-/** E: the maps of the policy lookups (name, declaration body). */
-function policyMaps(): [string, string][] {
+/** E, F: the maps of the policy lookups (name, declaration body); E's are interval maps (pipapo), F's hash maps. */
+function policyMaps(s: LeverSpec): [string, string][] {
+  const flags = s.variant === 'E' ? ' flags interval ;' : ''
   return (['out', 'in'] as const).flatMap((dir) => [
-    ...POLICY_SHAPES.map((sh): [string, string] => [`${dir}_${sh.name}`, `type ifname . ${sh.type} : verdict ; flags interval ;`]),
+    ...POLICY_SHAPES.map((sh): [string, string] => [`${dir}_${sh.name}`, `type ifname . ${sh.type} : verdict ;${flags}`]),
     [`${dir}_default`, 'type ifname : verdict ;'] as [string, string],
   ])
 }
 
-/** E: VM `tap`'s rules of `variant` as map elements (`map` → elements), both directions, the default included. */
-export function policyElements(tap: string, variant: number): Map<string, string[]> {
+/**
+ * E, F: VM `tap`'s rules of `variant` as map elements (`map` → elements), both directions, the default included.
+ * F has exact keys only: `tcp dport P-(P+5)` becomes six elements, and `ip daddr 203.0.113.0/24` becomes the one
+ * address 203.0.113.1 (a hash map cannot hold a prefix; that rule matches less than gen.ts's, no test traffic either way).
+ */
+export function policyElements(s: LeverSpec, tap: string, variant: number): Map<string, string[]> {
+  const exact = s.variant === 'F'
   const m = new Map<string, string[]>()
   const push = (map: string, e: string) => (m.get(map) ?? m.set(map, []).get(map)!).push(e)
   for (const dir of ['out', 'in'] as const) {
     for (let i = 0; i < USER_RULES_PER_CHAIN; i++) {
       const { shape, port, addr } = vmRuleFields(i, variant)
       if (shape === 'saddr-port') push(`${dir}_s4`, `"${tap}" . ${addr} . tcp . ${port} : drop`)
-      else if (shape === 'daddr-prefix-port') push(`${dir}_d4`, `"${tap}" . 203.0.113.0/24 . udp . ${port} : accept`)
-      else push(`${dir}_p`, `"${tap}" . tcp . ${port}-${port + 5} : drop`)
+      else if (shape === 'daddr-prefix-port') push(`${dir}_d4`, `"${tap}" . ${exact ? '203.0.113.1' : '203.0.113.0/24'} . udp . ${port} : accept`)
+      else if (!exact) push(`${dir}_p`, `"${tap}" . tcp . ${port}-${port + 5} : drop`)
+      else for (let p = port; p <= port + 5; p++) push(`${dir}_p`, `"${tap}" . tcp . ${p} : drop`)
     }
     push(`${dir}_default`, `"${tap}" : accept`)
   }
   return m
 }
 
-function policyElementText(verb: 'add' | 'delete', table: string, tap: string, variant: number, withDefault = true): string[] {
-  return [...policyElements(tap, variant)].filter(([map]) => withDefault || !map.endsWith('_default')).map(([map, e]) => `${verb} element ${FAMILY} ${table} ${map} { ${e.join(', ')} }`)
+function policyElementText(s: LeverSpec, verb: 'add' | 'delete', table: string, tap: string, variant: number, withDefault = true): string[] {
+  return [...policyElements(s, tap, variant)].filter(([map]) => withDefault || !map.endsWith('_default')).map(([map, e]) => `${verb} element ${FAMILY} ${table} ${map} { ${e.join(', ')} }`)
 }
 
-/** Elements one replace deletes and adds (E; the default stays). */
+/** Elements one replace deletes and adds (E, F; the default stays). */
 export function replaceElementCount(s: LeverSpec): number {
-  return s.variant === 'E' ? 2 * USER_RULES_PER_CHAIN : 0
+  if (!rulesAsElements(s)) return 0
+  return [...policyElements(s, 'x', 0)].filter(([map]) => !map.endsWith('_default')).reduce((n, [, e]) => n + e.length, 0)
 }
 
 /** Rules of the base and guard chains of a table (all but the VM chains). */
@@ -332,7 +346,7 @@ export function spoofChains(s: LeverSpec, index: number): string[] {
 
 /** The chain whose rule tagged `comment "default"` counts the frames of VM `index` that reached its default. */
 export function defaultChain(s: LeverSpec, index: number): string {
-  return s.variant === 'E' ? 'pre' : vmNames(index).out
+  return rulesAsElements(s) ? 'pre' : vmNames(index).out
 }
 
 function userRules(variant: number): string[] {
@@ -346,7 +360,7 @@ const rule = (table: string, chain: string, body: string) => `add rule ${FAMILY}
 
 /** Rules in VM `vm`'s out and in chains. */
 function vmChainRules(s: LeverSpec, id: Identity, variant: number): { out: string[]; in: string[] } {
-  if (s.variant === 'E') return { out: [], in: [] }
+  if (rulesAsElements(s)) return { out: [], in: [] }
   const u = userRules(variant)
   return s.variant === 'A' ? { out: [...identityRulesOut(id), ...u], in: [...builtinRulesIn(), ...u] } : { out: u, in: u }
 }
@@ -380,9 +394,9 @@ function tableText(s: LeverSpec, table: string): string[] {
     for (const name of TAP_SETS) l.push(`add set ${FAMILY} ${table} ${name} { type ifname ; }`)
     for (const [name, type] of idSets(s)) l.push(`add set ${FAMILY} ${table} ${name} { type ${type} ; }`)
   }
-  if (s.variant === 'E') for (const [name, body] of policyMaps()) l.push(`add map ${FAMILY} ${table} ${name} { ${body} }`)
+  if (rulesAsElements(s)) for (const [name, body] of policyMaps(s)) l.push(`add map ${FAMILY} ${table} ${name} { ${body} }`)
   else l.push(`add map ${FAMILY} ${table} from_vm { type ifname : verdict ; }`, `add map ${FAMILY} ${table} to_vm { type ifname : verdict ; }`)
-  const guards = s.variant === 'B2' || s.variant === 'B3' || s.variant === 'E' ? guardChains(s) : []
+  const guards = s.variant === 'B2' || s.variant === 'B3' || rulesAsElements(s) ? guardChains(s) : []
   for (const [name] of guards) l.push(`add chain ${FAMILY} ${table} ${name}`)
   l.push(`add chain ${FAMILY} ${table} pre { type filter hook prerouting priority 0 ; policy accept ; }`)
   l.push(`add chain ${FAMILY} ${table} post { type filter hook postrouting priority 0 ; policy accept ; }`)
@@ -400,7 +414,7 @@ function tableText(s: LeverSpec, table: string): string[] {
 }
 
 function vmText(s: LeverSpec, table: string, vm: VmNames, id: Identity): string[] {
-  if (s.variant === 'E') return [...TAP_SETS.map((set) => `add element ${FAMILY} ${table} ${set} { "${vm.tap}" }`), ...identityElements(s, 'add', table, vm.tap, id), ...policyElementText('add', table, vm.tap, 0)]
+  if (rulesAsElements(s)) return [...TAP_SETS.map((set) => `add element ${FAMILY} ${table} ${set} { "${vm.tap}" }`), ...identityElements(s, 'add', table, vm.tap, id), ...policyElementText(s, 'add', table, vm.tap, 0)]
   const l = [`add chain ${FAMILY} ${table} ${vm.out}`, `add chain ${FAMILY} ${table} ${vm.in}`]
   const r = vmChainRules(s, id, 0)
   for (const x of r.out) l.push(rule(table, vm.out, x))
@@ -435,9 +449,9 @@ export function leverReplaceText(s: LeverSpec, index: number, from: number, to: 
   const vm = vmNames(index)
   const table = tableOf(s, index)
   const swapIdentity = () => [...identityElements(s, 'delete', table, vm.tap, identity(index, from)), ...identityElements(s, 'add', table, vm.tap, identity(index, to))]
-  // E deletes its rule elements by value: those of the variant its rules are at (an identity change since the
+  // E and F delete their rule elements by value: those of the variant its rules are at (an identity change since the
   // last replace moved the identity on, not the rules).
-  if (s.variant === 'E') return [...policyElementText('delete', table, vm.tap, rulesFrom, false), ...policyElementText('add', table, vm.tap, to, false), ...swapIdentity()].join('\n') + '\n'
+  if (rulesAsElements(s)) return [...policyElementText(s, 'delete', table, vm.tap, rulesFrom, false), ...policyElementText(s, 'add', table, vm.tap, to, false), ...swapIdentity()].join('\n') + '\n'
   const l = [`flush chain ${FAMILY} ${table} ${vm.out}`, `flush chain ${FAMILY} ${table} ${vm.in}`]
   const r = vmChainRules(s, identity(index, to), to)
   for (const x of r.out) l.push(rule(table, vm.out, x))
@@ -471,8 +485,8 @@ export function replaceRuleCount(s: LeverSpec): number {
 
 /** Rules the kernel re-validates on a commit in the table holding VM `index` (all reachable from its base chains). */
 export function validatedRules(s: LeverSpec, vms: number, index: number): number {
-  // E's replace adds no rule and no jump/goto element: the kernel does not validate the table at all.
-  if (s.variant === 'E') return 0
+  // E's and F's replace adds no rule and no jump/goto element: the kernel does not validate the table at all.
+  if (rulesAsElements(s)) return 0
   if (s.variant === 'A') return vms * replaceRuleCount(s) + 2
   return vmsInShard(vms, shardCount(s), shardOf(index, shardCount(s))) * replaceRuleCount(s) + sharedRuleCount(s)
 }

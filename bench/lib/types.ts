@@ -69,7 +69,7 @@ export type LeverPath = 'nft-f' | 'lib-text' | 'floor'
 
 export interface LeverCell {
   /** 'A' identity rules per VM, 'B' shared identity sets, 'B2' B behind a protocol dispatch, 'B3' B2 with positive lookups, 'C' B over `shards` tables. */
-  variant: 'A' | 'B' | 'B2' | 'B3' | 'C' | 'E'
+  variant: 'A' | 'B' | 'B2' | 'B3' | 'C' | 'E' | 'F'
   shards: number
   label: string
   vms: number

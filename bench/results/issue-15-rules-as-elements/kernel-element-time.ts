@@ -11,11 +11,12 @@ const med = (x: number[]) => [...x].sort((a, b) => a - b)[Math.floor(x.length / 
 const ns = 'probeE'
 sh('ip', ['netns', 'add', ns])
 const T = 'bench_lv_s0'
+const E = { variant: 'E', shards: 1 } as const
 try {
-  sh('ip', ['netns', 'exec', ns, 'nft', '-f', '-'], leverRulesetText({ variant: 'E', shards: 1 }, vms))
+  sh('ip', ['netns', 'exec', ns, 'nft', '-f', '-'], leverRulesetText(E, vms))
   // hash twin of out_s4 (exact keys only), filled with the same elements
   sh('ip', ['netns', 'exec', ns, 'nft', '-f', '-'], `add map bridge ${T} h_s4 { type ifname . ipv4_addr . inet_proto . inet_service : verdict ; }\nadd rule bridge ${T} pre iifname . ip saddr . meta l4proto . th dport vmap @h_s4\n` +
-    Array.from({ length: vms }, (_, i) => `add element bridge ${T} h_s4 { ${policyElements(vmNames(i).tap, 0).get('out_s4')!.join(', ')} }`).join('\n') + '\n')
+    Array.from({ length: vms }, (_, i) => `add element bridge ${T} h_s4 { ${policyElements(E, vmNames(i).tap, 0).get('out_s4')!.join(', ')} }`).join('\n') + '\n')
   const tap = vmNames(vms >> 1).tap
   const kernel = (text: string) => {
     writeFileSync('/tmp/probe.nft', text)
@@ -30,12 +31,12 @@ try {
     const res: number[] = []
     let v = 0
     for (let r = 0; r < 7; r++) {
-      const del = policyElements(tap, v).get(src)!.join(', ')
-      const add = policyElements(tap, v + 1).get(src)!.join(', ')
+      const del = policyElements(E, tap, v).get(src)!.join(', ')
+      const add = policyElements(E, tap, v + 1).get(src)!.join(', ')
       res.push(kernel(`delete element bridge ${T} ${map} { ${del} }\nadd element bridge ${T} ${map} { ${add} }\n`))
       v++
     }
-    console.log(`${vms} VMs: swap one VM's ${policyElements(tap, 0).get(src)!.length} elements of ${map}: kernel (batch sendmsg) median ${med(res).toFixed(3)} ms`)
+    console.log(`${vms} VMs: swap one VM's ${policyElements(E, tap, 0).get(src)!.length} elements of ${map}: kernel (batch sendmsg) median ${med(res).toFixed(3)} ms`)
   }
 } finally {
   sh('ip', ['netns', 'del', ns])
