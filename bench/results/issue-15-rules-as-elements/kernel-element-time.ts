@@ -1,13 +1,13 @@
 // Kernel time of swapping one VM's elements in one map of variant E (interval maps: the kernel's pipapo sets) and in a
 // hash twin of one of them (same exact keys, no `flags interval`): the batch's sendmsg, timed by strace.
 // npx tsx bench/results/issue-15-rules-as-elements/kernel-element-time.ts [VMs]
-import { execFileSync, spawnSync } from 'node:child_process'
-import { writeFileSync } from 'node:fs'
+import { execFileSync } from 'node:child_process'
+import { batchKernelMs } from '../../lib/kernel-time.js'
+import { median } from '../../lib/stats.js'
 import { leverRulesetText, policyElements } from '../../lib/levers-gen.js'
 import { vmNames } from '../../lib/gen.js'
 const vms = Number(process.argv[2] ?? 1000)
 const sh = (c: string, a: string[], input?: string) => execFileSync(c, a, { input, encoding: 'utf8', maxBuffer: 1 << 28 })
-const med = (x: number[]) => [...x].sort((a, b) => a - b)[Math.floor(x.length / 2)]!
 const ns = 'probeE'
 sh('ip', ['netns', 'add', ns])
 const T = 'bench_lv_s0'
@@ -18,14 +18,6 @@ try {
   sh('ip', ['netns', 'exec', ns, 'nft', '-f', '-'], `add map bridge ${T} h_s4 { type ifname . ipv4_addr . inet_proto . inet_service : verdict ; }\nadd rule bridge ${T} pre iifname . ip saddr . meta l4proto . th dport vmap @h_s4\n` +
     Array.from({ length: vms }, (_, i) => `add element bridge ${T} h_s4 { ${policyElements(E, vmNames(i).tap, 0).get('out_s4')!.join(', ')} }`).join('\n') + '\n')
   const tap = vmNames(vms >> 1).tap
-  const kernel = (text: string) => {
-    writeFileSync('/tmp/probe.nft', text)
-    const p = spawnSync('ip', ['netns', 'exec', ns, 'strace', '-T', '-e', 'trace=sendmsg', 'nft', '-f', '/tmp/probe.nft'], { encoding: 'utf8' })
-    if (p.status !== 0) throw new Error(p.stderr)
-    let best = { bytes: 0, s: 0 }
-    for (const m of p.stderr.matchAll(/^sendmsg\(.*\) = (\d+) <([\d.]+)>/gm)) if (Number(m[1]) > best.bytes) best = { bytes: Number(m[1]), s: Number(m[2]) }
-    return best.s * 1000
-  }
   for (const map of ['out_s4', 'h_s4', 'out_p', 'out_d4']) {
     const src = map === 'h_s4' ? 'out_s4' : map
     const res: number[] = []
@@ -33,10 +25,10 @@ try {
     for (let r = 0; r < 7; r++) {
       const del = policyElements(E, tap, v).get(src)!.join(', ')
       const add = policyElements(E, tap, v + 1).get(src)!.join(', ')
-      res.push(kernel(`delete element bridge ${T} ${map} { ${del} }\nadd element bridge ${T} ${map} { ${add} }\n`))
+      res.push(batchKernelMs(ns, `delete element bridge ${T} ${map} { ${del} }\nadd element bridge ${T} ${map} { ${add} }\n`))
       v++
     }
-    console.log(`${vms} VMs: swap one VM's ${policyElements(E, tap, 0).get(src)!.length} elements of ${map}: kernel (batch sendmsg) median ${med(res).toFixed(3)} ms`)
+    console.log(`${vms} VMs: swap one VM's ${policyElements(E, tap, 0).get(src)!.length} elements of ${map}: kernel (batch sendmsg) median ${median(res).toFixed(3)} ms`)
   }
 } finally {
   sh('ip', ['netns', 'del', ns])
