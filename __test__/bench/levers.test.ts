@@ -238,7 +238,7 @@ describe('lever rulesets', () => {
 // ---------------------------------------------------------------------------------------------
 
 function cell(label: string, vms: number, med: Partial<Record<LeverPath, number>>, a?: Partial<Record<LeverPath, number>>): LeverCell {
-  const variant = label.startsWith('A') ? 'A' : label.startsWith('B2') ? 'B2' : label.startsWith('B3') ? 'B3' : label.startsWith('B') ? 'B' : 'C'
+  const variant = label.startsWith('A') ? 'A' : label.startsWith('B2') ? 'B2' : label.startsWith('B3') ? 'B3' : label.startsWith('B') ? 'B' : label.startsWith('F') ? 'F' : 'C'
   const paths: LeverCell['paths'] = {}
   const vsNftF: LeverCell['vsNftF'] = {}
   const vsA: LeverCell['vsA'] = {}
@@ -247,7 +247,7 @@ function cell(label: string, vms: number, med: Partial<Record<LeverPath, number>
     if (p !== 'nft-f') vsNftF[p] = med['nft-f']! / m
     if (a && variant !== 'A') vsA[p] = a[p]! / m
   }
-  return { variant, shards: variant === 'C' ? Number(/C (\d+)/.exec(label)![1]) : 1, label, vms, replaceRules: variant === 'A' ? 41 : 22, validatedRules: 1000, paths, vsNftF, vsA }
+  return { variant, shards: variant === 'C' ? Number(/C (\d+)/.exec(label)![1]) : 1, label, vms, replaceRules: variant === 'A' ? 41 : variant === 'F' ? 0 : 22, validatedRules: 1000, paths, vsNftF, vsA }
 }
 
 function levers(udp: Record<string, number>): LeversResult {
@@ -351,6 +351,19 @@ describe('lever 1 shapes in the report', () => {
     expect(c).toContain('64-byte UDP 0.75 (+1 points vs A)')
     expect(c).toContain('64-byte UDP 0.63 (−11 points vs A)')
     expect(c).toContain('**Shape to build:** B2 protocol guard')
+  })
+
+  it('weighs an element-only shape by its Nft.run time (it has no floor) and says what it cannot hold', () => {
+    const l = withShapes({ empty: 1, 'A identity rules': 0.74, 'B shared sets': 0.63, 'B2 protocol guard': 0.73, 'F exact-key elements': 0.75 })
+    const cF = cell('F exact-key elements', 1000, { 'nft-f': 20, 'lib-text': 1.5 }, a)
+    cF.identity = id(0, 4, 0.9, 15.6)
+    l.cells.push(cF)
+    const c = leverShapeLines(l).join('\n')
+    expect(c).toContain('F exact-key elements: Nft.run 15.0 ms → 1.50 ms (10.0×) (elements only: no floor), 1000 rules validated')
+    expect(c).toContain('**Shape to build:** F exact-key elements — 10.0× Nft.run commit time vs A')
+    expect(c).toContain('so a VM with any other rule keeps its chains')
+    // The identity line's floor for scale is that of the first shape with one.
+    expect(c).toContain("and 6.00 ms (B shared sets's)")
   })
 
   it('builds no shape when each costs too much data plane', () => {

@@ -558,26 +558,29 @@ export function leversConclusion(l: LeversResult): string[] {
 }
 
 /**
- * Lever 1's shapes (B, B2, B3 vs A at the reference N): commit gain, data plane, element-only identity change, and
- * the shape to build: among those with > 1.2× kernel (else Nft.run) commit gain and at most SHARD_UDP_BUDGET
- * of 64-byte UDP lost vs A, the best 64-byte UDP ratio (TCP breaks ties within a point).
+ * Lever 1's shapes (B, B2, B3, E, F vs A at the reference N): commit gain, data plane, element-only identity change,
+ * and the shape to build: among those with > 1.2× kernel (else Nft.run) commit gain and at most SHARD_UDP_BUDGET
+ * of 64-byte UDP lost vs A, the best 64-byte UDP ratio (TCP breaks ties within a point). An element-only replace
+ * (E, F) has no floor, so its gain is Nft.run's.
  */
 export function leverShapeLines(l: LeversResult): string[] {
   const n = leverReferenceVms(l)
   const at = l.cells.filter((c) => c.vms === n)
   const a = at.find((c) => c.variant === 'A')
-  const shapes = at.filter((c) => c.variant === 'B' || c.variant === 'B2' || c.variant === 'B3')
+  const shapes = at.filter((c) => c.variant !== 'A' && c.variant !== 'C')
   if (!a || !shapes.length) return []
   const key: LeverPath = l.floor.available ? 'floor' : 'lib-text'
   const dpA = dpRatios(l, a.label)
   const pts = (x?: number, y?: number) => (x === undefined || y === undefined ? '' : ` (${x >= y ? '+' : '−'}${Math.abs((x - y) * 100).toFixed(0)} points vs A)`)
-  const rows = shapes.map((c) => ({ c, gain: c.vsA[key] ?? NaN, dp: dpRatios(l, c.label) }))
+  const keyOf = (c: LeverCell): LeverPath => (c.replaceRules === 0 ? 'lib-text' : key)
+  const what = (k: LeverPath) => (k === 'floor' ? 'floor' : 'Nft.run')
+  const rows = shapes.map((c) => ({ c, key: keyOf(c), gain: c.vsA[keyOf(c)] ?? NaN, dp: dpRatios(l, c.label) }))
   const out: string[] = [
     `**Lever 1 shapes at ${n} VMs (vs A, paired):** ` +
       rows
         .map(
-          ({ c, gain, dp }) =>
-            `${c.label}: ${key === 'floor' ? 'floor' : 'Nft.run'} ${fmtMs(cellMed(a, key))} → ${fmtMs(cellMed(c, key))} (${fmtRatio(gain)}), Nft.run ${fmtRatio(c.vsA['lib-text'])}, ${c.validatedRules} rules validated; ` +
+          ({ c, key: k, gain, dp }) =>
+            `${c.label}: ${what(k)} ${fmtMs(cellMed(a, k))} → ${fmtMs(cellMed(c, k))} (${fmtRatio(gain)})${k === key ? '' : ' (elements only: no floor)'}${k === 'lib-text' ? '' : `, Nft.run ${fmtRatio(c.vsA['lib-text'])}`}, ${c.validatedRules} rules validated; ` +
             `TCP ${f2(dp.tcp)}${pts(dp.tcp, dpA.tcp)}, 64-byte UDP ${f2(dp.udp)}${pts(dp.udp, dpA.udp)}`,
         )
         .join('; ') +
@@ -587,12 +590,13 @@ export function leverShapeLines(l: LeversResult): string[] {
   const idRows = shapes.filter((c) => c.identity)
   if (idA && idRows.length) {
     const floorA = cellMed(a, 'floor')
+    const withFloor = shapes.find((c) => cellMed(c, 'floor') !== undefined)
     out.push(
       `**Identity change at ${n} VMs:** A re-adds the out chain (${idA.rules} rules): Nft.run ${fmtMs(idA.paths['lib-text']?.summary.median)}${idA.paths.floor ? `, floor ${fmtMs(idA.paths.floor.summary.median)}` : ''}; ` +
         idRows
           .map((c) => `${c.label} swaps ${c.identity!.elements} elements, no rule: Nft.run ${fmtMs(c.identity!.paths['lib-text']?.summary.median)} (${fmtRatio(c.identity!.vsA['lib-text'])} faster than A's), nft -f ${fmtMs(c.identity!.paths['nft-f']?.summary.median)}`)
           .join('; ') +
-        (floorA !== undefined ? `; for scale, the kernel floor of a rule batch at this N is ${fmtMs(floorA)} (A's replace) and ${fmtMs(cellMed(shapes[0], 'floor'))} (${shapes[0]!.label}'s), most of it the validation walk of the table.` : '.'),
+        (floorA !== undefined && withFloor ? `; for scale, the kernel floor of a rule batch at this N is ${fmtMs(floorA)} (A's replace) and ${fmtMs(cellMed(withFloor, 'floor'))} (${withFloor.label}'s), most of it the validation walk of the table.` : '.'),
     )
   }
   if (l.dataplane?.udp && dpA.udp !== undefined) {
@@ -600,7 +604,7 @@ export function leverShapeLines(l: LeversResult): string[] {
     const best = ok.sort((x, y) => (Math.abs(y.dp.udp! - x.dp.udp!) < 0.01 ? (y.dp.tcp ?? 0) - (x.dp.tcp ?? 0) : y.dp.udp! - x.dp.udp!))[0]
     out.push(
       best
-        ? `**Shape to build:** ${best.c.label} — ${fmtRatio(best.gain)} ${key === 'floor' ? 'kernel' : 'Nft.run'} commit time vs A at ${f2(best.dp.udp)} of empty 64-byte UDP (A ${f2(dpA.udp)}), TCP ${f2(best.dp.tcp)} (A ${f2(dpA.tcp)}) (criterion: > 1.2× commit gain, ≤ ${(SHARD_UDP_BUDGET * 100).toFixed(0)} points of UDP lost vs A, then the best UDP ratio).`
+        ? `**Shape to build:** ${best.c.label} — ${fmtRatio(best.gain)} ${best.key === 'floor' ? 'kernel' : 'Nft.run'} commit time vs A at ${f2(best.dp.udp)} of empty 64-byte UDP (A ${f2(dpA.udp)}), TCP ${f2(best.dp.tcp)} (A ${f2(dpA.tcp)}) (criterion: > 1.2× commit gain, ≤ ${(SHARD_UDP_BUDGET * 100).toFixed(0)} points of UDP lost vs A, then the best UDP ratio)${best.c.replaceRules === 0 ? `; it holds only rules whose keys its maps can spell, so a VM with any other rule keeps its chains` : ''}.`
         : `**Shape to build:** none of ${rows.map((r) => r.c.label).join(', ')} gains > 1.2× commit time within ${(SHARD_UDP_BUDGET * 100).toFixed(0)} points of A's 64-byte UDP rate.`,
     )
   }
