@@ -1,5 +1,5 @@
 // Names and constants Infinization exports, with the same values.
-import { createHash } from 'node:crypto'
+import { sha256Hex } from '../firewall/sha256.js'
 import { DEFAULT_TABLE, FAMILY, VM_CHAIN_PREFIX, generateVMChainName } from '../firewall/compile.js'
 import type { FirewallProtocol } from '../firewall/model.js'
 
@@ -28,5 +28,5 @@ export const BASE_CHAIN_RE = /^vm_[0-9a-f]{24}$/
 /** Infinization's TAP naming (`vnet-` + first 10 hex of sha256(vmId)): the label of a VM built while
  *  detached (ensureVMChain, flushVMRules on a stopped VM); nothing is dispatched from it. */
 export function generateTapName(vmId: string): string {
-  return `vnet-${createHash('sha256').update(vmId).digest('hex').slice(0, 10)}`
+  return `vnet-${sha256Hex(vmId).slice(0, 10)}`
 }

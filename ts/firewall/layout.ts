@@ -1,7 +1,7 @@
 // The table's layout, in one place: every name, the comment tags, the commands that write the table's shape,
 // and the readers of its listing. The compiler (policy), the reconciler and the compat facade use these and
 // nothing else, so changing a name or a tag is one edit here.
-import { createHash } from 'node:crypto'
+import { sha256Hex } from './sha256.js'
 import type { NftablesJson, NftCommand, NftDataType, NftExpression } from '../schema.js'
 import type { CompiledRule, CompiledVm } from './compile.js'
 import { ruleComment } from './rule-identity.js'
@@ -248,7 +248,7 @@ export function setContentsOf(doc: { nftables: unknown[] } | undefined, table: s
 
 /** Infinization's chain name: `vm_` + first 24 hex chars of sha256(vmId). */
 export function generateVMChainName(vmId: string): string {
-  return VM_CHAIN_PREFIX + createHash('sha256').update(vmId).digest('hex').slice(0, 24)
+  return VM_CHAIN_PREFIX + sha256Hex(vmId).slice(0, 24)
 }
 
 /** The two chains of a VM: `_o` (frames the VM sends, prerouting) and `_i` (frames delivered to it, postrouting). */

@@ -61,7 +61,8 @@ class Writer {
   buf: Buffer
   at = 0
 
-  constructor(size = 1 << 20) {
+  // One VM's apply is a few KiB (a bulk sync grows by doubling): no megabyte to allocate and collect per apply.
+  constructor(size = 1 << 14) {
     this.buf = Buffer.allocUnsafe(size)
   }
 

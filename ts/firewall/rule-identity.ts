@@ -2,7 +2,7 @@
 // its own rules, and a rule rewritten in place, in a listing), and, within this process, by interning: VMs share
 // most rule bodies, so equal rules are one frozen object, hashed and rendered once, and a VM's chains compare
 // by the identities of their rules instead of by their JSON (issue 14: ~0.3 s of a 1000-VM sync went there).
-import { createHash } from 'node:crypto'
+import { sha256Hex } from './sha256.js'
 import type { CompiledRule } from './compile.js'
 
 // Bounded: at most this many rules (and hashes) are remembered, a few MB; a larger working set of distinct rules
@@ -16,7 +16,7 @@ export function bodyHash(json: string): string {
   let h = HASHES.get(json)
   if (h === undefined) {
     if (HASHES.size >= CACHE_MAX) HASHES.clear()
-    h = createHash('sha256').update(json).digest('hex').slice(0, 8)
+    h = sha256Hex(json).slice(0, 8)
     HASHES.set(json, h)
   }
   return h
