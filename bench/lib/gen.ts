@@ -1,6 +1,6 @@
 // Ruleset generators: every command exists as nft text, as libnftables JSON, and as an argv array
 // (for the spawn-per-command path), so every path runs exactly the same commands.
-import { createHash } from 'node:crypto'
+import { sha256Hex } from '../../ts/firewall/sha256.js'
 
 export const FAMILY = 'bridge'
 
@@ -48,7 +48,7 @@ export interface VmNames {
 
 export function vmNames(index: number): VmNames {
   const vmId = `bench-vm-${index}`
-  const h = createHash('sha256').update(vmId).digest('hex')
+  const h = sha256Hex(vmId)
   return { index, vmId, tap: `vnet-${h.slice(0, 10)}`, out: `vm_${h.slice(0, 12)}_out`, in: `vm_${h.slice(0, 12)}_in` }
 }
 

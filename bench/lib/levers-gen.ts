@@ -42,11 +42,38 @@ export interface LeverSpec {
   shards: number
 }
 
+/** What a variant is made of: every special case of the generator reads it here. */
+interface VariantTraits {
+  /** Identity checks: rules in each VM's chains (A), or shared rules over per-VM set elements. */
+  identity: 'per-vm' | 'shared'
+  /** The shared identity rules: B's flat list, B2's protocol dispatch to guard chains, B3's guards with a
+   *  positive lookup first. */
+  guard: 'none' | 'flat' | 'protocol' | 'positive'
+  /** A VM's rules: in its chains, or elements of interval (E) / hash (F) verdict maps. */
+  rules: 'chains' | 'interval-elements' | 'exact-elements'
+}
+
+const TRAITS: Record<LeverVariant, VariantTraits> = {
+  A: { identity: 'per-vm', guard: 'none', rules: 'chains' },
+  B: { identity: 'shared', guard: 'flat', rules: 'chains' },
+  B2: { identity: 'shared', guard: 'protocol', rules: 'chains' },
+  B3: { identity: 'shared', guard: 'positive', rules: 'chains' },
+  E: { identity: 'shared', guard: 'protocol', rules: 'interval-elements' },
+  F: { identity: 'shared', guard: 'protocol', rules: 'exact-elements' },
+}
+
+const traits = (s: LeverSpec): VariantTraits => TRAITS[s.variant]
+
 /** Identity checks over shared sets (every variant but A). */
-export const sharedIdentity = (s: LeverSpec): boolean => s.variant !== 'A'
+export const sharedIdentity = (s: LeverSpec): boolean => traits(s).identity === 'shared'
 
 /** The VMs' rules as verdict-map elements, no VM chains (E, F). */
-export const rulesAsElements = (s: LeverSpec): boolean => s.variant === 'E' || s.variant === 'F'
+export const rulesAsElements = (s: LeverSpec): boolean => traits(s).rules !== 'chains'
+
+/** Guard chains behind a protocol dispatch (B2, B3, E, F). */
+const guarded = (s: LeverSpec): boolean => traits(s).guard === 'protocol' || traits(s).guard === 'positive'
+/** B3's positive lookups of MAC and address together. */
+const positive = (s: LeverSpec): boolean => traits(s).guard === 'positive'
 
 export interface Identity {
   mac: string
@@ -100,10 +127,10 @@ export function shardOf(index: number, shards: number): number {
 }
 
 export function leverTable(s: LeverSpec, shard = 0): string {
-  return s.variant === 'A' ? 'bench_lv' : `bench_lv_s${shard}`
+  return sharedIdentity(s) ? `bench_lv_s${shard}` : 'bench_lv'
 }
 
-const shardCount = (s: LeverSpec) => (s.variant === 'B' ? s.shards : 1)
+const shardCount = (s: LeverSpec) => (traits(s).guard === 'flat' ? s.shards : 1)
 
 /** The table holding VM `index`. */
 export function tableOf(s: LeverSpec, index: number): string {
@@ -136,7 +163,7 @@ const ID_SETS_B3: [string, string][] = [
   ['vm_id4', 'ifname . ether_addr . ipv4_addr'],
   ['vm_id6', 'ifname . ether_addr . ipv6_addr'],
 ]
-const idSets = (s: LeverSpec) => (s.variant === 'B3' ? [...ID_SETS, ...ID_SETS_B3] : ID_SETS)
+const idSets = (s: LeverSpec) => (positive(s) ? [...ID_SETS, ...ID_SETS_B3] : ID_SETS)
 
 const dhcpOut = (guard: string): string[] => [
   `${guard}meta l4proto udp udp sport 67 counter drop comment "b:dhcp-server-from-vm"`,
@@ -222,7 +249,7 @@ export const GUARD_DISPATCH = 'ether type vmap { ip : jump guard_ip, ip6 : jump 
  * the `_tail` chain (goto: its end still returns to the base chain), the others walk the per-field checks first.
  */
 export function guardChains(s: LeverSpec): [string, string[]][] {
-  const b3 = s.variant === 'B3' // E: B2's guard
+  const b3 = positive(s)
   const ip = [
     ...(b3 ? [MAC_CHECK] : []),
     `ip saddr 0.0.0.0 meta l4proto udp udp sport 68 udp dport 67 iifname @dhcp_taps counter accept comment "b:dhcp-discover"`,
@@ -259,7 +286,7 @@ export function guardChains(s: LeverSpec): [string, string[]][] {
  * them only where an identity lookup fails.
  */
 export function guardRulesPre(s: LeverSpec): string[] {
-  if (s.variant === 'B3') return [GUARD_DISPATCH, `ether type != { ip, ip6, arp, 8021q, 8021ad } ${MAC_CHECK}`, 'iifname vmap @from_vm']
+  if (positive(s)) return [GUARD_DISPATCH, `ether type != { ip, ip6, arp, 8021q, 8021ad } ${MAC_CHECK}`, 'iifname vmap @from_vm']
   return [MAC_CHECK, GUARD_DISPATCH, ...(rulesAsElements(s) ? policyRules('out') : ['iifname vmap @from_vm'])]
 }
 
@@ -291,7 +318,7 @@ export function policyRules(dir: 'out' | 'in'): string[] {
 
 /** E, F: the maps of the policy lookups (name, declaration body); E's are interval maps (pipapo), F's hash maps. */
 function policyMaps(s: LeverSpec): [string, string][] {
-  const flags = s.variant === 'E' ? ' flags interval ;' : ''
+  const flags = traits(s).rules === 'interval-elements' ? ' flags interval ;' : ''
   return (['out', 'in'] as const).flatMap((dir) => [
     ...POLICY_SHAPES.map((sh): [string, string] => [`${dir}_${sh.name}`, `type ifname . ${sh.type} : verdict ;${flags}`]),
     [`${dir}_default`, 'type ifname : verdict ;'] as [string, string],
@@ -304,7 +331,7 @@ function policyMaps(s: LeverSpec): [string, string][] {
  * address 203.0.113.1 (a hash map cannot hold a prefix; that rule matches less than gen.ts's, no test traffic either way).
  */
 export function policyElements(s: LeverSpec, tap: string, variant: number): Map<string, string[]> {
-  const exact = s.variant === 'F'
+  const exact = traits(s).rules === 'exact-elements'
   const m = new Map<string, string[]>()
   const push = (map: string, e: string) => (m.get(map) ?? m.set(map, []).get(map)!).push(e)
   for (const dir of ['out', 'in'] as const) {
@@ -332,15 +359,15 @@ export function replaceElementCount(s: LeverSpec): number {
 
 /** Rules of the base and guard chains of a table (all but the VM chains). */
 export function sharedRuleCount(s: LeverSpec): number {
-  if (s.variant === 'A') return 2
-  if (s.variant === 'B') return sharedRulesPre().length + sharedRulesPost().length
+  if (!sharedIdentity(s)) return 2
+  if (!guarded(s)) return sharedRulesPre().length + sharedRulesPost().length
   return guardRulesPre(s).length + guardRulesPost(s).length + guardChains(s).reduce((n, [, r]) => n + r.length, 0)
 }
 
 /** Chains whose counters tagged `ip-spoof"` count the spoofed frames VM `index` sends (the data-plane check). */
 export function spoofChains(s: LeverSpec, index: number): string[] {
-  if (s.variant === 'A') return [vmNames(index).out]
-  if (s.variant === 'B') return ['pre']
+  if (!sharedIdentity(s)) return [vmNames(index).out]
+  if (!guarded(s)) return ['pre']
   return ['guard_ip', 'guard_arp']
 }
 
@@ -362,7 +389,7 @@ const rule = (table: string, chain: string, body: string) => `add rule ${FAMILY}
 function vmChainRules(s: LeverSpec, id: Identity, variant: number): { out: string[]; in: string[] } {
   if (rulesAsElements(s)) return { out: [], in: [] }
   const u = userRules(variant)
-  return s.variant === 'A' ? { out: [...identityRulesOut(id), ...u], in: [...builtinRulesIn(), ...u] } : { out: u, in: u }
+  return !sharedIdentity(s) ? { out: [...identityRulesOut(id), ...u], in: [...builtinRulesIn(), ...u] } : { out: u, in: u }
 }
 
 /** Variants B*: the identity elements of one VM, one command per set (B3 also fills its MAC . address sets). */
@@ -373,7 +400,7 @@ export function identityElements(s: LeverSpec, verb: 'add' | 'delete', table: st
     `${verb} element ${FAMILY} ${table} vm_ipv4 { "${tap}" . ${id.ipv4} }`,
     `${verb} element ${FAMILY} ${table} vm_ipv6 { "${tap}" . ${ll}, "${tap}" . ${id.ipv6} }`,
   ]
-  if (s.variant === 'B3') {
+  if (positive(s)) {
     l.push(
       `${verb} element ${FAMILY} ${table} vm_id4 { "${tap}" . ${id.mac} . ${id.ipv4} }`,
       `${verb} element ${FAMILY} ${table} vm_id6 { "${tap}" . ${id.mac} . ${ll}, "${tap}" . ${id.mac} . ${id.ipv6} }`,
@@ -384,7 +411,7 @@ export function identityElements(s: LeverSpec, verb: 'add' | 'delete', table: st
 
 /** Identity elements one VM holds (a concatenation per element). */
 export function identityElementCount(s: LeverSpec): number {
-  return s.variant === 'A' ? 0 : s.variant === 'B3' ? 7 : 4
+  return !sharedIdentity(s) ? 0 : positive(s) ? 7 : 4
 }
 
 function tableText(s: LeverSpec, table: string): string[] {
@@ -396,11 +423,11 @@ function tableText(s: LeverSpec, table: string): string[] {
   }
   if (rulesAsElements(s)) for (const [name, body] of policyMaps(s)) l.push(`add map ${FAMILY} ${table} ${name} { ${body} }`)
   else l.push(`add map ${FAMILY} ${table} from_vm { type ifname : verdict ; }`, `add map ${FAMILY} ${table} to_vm { type ifname : verdict ; }`)
-  const guards = s.variant === 'B2' || s.variant === 'B3' || rulesAsElements(s) ? guardChains(s) : []
+  const guards = guarded(s) ? guardChains(s) : []
   for (const [name] of guards) l.push(`add chain ${FAMILY} ${table} ${name}`)
   l.push(`add chain ${FAMILY} ${table} pre { type filter hook prerouting priority 0 ; policy accept ; }`)
   l.push(`add chain ${FAMILY} ${table} post { type filter hook postrouting priority 0 ; policy accept ; }`)
-  if (s.variant === 'B') {
+  if (traits(s).guard === 'flat') {
     for (const r of sharedRulesPre()) l.push(rule(table, 'pre', r))
     for (const r of sharedRulesPost()) l.push(rule(table, 'post', r))
   } else if (guards.length) {
@@ -425,6 +452,19 @@ function vmText(s: LeverSpec, table: string, vm: VmNames, id: Identity): string[
   }
   l.push(`add element ${FAMILY} ${table} from_vm { "${vm.tap}" : jump ${vm.out} }`, `add element ${FAMILY} ${table} to_vm { "${vm.tap}" : jump ${vm.in} }`)
   return l
+}
+
+/**
+ * VMs `first` to `first + count - 1` as B2 writes them (chains, identity elements), with the `from_vm` / `to_vm`
+ * dispatch maps and rules, for a table loaded with an element variant's layout (the mixed table of
+ * results/issue-15-exact-key-elements/mixed-table-time.ts; B2's `leverReplaceText` replaces one of them).
+ */
+export function chainVmsText(table: string, first: number, count: number): string {
+  const b2: LeverSpec = { variant: 'B2', shards: 1 }
+  const l = [`add map ${FAMILY} ${table} from_vm { type ifname : verdict ; }`, `add map ${FAMILY} ${table} to_vm { type ifname : verdict ; }`]
+  l.push(rule(table, 'pre', 'iifname vmap @from_vm'), rule(table, 'post', 'oifname vmap @to_vm'))
+  for (let i = first; i < first + count; i++) l.push(...vmText(b2, table, vmNames(i), identity(i)))
+  return l.join('\n') + '\n'
 }
 
 /** The whole ruleset (every table of the spec) with `vms` VMs; `ids` overrides the identity of some VMs. */
@@ -487,7 +527,7 @@ export function replaceRuleCount(s: LeverSpec): number {
 export function validatedRules(s: LeverSpec, vms: number, index: number): number {
   // E's and F's replace adds no rule and no jump/goto element: the kernel does not validate the table at all.
   if (rulesAsElements(s)) return 0
-  if (s.variant === 'A') return vms * replaceRuleCount(s) + 2
+  if (!sharedIdentity(s)) return vms * replaceRuleCount(s) + 2
   return vmsInShard(vms, shardCount(s), shardOf(index, shardCount(s))) * replaceRuleCount(s) + sharedRuleCount(s)
 }
 
