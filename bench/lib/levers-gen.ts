@@ -28,14 +28,15 @@ import { FAMILY, vmNames, vmRule, vmRuleFields, type VmNames } from './gen.js'
 /** User rules per VM chain (each chain then ends with the default rule). */
 export const USER_RULES_PER_CHAIN = 10
 
-export type LeverVariant = 'A' | 'B' | 'B2' | 'B3' | 'E' | 'F'
+export type LeverVariant = 'A' | 'B' | 'B2' | 'B3' | 'E' | 'F' | 'G'
 
 export interface LeverSpec {
   /**
    * 'A': identity rules in each VM's chains; 'B': shared identity rules over sets (C when shards > 1);
    * 'B2': B's sets behind a protocol dispatch to guard chains; 'B3': B2 with one positive identity lookup per protocol;
    * 'E': B2 with the VMs' rules as verdict-map elements (no VM chains); 'F': E with exact keys in hash maps
-   * (no intervals: a port range is spelled as its ports, the prefix rule matches one address).
+   * (no intervals: a port range is spelled as its ports, the prefix rule matches one address); 'G': F with a lookup
+   * for every shape of a compiler's catalogue, the shapes F's rules do not use looking up empty maps.
    */
   variant: LeverVariant
   /** Tables the VMs are spread over (1 except for B). */
@@ -51,6 +52,8 @@ interface VariantTraits {
   guard: 'none' | 'flat' | 'protocol' | 'positive'
   /** A VM's rules: in its chains, or elements of interval (E) / hash (F) verdict maps. */
   rules: 'chains' | 'interval-elements' | 'exact-elements'
+  /** E, F, G: the rule shapes looked up: those of gen.ts's rules, or the whole catalogue (G). */
+  shapes?: 'used' | 'catalogue'
 }
 
 const TRAITS: Record<LeverVariant, VariantTraits> = {
@@ -58,8 +61,9 @@ const TRAITS: Record<LeverVariant, VariantTraits> = {
   B: { identity: 'shared', guard: 'flat', rules: 'chains' },
   B2: { identity: 'shared', guard: 'protocol', rules: 'chains' },
   B3: { identity: 'shared', guard: 'positive', rules: 'chains' },
-  E: { identity: 'shared', guard: 'protocol', rules: 'interval-elements' },
-  F: { identity: 'shared', guard: 'protocol', rules: 'exact-elements' },
+  E: { identity: 'shared', guard: 'protocol', rules: 'interval-elements', shapes: 'used' },
+  F: { identity: 'shared', guard: 'protocol', rules: 'exact-elements', shapes: 'used' },
+  G: { identity: 'shared', guard: 'protocol', rules: 'exact-elements', shapes: 'catalogue' },
 }
 
 const traits = (s: LeverSpec): VariantTraits => TRAITS[s.variant]
@@ -67,10 +71,10 @@ const traits = (s: LeverSpec): VariantTraits => TRAITS[s.variant]
 /** Identity checks over shared sets (every variant but A). */
 export const sharedIdentity = (s: LeverSpec): boolean => traits(s).identity === 'shared'
 
-/** The VMs' rules as verdict-map elements, no VM chains (E, F). */
+/** The VMs' rules as verdict-map elements, no VM chains (E, F, G). */
 export const rulesAsElements = (s: LeverSpec): boolean => traits(s).rules !== 'chains'
 
-/** Guard chains behind a protocol dispatch (B2, B3, E, F). */
+/** Guard chains behind a protocol dispatch (B2, B3, E, F, G). */
 const guarded = (s: LeverSpec): boolean => traits(s).guard === 'protocol' || traits(s).guard === 'positive'
 /** B3's positive lookups of MAC and address together. */
 const positive = (s: LeverSpec): boolean => traits(s).guard === 'positive'
@@ -97,9 +101,9 @@ export function identity(index: number, variant = 0, overrides?: Identities): Id
   }
 }
 
-export const LEVER_VARIANTS: readonly LeverVariant[] = ['A', 'B', 'B2', 'B3', 'E', 'F']
+export const LEVER_VARIANTS: readonly LeverVariant[] = ['A', 'B', 'B2', 'B3', 'E', 'F', 'G']
 
-/** The specs measured at `vms` VMs: A, B, B2, B3, E, F (those of `variants`), then C for each shard count 1 < K ≤ vms. */
+/** The specs measured at `vms` VMs: A, B, B2, B3, E, F, G (those of `variants`), then C for each shard count 1 < K ≤ vms. */
 export function leverSpecs(vms: number, shards: number[], variants: readonly LeverVariant[] = LEVER_VARIANTS): LeverSpec[] {
   const one = LEVER_VARIANTS.filter((v) => v === 'A' || variants.includes(v)).map((variant) => ({ variant, shards: 1 }))
   return [...one, ...[...new Set(shards)].filter((k) => k > 1 && k <= vms).sort((a, b) => a - b).map((k) => ({ variant: 'B' as const, shards: k }))]
@@ -117,6 +121,8 @@ export function specLabel(s: LeverSpec): string {
       return 'E rules as elements'
     case 'F':
       return 'F exact-key elements'
+    case 'G':
+      return 'G F + empty shapes'
     default:
       return s.shards === 1 ? 'B shared sets' : `C ${s.shards} shards`
   }
@@ -287,7 +293,7 @@ export function guardChains(s: LeverSpec): [string, string[]][] {
  */
 export function guardRulesPre(s: LeverSpec): string[] {
   if (positive(s)) return [GUARD_DISPATCH, `ether type != { ip, ip6, arp, 8021q, 8021ad } ${MAC_CHECK}`, 'iifname vmap @from_vm']
-  return [MAC_CHECK, GUARD_DISPATCH, ...(rulesAsElements(s) ? policyRules('out') : ['iifname vmap @from_vm'])]
+  return [MAC_CHECK, GUARD_DISPATCH, ...(rulesAsElements(s) ? policyRules(s, 'out') : ['iifname vmap @from_vm'])]
 }
 
 /** B2/B3: the postrouting base chain: A's inbound builtins (membership lookup last), then the dispatch. */
@@ -297,36 +303,57 @@ export function guardRulesPost(s?: LeverSpec): string[] {
     `icmpv6 type @ndp_to_vm counter accept comment "b:ndp"`,
     `meta l4proto udp udp sport 67 udp dport 68 oifname @dhcp_taps counter accept comment "b:dhcp-reply"`,
     `meta l4proto udp udp sport 547 udp dport 546 oifname @dhcp_taps counter accept comment "b:dhcp6-reply"`,
-    ...(s && rulesAsElements(s) ? policyRules('in') : ['oifname vmap @to_vm']),
+    ...(s && rulesAsElements(s) ? policyRules(s, 'in') : ['oifname vmap @to_vm']),
   ]
 }
 
-/** E, F: the rule shapes of gen.ts's `vmRule` (by `i % 3`), each a verdict map keyed by the port and the rule's fields. */
+/** E, F, G: the rule shapes of gen.ts's `vmRule` (by `i % 3`), each a verdict map keyed by the port and the rule's fields. */
 const POLICY_SHAPES = [
   { name: 's4', key: 'ip saddr . meta l4proto . th dport', type: 'ipv4_addr . inet_proto . inet_service' },
   { name: 'd4', key: 'ip daddr . meta l4proto . th dport', type: 'ipv4_addr . inet_proto . inet_service' },
   { name: 'p', key: 'meta l4proto . th dport', type: 'inet_proto . inet_service' },
 ] as const
 
+/**
+ * G: the other shapes a compiler of exact rules needs (one protocol, at most one port, at most one host, either
+ * family; 14 shapes), which no rule of gen.ts uses: each frame looks them up in empty maps. Measures what a fixed
+ * catalogue costs the data plane against looking up only the shapes in use.
+ */
+const CATALOGUE_SHAPES = [
+  { name: 's6', key: 'ip6 saddr . meta l4proto . th dport', type: 'ipv6_addr . inet_proto . inet_service' },
+  { name: 'd6', key: 'ip6 daddr . meta l4proto . th dport', type: 'ipv6_addr . inet_proto . inet_service' },
+  { name: 'l', key: 'meta l4proto', type: 'inet_proto' },
+  { name: 's4l', key: 'ip saddr . meta l4proto', type: 'ipv4_addr . inet_proto' },
+  { name: 'd4l', key: 'ip daddr . meta l4proto', type: 'ipv4_addr . inet_proto' },
+  { name: 's6l', key: 'ip6 saddr . meta l4proto', type: 'ipv6_addr . inet_proto' },
+  { name: 'd6l', key: 'ip6 daddr . meta l4proto', type: 'ipv6_addr . inet_proto' },
+  { name: 'h4s', key: 'ip saddr', type: 'ipv4_addr' },
+  { name: 'h4d', key: 'ip daddr', type: 'ipv4_addr' },
+  { name: 'h6s', key: 'ip6 saddr', type: 'ipv6_addr' },
+  { name: 'h6d', key: 'ip6 daddr', type: 'ipv6_addr' },
+] as const
+
+const shapesOf = (s: LeverSpec) => (traits(s).shapes === 'catalogue' ? [...POLICY_SHAPES, ...CATALOGUE_SHAPES] : POLICY_SHAPES)
+
 const portOf = (dir: 'out' | 'in') => (dir === 'out' ? 'iifname' : 'oifname')
 
-/** E, F: one lookup per rule shape, then the VM's default (counted: the data-plane check that traffic got here). */
-export function policyRules(dir: 'out' | 'in'): string[] {
+/** E, F, G: one lookup per rule shape, then the VM's default (counted: the data-plane check that traffic got here). */
+export function policyRules(s: LeverSpec, dir: 'out' | 'in'): string[] {
   const port = portOf(dir)
-  return [...POLICY_SHAPES.map((sh) => `${port} . ${sh.key} vmap @${dir}_${sh.name}`), `counter ${port} vmap @${dir}_default comment "default"`]
+  return [...shapesOf(s).map((sh) => `${port} . ${sh.key} vmap @${dir}_${sh.name}`), `counter ${port} vmap @${dir}_default comment "default"`]
 }
 
-/** E, F: the maps of the policy lookups (name, declaration body); E's are interval maps (pipapo), F's hash maps. */
+/** E, F, G: the maps of the policy lookups (name, declaration body); E's are interval maps (pipapo), F's and G's hash maps. */
 function policyMaps(s: LeverSpec): [string, string][] {
   const flags = traits(s).rules === 'interval-elements' ? ' flags interval ;' : ''
   return (['out', 'in'] as const).flatMap((dir) => [
-    ...POLICY_SHAPES.map((sh): [string, string] => [`${dir}_${sh.name}`, `type ifname . ${sh.type} : verdict ;${flags}`]),
+    ...shapesOf(s).map((sh): [string, string] => [`${dir}_${sh.name}`, `type ifname . ${sh.type} : verdict ;${flags}`]),
     [`${dir}_default`, 'type ifname : verdict ;'] as [string, string],
   ])
 }
 
 /**
- * E, F: VM `tap`'s rules of `variant` as map elements (`map` → elements), both directions, the default included.
+ * E, F, G: VM `tap`'s rules of `variant` as map elements (`map` → elements), both directions, the default included.
  * F has exact keys only: `tcp dport P-(P+5)` becomes six elements, and `ip daddr 203.0.113.0/24` becomes the one
  * address 203.0.113.1 (a hash map cannot hold a prefix; that rule matches less than gen.ts's, no test traffic either way).
  */
@@ -351,7 +378,7 @@ function policyElementText(s: LeverSpec, verb: 'add' | 'delete', table: string, 
   return [...policyElements(s, tap, variant)].filter(([map]) => withDefault || !map.endsWith('_default')).map(([map, e]) => `${verb} element ${FAMILY} ${table} ${map} { ${e.join(', ')} }`)
 }
 
-/** Elements one replace deletes and adds (E, F; the default stays). */
+/** Elements one replace deletes and adds (E, F, G; the default stays). */
 export function replaceElementCount(s: LeverSpec): number {
   if (!rulesAsElements(s)) return 0
   return [...policyElements(s, 'x', 0)].filter(([map]) => !map.endsWith('_default')).reduce((n, [, e]) => n + e.length, 0)
@@ -489,7 +516,7 @@ export function leverReplaceText(s: LeverSpec, index: number, from: number, to: 
   const vm = vmNames(index)
   const table = tableOf(s, index)
   const swapIdentity = () => [...identityElements(s, 'delete', table, vm.tap, identity(index, from)), ...identityElements(s, 'add', table, vm.tap, identity(index, to))]
-  // E and F delete their rule elements by value: those of the variant its rules are at (an identity change since the
+  // E, F and G delete their rule elements by value: those of the variant its rules are at (an identity change since the
   // last replace moved the identity on, not the rules).
   if (rulesAsElements(s)) return [...policyElementText(s, 'delete', table, vm.tap, rulesFrom, false), ...policyElementText(s, 'add', table, vm.tap, to, false), ...swapIdentity()].join('\n') + '\n'
   const l = [`flush chain ${FAMILY} ${table} ${vm.out}`, `flush chain ${FAMILY} ${table} ${vm.in}`]

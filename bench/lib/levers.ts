@@ -20,7 +20,7 @@ export interface LeverOptions {
   rounds: number
   /** Batches per floor run (its per-round sample is their median). */
   floorIterations: number
-  /** One-table variants besides A (default all: B, B2, B3, E, F). */
+  /** One-table variants besides A (default all: B, B2, B3, E, F, G). */
   variants?: LeverVariant[]
 }
 
@@ -174,10 +174,10 @@ export async function leversWorkload(ctx: Ctx, o: LeverOptions): Promise<LeversR
   } finally {
   }
   notes.push(
-    `replace = flush both VM chains + add their rules (A: ${replaceRuleCount({ variant: 'A', shards: 1 })} rules, B/C: ${replaceRuleCount({ variant: 'B', shards: 1 })} rules + delete/add of the VM's 3 identity elements: MAC, IPv4, IPv6 pair; E/F: no chains, delete/add of its rule elements (E: ${replaceElementCount({ variant: 'E', shards: 1 })}, F: ${replaceElementCount({ variant: 'F', shards: 1 })}, port ranges spelled as their ports), whose verdicts are accept/drop, and of its identity elements), one transaction, VM #⌊N/2⌋; its identity and rules change every replace`,
+    `replace = flush both VM chains + add their rules (A: ${replaceRuleCount({ variant: 'A', shards: 1 })} rules, B/C: ${replaceRuleCount({ variant: 'B', shards: 1 })} rules + delete/add of the VM's 3 identity elements: MAC, IPv4, IPv6 pair; E/F/G: no chains, delete/add of its rule elements (E: ${replaceElementCount({ variant: 'E', shards: 1 })}, F: ${replaceElementCount({ variant: 'F', shards: 1 })}, port ranges spelled as their ports), whose verdicts are accept/drop, and of its identity elements), one transaction, VM #⌊N/2⌋; its identity and rules change every replace`,
   )
   notes.push(
-    `identity change = the VM's MAC/IPv4/IPv6 change, its user rules do not: A flushes its out chain and adds it again (${identityRuleCount({ variant: 'A', shards: 1 })} rules, the identity ones with the new addresses; its floor is that batch), B/B2/B3/E/F only delete the old identity elements and add the new ones (B, B2, E, F: ${identityElementCount({ variant: 'B', shards: 1 })} elements each way, B3: ${identityElementCount({ variant: 'B3', shards: 1 })}), no rule and no element carrying a verdict, so the kernel has no reason to validate the table; the floor batch is rules only, so an element-only change has no floor column: compare its Nft.run time with the floor of the rule batches`,
+    `identity change = the VM's MAC/IPv4/IPv6 change, its user rules do not: A flushes its out chain and adds it again (${identityRuleCount({ variant: 'A', shards: 1 })} rules, the identity ones with the new addresses; its floor is that batch), B/B2/B3/E/F/G only delete the old identity elements and add the new ones (B, B2, E, F, G: ${identityElementCount({ variant: 'B', shards: 1 })} elements each way, B3: ${identityElementCount({ variant: 'B3', shards: 1 })}), no rule and no element carrying a verdict, so the kernel has no reason to validate the table; the floor batch is rules only, so an element-only change has no floor column: compare its Nft.run time with the floor of the rule batches`,
   )
   if (floor.available) {
     notes.push(

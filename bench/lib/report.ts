@@ -516,7 +516,7 @@ export function leversConclusion(l: LeversResult): string[] {
     t.push(`replace one VM at ${n} VMs through libnftables ≤ 1.5 ms: ${at.map((c) => `${c.label} ${fmtMs(lib(c))}`).join(', ')} → ${bestLib && lib(bestLib)! <= 1.5 ? `met by ${bestLib.label}` : 'missed by every variant'}`)
     if (hasFloor) {
       const best = at.reduce<LeverCell | undefined>((m, c) => (m === undefined || (cellMed(c, 'floor') ?? Infinity) < (cellMed(m, 'floor') ?? Infinity) ? c : m), undefined)
-      // An element-only replace (E, F) has no rule batch, so no floor here: its kernel time is measured apart.
+      // An element-only replace (E, F, G) has no rule batch, so no floor here: its kernel time is measured apart.
       const noFloor = at.filter((c) => c.replaceRules === 0).map((c) => c.label)
       t.push(`≤ 0.5 ms with all levers (a lean path can reach at best the kernel floor): lowest floor ${fmtMs(cellMed(best, 'floor'))} (${best?.label}) → ${cellMed(best, 'floor')! <= 0.5 ? 'reachable' : 'out of reach with these rule batches'}${noFloor.length ? ` (${noFloor.join(', ')}: elements only, no rule batch to floor)` : ''}`)
     }
@@ -558,10 +558,10 @@ export function leversConclusion(l: LeversResult): string[] {
 }
 
 /**
- * Lever 1's shapes (B, B2, B3, E, F vs A at the reference N): commit gain, data plane, element-only identity change,
+ * Lever 1's shapes (B, B2, B3, E, F, G vs A at the reference N): commit gain, data plane, element-only identity change,
  * and the shape to build: among those with > 1.2× kernel (else Nft.run) commit gain and at most SHARD_UDP_BUDGET
  * of 64-byte UDP lost vs A, the best 64-byte UDP ratio (TCP breaks ties within a point). An element-only replace
- * (E, F) has no floor, so its gain is Nft.run's.
+ * (E, F, G) has no floor, so its gain is Nft.run's.
  */
 export function leverShapeLines(l: LeversResult): string[] {
   const n = leverReferenceVms(l)
@@ -617,7 +617,7 @@ export function leversMarkdown(l: LeversResult): string[] {
   out.push('')
   out.push(
     `Replace one VM (flush its two chains, add its rules; B/C also swap its identity elements) in one transaction, at ${l.vmCounts.join(', ')} VMs; ${l.rounds} rounds, in each round every path runs on every variant (orders rotated), so the ratios are paired. ` +
-      `Each VM has ${l.userRulesPerChain} user rules + a default per chain. A = identity rules in each VM's chains (today's shape); B = identity checks as shared base-chain rules over concatenated sets, VMs contribute elements; C = B over K tables (VM i in table i mod K); B2 = B's sets behind an \`ether type vmap\` dispatch to one guard chain per protocol (MAC checked once per frame); B3 = B2 with one positive \`iifname . ether saddr . ip saddr\` lookup per protocol in front of the per-field checks; E = B2 with no VM chains: each VM rule is an accept/drop element of a verdict map per rule shape (\`iifname . ip saddr . meta l4proto . th dport vmap @out_s4\`, intervals in the kernel's pipapo sets), looked up after the guard, then a per-VM default map; its replace swaps elements only (no rule added and no element that jumps: the kernel validates nothing, and there is no rule batch for the floor); F = E with exact keys in hash maps (a port range spelled as its ports, one address for the prefix). ${l.floor.note}.`,
+      `Each VM has ${l.userRulesPerChain} user rules + a default per chain. A = identity rules in each VM's chains (today's shape); B = identity checks as shared base-chain rules over concatenated sets, VMs contribute elements; C = B over K tables (VM i in table i mod K); B2 = B's sets behind an \`ether type vmap\` dispatch to one guard chain per protocol (MAC checked once per frame); B3 = B2 with one positive \`iifname . ether saddr . ip saddr\` lookup per protocol in front of the per-field checks; E = B2 with no VM chains: each VM rule is an accept/drop element of a verdict map per rule shape (\`iifname . ip saddr . meta l4proto . th dport vmap @out_s4\`, intervals in the kernel's pipapo sets), looked up after the guard, then a per-VM default map; its replace swaps elements only (no rule added and no element that jumps: the kernel validates nothing, and there is no rule batch for the floor); F = E with exact keys in hash maps (a port range spelled as its ports, one address for the prefix); G = F with a lookup for every one of the 14 shapes of exact-rules.ts's catalogue, the 11 its rules do not use in empty maps. ${l.floor.note}.`,
   )
   out.push('')
   const byVariant = [...new Set(l.cells.map((c) => c.label))]

@@ -68,8 +68,8 @@ export interface DataplaneResult {
 export type LeverPath = 'nft-f' | 'lib-text' | 'floor'
 
 export interface LeverCell {
-  /** 'A' identity rules per VM, 'B' shared identity sets, 'B2' B behind a protocol dispatch, 'B3' B2 with positive lookups, 'C' B over `shards` tables, 'E' the VMs' rules as elements of interval maps, 'F' of hash maps (exact keys). */
-  variant: 'A' | 'B' | 'B2' | 'B3' | 'C' | 'E' | 'F'
+  /** 'A' identity rules per VM, 'B' shared identity sets, 'B2' B behind a protocol dispatch, 'B3' B2 with positive lookups, 'C' B over `shards` tables, 'E' the VMs' rules as elements of interval maps, 'F' of hash maps (exact keys), 'G' F with the empty maps of a full shape catalogue. */
+  variant: 'A' | 'B' | 'B2' | 'B3' | 'C' | 'E' | 'F' | 'G'
   shards: number
   label: string
   vms: number
