@@ -408,15 +408,32 @@ export function baseGuardRules(name: typeof CHAIN_PREROUTING | typeof CHAIN_POST
   ]
 }
 
+/** What the base chains do after the guard: the maps they look up, and their rules in order. */
+export interface TableDispatch {
+  maps: (table: string) => NftCommand[]
+  pre: GuardRule[]
+  post: GuardRule[]
+}
+
+/** The VM-chain table's dispatch: each tap's frames jump to its VM's chains. */
+const VM_CHAIN_DISPATCH: TableDispatch = {
+  maps: (table) => [
+    { add: { map: { family: FAMILY, table, name: MAP_FROM_VM, type: 'ifname', map: 'verdict' } } },
+    { add: { map: { family: FAMILY, table, name: MAP_TO_VM, type: 'ifname', map: 'verdict' } } },
+  ],
+  pre: [{ comment: '', expr: [{ vmap: { key: meta('iifname'), data: `@${MAP_FROM_VM}` } }] }],
+  post: [{ comment: '', expr: [{ vmap: { key: meta('oifname'), data: `@${MAP_TO_VM}` } }] }],
+}
+
 /** `fresh`: the table does not exist before this batch, so nothing needs flushing (a flush between the adds
- *  would also split the batch's text into many blocks, each a table update for the kernel). */
-export function tableCommands(table: string, fresh = false, log?: GuardLog): NftCommand[] {
+ *  would also split the batch's text into many blocks, each a table update for the kernel). `dispatch`: what
+ *  follows the guard in the base chains (the VM chains' dispatch maps, or exact-table.ts's lookups). */
+export function tableCommands(table: string, fresh = false, log?: GuardLog, dispatch: TableDispatch = VM_CHAIN_DISPATCH): NftCommand[] {
   const f = FAMILY
   const logChains = guardLogChainRules(log)
   return [
     ...setCommands(table),
-    { add: { map: { family: f, table, name: MAP_FROM_VM, type: 'ifname', map: 'verdict' } } },
-    { add: { map: { family: f, table, name: MAP_TO_VM, type: 'ifname', map: 'verdict' } } },
+    ...dispatch.maps(table),
     ...[...logChains.map(([name]) => name), ...GUARD_CHAINS].map((name): NftCommand => ({ add: { chain: { family: f, table, name } } })),
     { add: { chain: { family: f, table, name: CHAIN_PREROUTING, type: 'filter', hook: 'prerouting', prio: BASE_PRIORITY, policy: 'accept' } } },
     { add: { chain: { family: f, table, name: CHAIN_POSTROUTING, type: 'filter', hook: 'postrouting', prio: BASE_PRIORITY, policy: 'accept' } } },
@@ -426,15 +443,14 @@ export function tableCommands(table: string, fresh = false, log?: GuardLog): Nft
     // Log chains of an earlier `logDrops` that this one does not log (the flushes above drop their references).
     ...(fresh || log ? [] : GUARD_LOG_CHAINS.flatMap((name) => chainDeleteCommands(table, name))),
     ...[...logChains, ...guardChainRules(log)].flatMap(([chain, rules]) => rules.map((r) => ruleCommand(table, chain, r))),
-    ...baseGuardRules(CHAIN_PREROUTING, log).map((r) => ruleCommand(table, CHAIN_PREROUTING, r)),
-    { add: { rule: { family: f, table, chain: CHAIN_PREROUTING, expr: [{ vmap: { key: meta('iifname'), data: `@${MAP_FROM_VM}` } }] } } },
-    ...baseGuardRules(CHAIN_POSTROUTING, log).map((r) => ruleCommand(table, CHAIN_POSTROUTING, r)),
-    { add: { rule: { family: f, table, chain: CHAIN_POSTROUTING, expr: [{ vmap: { key: meta('oifname'), data: `@${MAP_TO_VM}` } }] } } },
+    ...[...baseGuardRules(CHAIN_PREROUTING, log), ...dispatch.pre].map((r) => ruleCommand(table, CHAIN_PREROUTING, r)),
+    ...[...baseGuardRules(CHAIN_POSTROUTING, log), ...dispatch.post].map((r) => ruleCommand(table, CHAIN_POSTROUTING, r)),
   ]
 }
 
+/** A rule of a base or guard chain (no comment: the dispatch rule, which carries none). */
 const ruleCommand = (table: string, chain: string, r: GuardRule): NftCommand =>
-  ({ add: { rule: { family: FAMILY, table, chain, comment: r.comment, expr: r.expr } } }) as unknown as NftCommand
+  ({ add: { rule: { family: FAMILY, table, chain, ...(r.comment ? { comment: r.comment } : {}), expr: r.expr } } }) as unknown as NftCommand
 
 /** Creates or empties a chain without failing either way (`add` is idempotent), then optionally fills it.
  *  `fresh`: the chain cannot exist yet (its table is created by the same batch): no flush. */

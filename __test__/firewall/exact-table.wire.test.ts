@@ -1,0 +1,107 @@
+// The exact table on the wire (issue 15): VMs whose policies are exact-key elements (exact-rules.ts) in a table
+// of their own (exact-table.ts), written with Nft in a throwaway namespace, judged by real packets between VMs.
+// The table follows the probed capabilities: with bridge conntrack (a distro kernel) its established rule lets
+// replies back; without (the CI host) it has none, and exact-rules.ts refuses such VMs (asserted below), so the
+// tests here compile the policies as a stateful kernel would and give replies their own rules.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { vmIdentity } from '../../ts/firewall/compile.js'
+import { exactPolicy, type ExactPolicy } from '../../ts/firewall/exact-rules.js'
+import { elementComment, exactElementCommands, exactTableCommands, exactTableName, exactTableOfText, shapesOf, exactMapName } from '../../ts/firewall/exact-table.js'
+import { identityElements, setElementCommands } from '../../ts/firewall/layout.js'
+import { VmFirewall, type FirewallCapabilities, type FirewallRuleInput } from '../../ts/firewall/index.js'
+import type { NftCommand } from '../../ts/schema.js'
+import { normalizeVm, type NormalizedVm } from '../../ts/firewall/validate.js'
+import { buildWorld, passes, vmSpec, type Vm, type World } from '../support/world.js'
+
+const TABLE = exactTableName('exact_wire')
+let w: World
+let caps: FirewallCapabilities
+let A: Vm, B: Vm, C: Vm, D: Vm
+beforeAll(async () => {
+  w = await buildWorld({ vms: 4, subnet: 76 })
+  ;[A, B, C, D] = w.vms as [Vm, Vm, Vm, Vm]
+  caps = await new VmFirewall(w.nft).capabilities()
+})
+afterAll(async () => {
+  await w?.destroy()
+})
+
+/** The policy as a stateful kernel compiles it (exact-rules.ts refuses stateless kernels). */
+function compiled(vm: Vm, defaultAction: 'accept' | 'drop', rules: FirewallRuleInput[]): { vm: NormalizedVm; policy: ExactPolicy } {
+  const n = normalizeVm(vmSpec(vm, defaultAction, rules))
+  const policy = exactPolicy(n, { capabilities: { bridgeConntrack: true, bridgeReject: false }, conntrack: 'auto' })
+  if ('reason' in policy) throw new Error(`${vm.label}: ${policy.reason}: ${policy.message}`)
+  return { vm: n, policy }
+}
+
+const vmCommands = (verb: 'add' | 'delete', c: { vm: NormalizedVm; policy: ExactPolicy }): NftCommand[] => [
+  ...setElementCommands(TABLE, verb, identityElements(vmIdentity(c.vm), c.vm.tap)),
+  ...exactElementCommands(TABLE, verb, c.vm.tap, c.vm.vmId, c.policy),
+]
+
+const listed = () => exactTableOfText(w.hostNft(['list', 'table', 'bridge', TABLE]))
+const elementTexts = (p: ExactPolicy) => p.elements.map((e) => `${exactMapName(e.side, e.shape)} ${e.key.join(' . ')} : ${e.verdict} ${elementComment(e)}`).sort()
+
+// B: web and ping to it, never anything from C; replies out by their own rules (stateless kernels need them).
+const web: FirewallRuleInput = { id: 'web', name: 'web', direction: 'IN', protocol: 'tcp', dstPortStart: 80 }
+const bRules = (): FirewallRuleInput[] => [
+  { id: 'blk', name: 'block C', direction: 'IN', action: 'DROP', srcIpAddr: C.ipv4, priority: 1 },
+  web,
+  { id: 'ping', name: 'ping', protocol: 'icmp' },
+  { id: 'replyA', name: 'replies to A', direction: 'OUT', protocol: 'tcp', dstIpAddr: A.ipv4 },
+]
+
+describe('the exact table', () => {
+  it('is refused on a kernel without bridge conntrack, taken with it', () => {
+    const p = exactPolicy(normalizeVm(vmSpec(B, 'drop', [web])), { capabilities: caps, conntrack: 'auto' })
+    expect('reason' in p ? p.reason : 'exact').toBe(caps.bridgeConntrack ? 'exact' : 'stateless')
+  })
+
+  it('judges its own taps by their elements, and nobody else', async () => {
+    const a = compiled(A, 'accept', [])
+    const b = compiled(B, 'drop', bRules())
+    const c = compiled(C, 'accept', [])
+    await w.nft.runJson({
+      nftables: [...exactTableCommands(TABLE, { shapes: shapesOf([a.policy, b.policy, c.policy]), stateful: caps.bridgeConntrack, fresh: true }), ...vmCommands('add', a), ...vmCommands('add', b), ...vmCommands('add', c)],
+    })
+    expect(await passes(() => w.tcp(A, B.ipv4, 80))).toBe(true)
+    expect(await w.tcp(A, B.ipv4, 22)).toBe(false)
+    expect(await passes(() => w.ping(A, B.ipv4))).toBe(true)
+    expect(await passes(() => w.ping(A, B.ipv6))).toBe(true)
+    // C is blocked ahead of the ping and web rules: the host shape is looked up first.
+    expect(await w.ping(C, B.ipv4)).toBe(false)
+    expect(await w.tcp(C, B.ipv4, 80)).toBe(false)
+    // D is not in the table: its frames pass whatever B's policy is.
+    expect(await passes(() => w.ping(D, A.ipv4))).toBe(true)
+    expect(await passes(() => w.tcp(D, C.ipv4, 22))).toBe(true)
+    // The listing reads back exactly what was written, and each element counted its own packets.
+    const view = listed()
+    const back = (view.elements.get(B.tap) ?? []).filter((e) => !e.map.endsWith('_default'))
+    expect(back.map((e) => `${e.map} ${e.key.join(' . ')} : ${e.verdict} ${e.comment}`).sort()).toEqual(elementTexts(b.policy))
+    const count = (comment: string) => back.filter((e) => e.comment === comment).reduce((n, e) => n + e.packets, 0)
+    expect(count('r:web')).toBeGreaterThan(0)
+    expect(count('r:blk')).toBeGreaterThan(0)
+    expect(count('r:ping')).toBeGreaterThan(0)
+    expect(view.elements.get(D.tap)).toBeUndefined()
+    expect((view.elements.get(B.tap) ?? []).filter((e) => e.map.endsWith('_default')).map((e) => `${e.verdict} ${e.comment}`)).toEqual([`drop d:${B.vmId}`, `drop d:${B.vmId}`])
+  })
+
+  it('replaces a VM by swapping its elements in one transaction, without touching the table', async () => {
+    const before = compiled(B, 'drop', bRules())
+    const after = compiled(B, 'drop', bRules().map((r) => (r.id === 'web' ? { ...r, dstPortStart: 22 } : r)))
+    const chains = w.hostNft(['list', 'chain', 'bridge', TABLE, 'postrouting'])
+    await w.nft.runJson({ nftables: [...exactElementCommands(TABLE, 'delete', B.tap, B.vmId, before.policy), ...exactElementCommands(TABLE, 'add', B.tap, B.vmId, after.policy)] })
+    expect(await passes(() => w.tcp(A, B.ipv4, 22))).toBe(true)
+    expect(await w.tcp(A, B.ipv4, 80)).toBe(false)
+    expect(w.hostNft(['list', 'chain', 'bridge', TABLE, 'postrouting']).replace(/packets \d+ bytes \d+/g, '')).toBe(chains.replace(/packets \d+ bytes \d+/g, ''))
+  })
+
+  it('lets replies back by conntrack where the kernel has it, and only by rules where it does not', async () => {
+    const prev = compiled(B, 'drop', bRules().map((r) => (r.id === 'web' ? { ...r, dstPortStart: 22 } : r)))
+    const bare = compiled(B, 'drop', [web])
+    await w.nft.runJson({ nftables: [...vmCommands('delete', prev), ...vmCommands('add', bare)] })
+    // B may not send TCP now: only an established flow's replies leave it.
+    expect(await passes(() => w.tcp(A, B.ipv4, 80))).toBe(caps.bridgeConntrack)
+    expect(await w.tcp(B, A.ipv4, 80)).toBe(false)
+  })
+})
