@@ -5,6 +5,8 @@
 // base chains, the layout's shared sets (with their elements), the guard's identity and tap sets, the dispatch
 // maps, and the guard's rules (tap-set and identity lookups, the protocol dispatch through an anonymous verdict
 // map, the dispatch through the named maps, jumps to the log chains).
+// Issue 15: also the exact table's elements (exact-table.ts's exactElementCommands: a VM's verdict-map
+// elements, added with their comments or deleted by key); the exact table itself is created by libnftables.
 //
 // Exactness is the contract: every expression, register, implicit dependency and payload merge is the one
 // libnftables emits for the same command (learnt from `nft --debug=netlink,mnl` and proven by listing the same
@@ -16,6 +18,8 @@
 // 1.0.6 does; both list as the same range).
 import { endianness } from 'node:os'
 import { parseIPv4, parseIPv6 } from './address.js'
+import { EXACT_SHAPES, type ExactField } from './exact-rules.js'
+import { exactDefaultMap, exactMapName } from './exact-table.js'
 import { BUILTIN_SETS, FAMILY, MAP_FROM_VM, MAP_TO_VM, SET_ID_IPV4, SET_ID_IPV6, SET_ID_MAC, SHARED_SETS, VM_SETS } from './layout.js'
 import { FrozenListMemo } from './rule-identity.js'
 
@@ -307,6 +311,9 @@ const mac = (s: unknown): Buffer => {
   return Buffer.from(s.split(':').map((x) => parseInt(x, 16)))
 }
 const name = (table: Record<string, number>, v: unknown): number => (typeof v === 'string' && Object.hasOwn(table, v) ? table[v]! : fail())
+const ipv4 = (v: unknown): Buffer => (typeof v === 'string' ? Buffer.from(parseIPv4(v) ?? fail()) : fail())
+/** An IPv6 address without an embedded IPv4 tail (libnftables prints and may parse those its own way). */
+const ipv6 = (v: unknown): Buffer => (typeof v === 'string' && !v.includes('.') ? Buffer.from(parseIPv6(v) ?? fail()) : fail())
 
 /** The bytes of a constant of the field's type. */
 function constant(f: Field, v: unknown): Buffer {
@@ -316,9 +323,9 @@ function constant(f: Field, v: unknown): Buffer {
     case 'ethertype':
       return u16be(name(ETHERTYPES, v))
     case 'ipv4':
-      return typeof v === 'string' ? Buffer.from(parseIPv4(v) ?? fail()) : fail()
+      return ipv4(v)
     case 'ipv6':
-      return typeof v === 'string' && !v.includes('.') ? Buffer.from(parseIPv6(v) ?? fail()) : fail()
+      return ipv6(v)
     case 'port':
       return u16be(v)
     case 'icmp_type':
@@ -666,13 +673,18 @@ function ruleExpressions(statements: unknown, batch: Batch): Attr {
  *  each distinct rule once. */
 const ENCODED = new FrozenListMemo<Buffer>()
 
-/** NFTA_RULE_USERDATA: the comment TLV (NFTNL_UDATA_RULE_COMMENT, its length with the NUL, the string). */
-function comment(text: unknown): Attr {
+/** The comment TLV of a rule's or a set element's user data (NFTNL_UDATA_RULE_COMMENT and
+ *  NFTNL_UDATA_SET_ELEM_COMMENT are both 0): type, its length with the NUL, the string. */
+function commentTlv(text: unknown): Buffer {
   if (typeof text !== 'string' || !QUOTABLE.test(text)) return fail()
   const bytes = Buffer.from(`${text}\0`)
+  // (libnftables 1.0.6 takes element comments of up to 254 bytes; longer than a rule's are left to it.)
   if (bytes.length > COMMENT_MAX) return fail()
-  return attr(7, Buffer.concat([Buffer.from([0, bytes.length]), bytes]))
+  return Buffer.concat([Buffer.from([0, bytes.length]), bytes])
 }
+
+/** NFTA_RULE_USERDATA: the comment. */
+const comment = (text: unknown): Attr => attr(7, commentTlv(text))
 
 // ---- commands ----
 
@@ -697,14 +709,60 @@ function guardKey(set: string, e: unknown): Buffer {
   const v = c[1]
   let value: Buffer
   if (set === SET_ID_MAC) value = Buffer.concat([mac(v), Buffer.alloc(2)])
-  else if (set === SET_ID_IPV4) value = typeof v === 'string' ? Buffer.from(parseIPv4(v) ?? fail()) : fail()
-  else if (set === SET_ID_IPV6) value = typeof v === 'string' && !v.includes('.') ? Buffer.from(parseIPv6(v) ?? fail()) : fail()
+  else if (set === SET_ID_IPV4) value = ipv4(v)
+  else if (set === SET_ID_IPV6) value = ipv6(v)
   else return fail()
   return Buffer.concat([ifname(c[0]), value])
 }
 
 function keysOnly(o: Record<string, unknown>, allowed: string[]): void {
   for (const k of Object.keys(o)) if (!allowed.includes(k)) fail()
+}
+
+// ---- the exact table's elements (issue 15) ----
+
+/** The bytes of one key component after the tap, each padded to 4 as libnftables lays out a concatenated key
+ *  (a protocol: 1 + 3, a port: 2 + 2, network order). */
+const EXACT_FIELD: Record<ExactField, (v: unknown) => Buffer> = {
+  saddr4: ipv4,
+  daddr4: ipv4,
+  saddr6: ipv6,
+  daddr6: ipv6,
+  l4proto: (v) => Buffer.from([name(L4, v), 0, 0, 0]),
+  dport: (v) => Buffer.concat([u16be(v), Buffer.alloc(2)]),
+}
+
+/** Every map an exact table may have (exact-table.ts's names), with its key's fields after the tap. */
+const EXACT_MAPS: ReadonlyMap<string, readonly ExactField[]> = new Map(
+  (['out', 'in'] as const).flatMap((side) => [...EXACT_SHAPES.map((s): [string, readonly ExactField[]] => [exactMapName(side, s.name), s.fields]), [exactDefaultMap(side), []] as [string, readonly ExactField[]]]),
+)
+
+/** A key of an exact map: the tap alone (a default), or `tap . <fields>` as a concatenation. */
+function exactKey(fields: readonly ExactField[], v: unknown): Buffer {
+  if (fields.length === 0) return ifname(v)
+  const c = typeof v === 'object' ? (v as { concat?: unknown } | null)?.concat : undefined
+  if (!Array.isArray(c) || c.length !== fields.length + 1 || Object.keys(v as object).length !== 1) return fail()
+  return Buffer.concat([ifname(c[0]), ...fields.map((f, i) => EXACT_FIELD[f](c[i + 1]))])
+}
+
+/** `{ accept: null }` or `{ drop: null }`. */
+function acceptOrDrop(v: unknown): number {
+  if (v === null || typeof v !== 'object' || Object.keys(v).length !== 1) return fail()
+  const [verdict, arg] = Object.entries(v)[0]!
+  return (verdict === 'accept' || verdict === 'drop') && arg === null ? VERDICT[verdict] : fail()
+}
+
+/** One element of an exact map: a delete names its key; an add is `[{ elem: { val, comment } }, verdict]`, sent
+ *  as key, verdict and the comment in NFTA_SET_ELEM_USERDATA. No counter expression: libnftables 1.0.6 sends
+ *  none per element, the kernel gives each new element the counter the map declares. */
+function exactElement(fields: readonly ExactField[], del: boolean, e: unknown): Attr[] {
+  if (del) return [data(1, exactKey(fields, e))]
+  const [head, verdict] = Array.isArray(e) && e.length === 2 ? e : fail()
+  const elem = typeof head === 'object' ? (head as { elem?: unknown } | null)?.elem : undefined
+  if (elem === null || typeof elem !== 'object' || Array.isArray(elem) || Object.keys(head as object).length !== 1) return fail()
+  const o = elem as Record<string, unknown>
+  keysOnly(o, ['val', 'comment'])
+  return [data(1, exactKey(fields, o.val)), nest(2, [nest(2, [be32(1, acceptOrDrop(verdict))])]), attr(6, commentTlv(o.comment))]
 }
 
 // ---- sets (issue 14: created with their table) ----
@@ -862,6 +920,14 @@ function encodeCommand(b: Batch, cmd: unknown): Attr[] {
     const type = verb === 'delete' ? MSG.delsetelem : MSG.newsetelem
     const flags = verb === 'delete' ? 0 : F_CREATE | (verb === 'create' ? F_EXCL : 0)
     return elementMessages(type, flags, [t, str(2, o.name as string)], elems.map((e: unknown) => [data(1, guardKey(o.name as string, e))]))
+  }
+  if (kind === 'element' && (verb === 'add' || verb === 'delete') && typeof o.name === 'string' && EXACT_MAPS.has(o.name)) {
+    // Issue 15: a VM's elements in the exact table (exactElementCommands), the key's layout from the map's name.
+    keysOnly(o, ['family', 'table', 'name', 'elem'])
+    const fields = EXACT_MAPS.get(o.name)!
+    const elems = Array.isArray(o.elem) && o.elem.length > 0 ? o.elem : fail()
+    const del = verb === 'delete'
+    return elementMessages(del ? MSG.delsetelem : MSG.newsetelem, del ? 0 : F_CREATE, [t, str(2, o.name)], elems.map((e: unknown) => exactElement(fields, del, e)))
   }
   if (kind === 'element' && (verb === 'add' || verb === 'create' || verb === 'delete')) {
     keysOnly(o, ['family', 'table', 'name', 'elem'])
