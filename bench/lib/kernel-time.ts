@@ -4,9 +4,10 @@
 import { spawnSync } from 'node:child_process'
 import { rmSync, writeFileSync } from 'node:fs'
 
-export function batchKernelMs(ns: string, text: string, file = `/tmp/kernel-time-${process.pid}.nft`): number {
+/** `text`: nft text, or a JSON document (`nft -j -f`). */
+export function batchKernelMs(ns: string, text: string, file = `/tmp/kernel-time-${process.pid}.nft`, json = false): number {
   writeFileSync(file, text)
-  const p = spawnSync('ip', ['netns', 'exec', ns, 'strace', '-T', '-e', 'trace=sendmsg', 'nft', '-f', file], { encoding: 'utf8' })
+  const p = spawnSync('ip', ['netns', 'exec', ns, 'strace', '-T', '-e', 'trace=sendmsg', 'nft', ...(json ? ['-j'] : []), '-f', file], { encoding: 'utf8' })
   rmSync(file, { force: true })
   if (p.status !== 0) throw new Error(p.stderr)
   let best = { bytes: 0, s: 0 }
