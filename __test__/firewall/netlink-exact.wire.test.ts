@@ -7,7 +7,8 @@ import { Nft } from '../../ts/index.js'
 import type { NftCommand } from '../../ts/schema.js'
 import type { FirewallRuleInput } from '../../ts/firewall/index.js'
 import { EXACT_SHAPES, exactPolicy, type ExactPolicy } from '../../ts/firewall/exact-rules.js'
-import { exactElementCommands, exactTableCommands, exactTableOfText, shapesOf } from '../../ts/firewall/exact-table.js'
+import { exactChanges, listedAsTableElements } from '../../ts/firewall/exact-reconcile.js'
+import { exactElementCommands, exactTableCommands, exactTableOfText, shapesOf, tableElementsOf } from '../../ts/firewall/exact-table.js'
 import { encodeBatch } from '../../ts/firewall/netlink-batch.js'
 import { normalizeVm } from '../../ts/firewall/validate.js'
 import { rejection } from '../support/errors.js'
@@ -100,6 +101,8 @@ describe('the exact table: elements written lean', () => {
     const view = exactTableOfText(text)
     expect(view.elements.get(LEAN)).toEqual(view.elements.get(LIB))
     expect(new Set(view.elements.get(LEAN)!.map((e) => e.map)).size).toBe(2 * (EXACT_SHAPES.length + 1))
+    // And what the kernel lists is what was compiled, key by key, in every shape (addresses as the kernel prints them).
+    expect(exactChanges(listedAsTableElements(view.elements.get(LEAN)!), tableElementsOf('vm-exact', POLICY))).toEqual({ missing: [], extra: [], changed: [], del: [], add: [] })
 
     await lean(commands('delete', LEAN))
     await nft.runJson({ nftables: commands('delete', LIB) })

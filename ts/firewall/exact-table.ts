@@ -102,23 +102,40 @@ export function exactTableCommands(table: string, opts: { shapes: ExactShapes; s
 
 const keyJson = (tap: string, key: readonly (string | number)[]): unknown => (key.length === 0 ? tap : { concat: [tap, ...key] })
 
+/** One element a VM holds in the table: its map, the key after its tap, the verdict, the comment. */
+export interface ExactTableElement {
+  map: string
+  key: readonly (string | number)[]
+  verdict: string
+  comment: string
+}
+
+/** The elements VM `vmId` holds under `policy`: its rules' elements and its default on each side, in the
+ *  catalogue's map order. */
+export function tableElementsOf(vmId: string, policy: ExactPolicy): ExactTableElement[] {
+  const rules = policy.elements.map((e): ExactTableElement => ({ map: exactMapName(e.side, e.shape), key: e.key, verdict: e.verdict, comment: elementComment(e) }))
+  const defaults = (['out', 'in'] as const).map((side): ExactTableElement => ({ map: exactDefaultMap(side), key: [], verdict: policy.defaultAction, comment: defaultComment(vmId) }))
+  return [...rules, ...defaults]
+}
+
+const MAP_ORDER: readonly string[] = (['out', 'in'] as const).flatMap((side) => [...EXACT_SHAPES.map((s) => exactMapName(side, s.name)), exactDefaultMap(side)])
+
 /**
- * Adds or deletes one VM's elements: its rules' elements and its default, one command per map, in the
- * catalogue's order. A delete names keys only; an add carries each element's verdict and comment, and a
- * fresh counter.
+ * Adds or deletes elements of `tap`, one command per map, in the catalogue's order. A delete names keys only;
+ * an add carries each element's verdict and comment, and gets a fresh counter.
  */
-export function exactElementCommands(table: string, verb: 'add' | 'delete', tap: string, vmId: string, policy: ExactPolicy): NftCommand[] {
+export function elementCommands(table: string, verb: 'add' | 'delete', tap: string, elements: readonly ExactTableElement[]): NftCommand[] {
   const byMap = new Map<string, unknown[]>()
-  const push = (map: string, e: unknown) => (byMap.get(map) ?? byMap.set(map, []).get(map)!).push(e)
-  for (const e of policy.elements) {
+  for (const e of elements) {
     const val = keyJson(tap, e.key)
-    push(exactMapName(e.side, e.shape), verb === 'delete' ? val : [{ elem: { val, comment: elementComment(e) } }, { [e.verdict]: null }])
+    ;(byMap.get(e.map) ?? byMap.set(e.map, []).get(e.map)!).push(verb === 'delete' ? val : [{ elem: { val, comment: e.comment } }, { [e.verdict]: null }])
   }
-  for (const side of ['out', 'in'] as const) {
-    push(exactDefaultMap(side), verb === 'delete' ? tap : [{ elem: { val: tap, comment: defaultComment(vmId) } }, { [policy.defaultAction]: null }])
-  }
-  const order = (['out', 'in'] as const).flatMap((side) => [...EXACT_SHAPES.map((s) => exactMapName(side, s.name)), exactDefaultMap(side)])
-  return order.filter((m) => byMap.has(m)).map((name) => ({ [verb]: { element: { family: FAMILY, table, name, elem: byMap.get(name) } } }) as unknown as NftCommand)
+  return MAP_ORDER.filter((m) => byMap.has(m)).map((name) => ({ [verb]: { element: { family: FAMILY, table, name, elem: byMap.get(name) } } }) as unknown as NftCommand)
+}
+
+/** Adds or deletes all of one VM's elements (tableElementsOf). */
+export function exactElementCommands(table: string, verb: 'add' | 'delete', tap: string, vmId: string, policy: ExactPolicy): NftCommand[] {
+  return elementCommands(table, verb, tap, tableElementsOf(vmId, policy))
 }
 
 // ---- reader ----
@@ -205,4 +222,12 @@ export function exactTableOfText(text: string): ExactTableView {
     }
   }
   return view
+}
+
+/** The shapes the listed table looks up, read from its maps (exactTableCommands writes a shape's map and its
+ *  lookup in one transaction). */
+export function shapesOfView(view: ExactTableView): ExactShapes {
+  const shapes = { out: new Set<string>(), in: new Set<string>() }
+  for (const side of ['out', 'in'] as const) for (const s of EXACT_SHAPES) if (view.maps.has(exactMapName(side, s.name))) shapes[side].add(s.name)
+  return shapes
 }
