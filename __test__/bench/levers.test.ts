@@ -17,6 +17,7 @@ import {
   leverReplaceText,
   leverRulesetText,
   leverSpecs,
+  policyRules,
   replaceElementCount,
   replaceRuleCount,
   roundTrip,
@@ -32,6 +33,7 @@ import {
 } from '../../bench/lib/levers-gen.js'
 import { buildMarkdown, leverShapeLines, leversConclusion, leversMarkdown } from '../../bench/lib/report.js'
 import { summarize } from '../../bench/lib/stats.js'
+import { EXACT_SHAPES } from '../../ts/firewall/exact-rules.js'
 import type { BenchResults, LeverCell, LeverPath, LeversResult } from '../../bench/lib/types.js'
 
 const A: LeverSpec = { variant: 'A', shards: 1 }
@@ -99,7 +101,16 @@ describe('lever rulesets', () => {
   it('counts the rules a commit re-validates and lists the specs per N', () => {
     expect(validatedRules(A, 100, 50)).toBe(100 * 41 + 2)
     expect(validatedRules(C4, 100, 50)).toBe(25 * 22 + validatedRules(B, 0, 0))
-    expect(leverSpecs(10, [1, 2, 16, 4, 2]).map(specLabel)).toEqual(['A identity rules', 'B shared sets', 'B2 protocol guard', 'B3 positive lookup', 'E rules as elements', 'F exact-key elements', 'C 2 shards', 'C 4 shards'])
+    expect(leverSpecs(10, [1, 2, 16, 4, 2]).map(specLabel)).toEqual(['A identity rules', 'B shared sets', 'B2 protocol guard', 'B3 positive lookup', 'E rules as elements', 'F exact-key elements', 'G F + empty shapes', 'C 2 shards', 'C 4 shards'])
+  })
+
+  it("G is F with a lookup (and a map) for every shape of exact-rules.ts's catalogue, the same elements", () => {
+    const G: LeverSpec = { variant: 'G', shards: 1 }
+    const text = leverRulesetText(G, 3)
+    for (const dir of ['out', 'in'] as const) expect(policyRules(G, dir)).toHaveLength(EXACT_SHAPES.length + 1)
+    expect(count(text, /^add map bridge bench_lv_s0 (out|in)_/)).toBe(2 * (EXACT_SHAPES.length + 1))
+    expect(leverReplaceText(G, 1, 0, 1)).toBe(leverReplaceText(F, 1, 0, 1))
+    expect(replaceElementCount(G)).toBe(replaceElementCount(F))
   })
 
   const tag = (r: string) => /comment "b:([^"]+)"/.exec(r)?.[1]
