@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { vmIdentity } from '../../ts/firewall/compile.js'
 import { exactPolicy, type ExactPolicy } from '../../ts/firewall/exact-rules.js'
-import { elementComment, exactElementCommands, exactTableCommands, exactTableName, exactTableOfText, shapesOf, exactMapName } from '../../ts/firewall/exact-table.js'
+import { elementComment, exactElementCommands, exactMapName, exactTableCommands, exactTableName, exactTableOfText, exactTableProblems, shapesOf } from '../../ts/firewall/exact-table.js'
 import { identityElements, setElementCommands } from '../../ts/firewall/layout.js'
 import { VmFirewall, type FirewallCapabilities, type FirewallRuleInput } from '../../ts/firewall/index.js'
 import type { NftCommand } from '../../ts/schema.js'
@@ -84,6 +84,36 @@ describe('the exact table', () => {
     expect(count('r:ping')).toBeGreaterThan(0)
     expect(view.elements.get(D.tap)).toBeUndefined()
     expect((view.elements.get(B.tap) ?? []).filter((e) => e.map.endsWith('_default')).map((e) => `${e.verdict} ${e.comment}`)).toEqual([`drop d:${B.vmId}`, `drop d:${B.vmId}`])
+  })
+
+  it('reads back as written, and a changed base chain is reported and rewritten in place', async () => {
+    const shapes = shapesOf([compiled(A, 'accept', []).policy, compiled(B, 'drop', bRules()).policy])
+    const problems = async (s = shapes) => {
+      const doc = await w.nft.listTable('bridge', TABLE)
+      const chains = new Map<string, Record<string, unknown>>()
+      const rules = new Map<string, { expr: unknown[]; comment?: string; handle: number }[]>()
+      for (const o of doc.nftables as Record<string, Record<string, unknown>>[]) {
+        if (o.chain) chains.set(o.chain.name as string, o.chain)
+        if (o.rule) {
+          const r = o.rule as { chain: string; expr: unknown[]; comment?: string; handle: number }
+          ;(rules.get(r.chain) ?? rules.set(r.chain, []).get(r.chain)!).push(r)
+        }
+      }
+      return { list: exactTableProblems({ chains, rules, maps: listed().maps }, { shapes: s, stateful: caps.bridgeConntrack }), rules }
+    }
+    expect((await problems()).list).toEqual([])
+    // Expecting a shape the table does not look up: its lookup and its map are missing.
+    expect((await problems({ out: new Set([...shapes.out, 'lp']), in: shapes.in })).list).toEqual(['dispatch rule in prerouting missing or changed', 'map out_lp missing'])
+    // Someone deletes a lookup rule: reported; the table's own commands put it back, elements and counters intact.
+    const lookup = (await problems()).rules.get('postrouting')!.find((r) => r.comment === 'x:in_s4')!
+    w.hostNft(['delete', 'rule', 'bridge', TABLE, 'postrouting', 'handle', String(lookup.handle)])
+    expect((await problems()).list).toEqual(['dispatch rule in postrouting missing or changed'])
+    expect(await w.ping(C, B.ipv4)).toBe(true) // the block is gone with its lookup (ping to B is allowed)
+    const before = listed().elements.get(B.tap)
+    await w.nft.runJson({ nftables: exactTableCommands(TABLE, { shapes, stateful: caps.bridgeConntrack }) })
+    expect((await problems()).list).toEqual([])
+    expect(listed().elements.get(B.tap)).toEqual(before)
+    expect(await w.ping(C, B.ipv4)).toBe(false)
   })
 
   it('replaces a VM by swapping its elements in one transaction, without touching the table', async () => {

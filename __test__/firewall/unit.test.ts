@@ -496,6 +496,10 @@ describe('base chain check (parseTable and tableProblems judge alike)', () => {
     })
     // Issue 15: the layout before the guard (the dispatch rule alone) is a problem sync repairs.
     expect(baseChainProblems('prerouting', healthy, dispatch.slice(-1)).problems).toEqual(['guard rules in prerouting missing or changed'])
+    // An intact guard with a rule more, or less, after it: the dispatch's problem only.
+    const extra = { expr: [{ accept: null }] }
+    expect(baseChainProblems('prerouting', healthy, [...dispatch.slice(0, -1), extra, ...dispatch.slice(-1)]).problems).toEqual(['dispatch rule in prerouting missing or changed'])
+    expect(baseChainProblems('prerouting', healthy, dispatch.slice(0, -1)).problems).toEqual(['dispatch rule in prerouting missing or changed'])
   })
 
   it('parseTable reports the same for its base chains', () => {

@@ -10,7 +10,7 @@
 import type { NftCommand, NftExpression } from '../schema.js'
 import type { Side } from './compile.js'
 import { EXACT_SHAPES, type ExactElement, type ExactField, type ExactPolicy } from './exact-rules.js'
-import { FAMILY, tableCommands, type GuardLog, type GuardRule, type TableDispatch } from './layout.js'
+import { baseChainProblems, CHAIN_POSTROUTING, CHAIN_PREROUTING, FAMILY, guardChainProblems, tableCommands, type GuardLog, type GuardRule, type TableDispatch } from './layout.js'
 
 /** The exact table of the firewall whose VM-chain table is `table` (checkTableName allows 31 characters, the
  *  kernel 255). */
@@ -21,7 +21,7 @@ export const exactMapName = (side: Side, shape: string): string => `${side}_${sh
 /** The map of each tap's default verdict, per side. */
 export const exactDefaultMap = (side: Side): string => `${side}_default`
 
-/** Comments of the base chains' rules after the guard: how the reader finds which shapes are looked up. */
+/** Comments of the base chains' rules after the guard, naming what each looks up (a listing shows which rule is which). */
 const LOOKUP_TAG = 'x:'
 export const lookupComment = (side: Side, shape: string): string => `${LOOKUP_TAG}${exactMapName(side, shape)}`
 const ESTABLISHED_COMMENT = `${LOOKUP_TAG}established`
@@ -44,12 +44,6 @@ const FIELD: Record<ExactField, { expr: NftExpression; type: string }> = {
   dport: { expr: { payload: { protocol: 'th', field: 'dport' } } as NftExpression, type: 'inet_service' },
 }
 
-const shapeFields = (shape: string): readonly ExactField[] => {
-  const s = EXACT_SHAPES.find((x) => x.name === shape)
-  if (!s) throw new Error(`unknown exact shape ${shape}`)
-  return s.fields
-}
-
 /** The shapes looked up on each side: what the table's base chains need for the VMs it holds. */
 export type ExactShapes = Record<Side, ReadonlySet<string>>
 
@@ -64,6 +58,7 @@ export function shapesOf(policies: Iterable<ExactPolicy>): ExactShapes {
   return { out, in: inn }
 }
 
+/** What follows the guard in the exact table's base chains (layout.ts's TableDispatch). */
 function dispatch(shapes: ExactShapes, stateful: boolean): TableDispatch {
   const lookups = (side: Side): GuardRule[] => [
     // As compile.ts puts it at the head of a stateful VM's chains: replies and related traffic of allowed flows.
@@ -230,4 +225,29 @@ export function shapesOfView(view: ExactTableView): ExactShapes {
   const shapes = { out: new Set<string>(), in: new Set<string>() }
   for (const side of ['out', 'in'] as const) for (const s of EXACT_SHAPES) if (view.maps.has(exactMapName(side, s.name))) shapes[side].add(s.name)
   return shapes
+}
+
+/**
+ * What is wrong with the exact table's shape, as `verify` reports it for the VM-chain table: its base chains
+ * (hook, priority, policy, the guard's rules, then the established rule and the lookups of `shapes`, by
+ * comment), its guard chains, and a map for every lookup. `chains`: the table's chains as listed (JSON chain
+ * objects by name), `rules`: their rules in order. Empty: as exactTableCommands writes it.
+ */
+export function exactTableProblems(
+  listed: { chains: ReadonlyMap<string, Record<string, unknown>>; rules: ReadonlyMap<string, readonly { expr: unknown[]; comment?: string }[]>; maps: ReadonlySet<string> },
+  opts: { shapes: ExactShapes; stateful: boolean; log?: GuardLog },
+): string[] {
+  const d = dispatch(opts.shapes, opts.stateful)
+  const problems: string[] = []
+  for (const name of [CHAIN_PREROUTING, CHAIN_POSTROUTING] as const) {
+    const chain = listed.chains.get(name)
+    problems.push(...baseChainProblems(name, chain, listed.rules.get(name) ?? [], opts.log, d).problems)
+  }
+  problems.push(...guardChainProblems(listed.chains, listed.rules, opts.log))
+  for (const side of ['out', 'in'] as const) {
+    for (const shape of [...EXACT_SHAPES.filter((s) => opts.shapes[side].has(s.name)).map((s) => exactMapName(side, s.name)), exactDefaultMap(side)]) {
+      if (!listed.maps.has(shape)) problems.push(`map ${shape} missing`)
+    }
+  }
+  return problems
 }

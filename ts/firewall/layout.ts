@@ -561,8 +561,8 @@ export function counterOf(expr: unknown[]): { packets: number; bytes: number } {
 }
 
 const BASE_CHAINS = {
-  [CHAIN_PREROUTING]: { hook: 'prerouting', key: 'iifname', map: MAP_FROM_VM },
-  [CHAIN_POSTROUTING]: { hook: 'postrouting', key: 'oifname', map: MAP_TO_VM },
+  [CHAIN_PREROUTING]: { hook: 'prerouting' },
+  [CHAIN_POSTROUTING]: { hook: 'postrouting' },
 } as const
 
 /**
@@ -576,8 +576,11 @@ export function baseChainProblems(
   chain: Record<string, unknown> | undefined,
   rules: readonly { expr: unknown[] }[],
   log?: GuardLog,
+  /** What follows the guard (tableCommands' `dispatch`): rules with a comment are judged by it, the others by
+   *  their expressions. */
+  dispatch: TableDispatch = VM_CHAIN_DISPATCH,
 ): { problems: string[]; recreate: boolean } {
-  const { hook, key, map } = BASE_CHAINS[name]
+  const { hook } = BASE_CHAINS[name]
   if (!chain) return { problems: [`base chain ${name} missing`], recreate: false }
   if (!chain.hook) return { problems: [`base chain ${name} is a regular chain`], recreate: true }
   const problems: string[] = []
@@ -586,11 +589,15 @@ export function baseChainProblems(
   if (chain.policy !== 'accept') problems.push(`base chain ${name} policy ${String(chain.policy)} (expected accept)`)
   // The guard's rules (by comment: each names its built-in and hashes what we wrote), then the dispatch rule.
   const guard = baseGuardRules(name, log)
+  const tail = name === CHAIN_PREROUTING ? dispatch.pre : dispatch.post
   const listed = rules as readonly { expr: unknown[]; comment?: string }[]
-  const guardOk = listed.length === guard.length + 1 && guard.every((g, i) => listed[i]!.comment === g.comment)
+  const guardOk = listed.length >= guard.length && guard.every((g, i) => listed[i]!.comment === g.comment)
   if (!guardOk) problems.push(`guard rules in ${name} missing or changed`)
-  const last = listed[listed.length - 1]
-  const ok = last !== undefined && last.comment === undefined && JSON.stringify(last.expr) === JSON.stringify([{ vmap: { key: { meta: { key } }, data: `@${map}` } }])
+  const found = listed.slice(-tail.length)
+  const same = (want: GuardRule, have: { expr: unknown[]; comment?: string } | undefined) =>
+    have !== undefined && (want.comment ? have.comment === want.comment : have.comment === undefined && JSON.stringify(have.expr) === JSON.stringify(want.expr))
+  // The rules after an intact guard are the dispatch's: exactly its own (a rule more or less is its problem).
+  const ok = found.length === tail.length && tail.every((w, i) => same(w, found[i])) && (!guardOk || listed.length === guard.length + tail.length)
   if (!ok) problems.push(`dispatch rule in ${name} missing or changed`)
   return { problems, recreate }
 }
