@@ -2,7 +2,7 @@
 // (exact-table.wire.test.ts) reads back what a kernel lists; these pin the edges.
 import { describe, expect, it } from 'vitest'
 import { exactPolicy, type ExactPolicy } from '../../ts/firewall/exact-rules.js'
-import { exactElementCommands, exactTableCommands, exactTableOfText, shapesOf } from '../../ts/firewall/exact-table.js'
+import { exactCounters, exactElementCommands, exactTableCommands, exactTableOfText, shapesOf } from '../../ts/firewall/exact-table.js'
 import { normalizeVm } from '../../ts/firewall/validate.js'
 import type { FirewallRuleInput } from '../../ts/firewall/model.js'
 
@@ -91,5 +91,12 @@ describe('exactTableOfText', () => {
       { map: 'in_default', key: [], verdict: 'drop', comment: 'd:vm-1', packets: 7, bytes: 420 },
     ])
     expect(v.elements.get('vnet-b0')).toEqual([{ map: 'in_s6lp', key: ['fe80::1', 'udp', '53'], verdict: 'drop', comment: 'r:x:y{', packets: 0, bytes: 0 }])
+    // The counters as stats reports them: per rule, the default, and what was dropped, per side.
+    const none = { packets: 0, bytes: 0 }
+    expect(exactCounters(v.elements.get('vnet-a0')!)).toEqual({
+      rules: { 'a,b}c': { packets: 3, bytes: 180, out: none, in: { packets: 3, bytes: 180 } } },
+      default: { packets: 7, bytes: 420, out: none, in: { packets: 7, bytes: 420 } },
+      dropped: { packets: 7, bytes: 420, out: none, in: { packets: 7, bytes: 420 } },
+    })
   })
 })

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { vmIdentity } from '../../ts/firewall/compile.js'
 import { exactPolicy, type ExactPolicy } from '../../ts/firewall/exact-rules.js'
-import { elementComment, exactElementCommands, exactMapName, exactTableCommands, exactTableName, exactTableOfText, exactTableProblems, shapesOf } from '../../ts/firewall/exact-table.js'
+import { elementComment, exactCounters, exactElementCommands, exactMapName, exactTableCommands, exactTableName, exactTableOfText, exactTableProblems, shapesOf } from '../../ts/firewall/exact-table.js'
 import { identityElements, setElementCommands } from '../../ts/firewall/layout.js'
 import { VmFirewall, type FirewallCapabilities, type FirewallRuleInput } from '../../ts/firewall/index.js'
 import type { NftCommand } from '../../ts/schema.js'
@@ -82,6 +82,12 @@ describe('the exact table', () => {
     expect(count('r:web')).toBeGreaterThan(0)
     expect(count('r:blk')).toBeGreaterThan(0)
     expect(count('r:ping')).toBeGreaterThan(0)
+    // As stats reports them: B's web and ping rules counted what they let in, its block what it dropped.
+    const stats = exactCounters(view.elements.get(B.tap)!)
+    expect(stats.rules.web!.in.packets).toBeGreaterThan(0)
+    expect(stats.rules.blk!.in.packets).toBe(stats.rules.blk!.packets)
+    expect(stats.dropped.packets).toBe(stats.rules.blk!.packets + stats.default.packets)
+    expect(stats.rules.blk!.packets).toBe(count('r:blk'))
     expect(view.elements.get(D.tap)).toBeUndefined()
     expect((view.elements.get(B.tap) ?? []).filter((e) => e.map.endsWith('_default')).map((e) => `${e.verdict} ${e.comment}`)).toEqual([`drop d:${B.vmId}`, `drop d:${B.vmId}`])
   })

@@ -9,6 +9,7 @@
 // Names, writers and the reader of the listing, side by side. Pure: no I/O.
 import type { NftCommand, NftExpression } from '../schema.js'
 import type { Side } from './compile.js'
+import type { RuleCounters, VmStats } from './model.js'
 import { EXACT_SHAPES, type ExactElement, type ExactField, type ExactPolicy } from './exact-rules.js'
 import { baseChainProblems, CHAIN_POSTROUTING, CHAIN_PREROUTING, FAMILY, guardChainProblems, tableCommands, type GuardLog, type GuardRule, type TableDispatch } from './layout.js'
 
@@ -250,4 +251,25 @@ export function exactTableProblems(
     }
   }
   return problems
+}
+
+/** A VM's counters as `stats` reports them, from its listed elements: per rule (by the element comments),
+ *  its default, and everything its elements dropped, each per side. The built-ins count in the guard's tap
+ *  sets, as in the VM-chain table. */
+export function exactCounters(listed: readonly ListedExactElement[]): Pick<VmStats, 'rules' | 'default' | 'dropped'> {
+  const zero = (): RuleCounters => ({ packets: 0, bytes: 0, out: { packets: 0, bytes: 0 }, in: { packets: 0, bytes: 0 } })
+  const stats: Pick<VmStats, 'rules' | 'default' | 'dropped'> = { rules: {}, default: zero(), dropped: zero() }
+  for (const e of listed) {
+    const side: Side = e.map.startsWith('out_') ? 'out' : 'in'
+    const comment = e.comment ?? ''
+    const bucket = comment.startsWith('d:') ? stats.default : comment.startsWith('r:') ? (stats.rules[comment.slice(2)] ??= zero()) : undefined
+    if (!bucket) continue
+    for (const b of e.verdict === 'drop' ? [bucket, stats.dropped] : [bucket]) {
+      b.packets += e.packets
+      b.bytes += e.bytes
+      b[side].packets += e.packets
+      b[side].bytes += e.bytes
+    }
+  }
+  return stats
 }
