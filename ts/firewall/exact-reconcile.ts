@@ -4,7 +4,7 @@
 // left alone keeps its counter. Pure: no I/O.
 import type { NftCommand } from '../schema.js'
 import type { ExactPolicy } from './exact-rules.js'
-import { elementCommands, type ExactShapes, type ExactTableElement, type ListedExactElement } from './exact-table.js'
+import { elementCommands, shapesOf, type ExactShapes, type ExactTableElement, type ListedExactElement } from './exact-table.js'
 
 /** An element's identity in its map: the map and the key (a port listed as text and one compiled as a number
  *  are the same key). */
@@ -63,7 +63,6 @@ export function exactChangeCommands(table: string, tap: string, changes: Pick<Ex
 /** The shapes `policy` needs that the table does not look up yet (undefined: none), and the table's shapes with
  *  them: a table rewrite (exactTableCommands) has to come first, in the same transaction. */
 export function shapesMissing(table: ExactShapes, policy: ExactPolicy): ExactShapes | undefined {
-  const out = new Set([...table.out, ...policy.shapes.out])
-  const inn = new Set([...table.in, ...policy.shapes.in])
-  return out.size === table.out.size && inn.size === table.in.size ? undefined : { out, in: inn }
+  const all = shapesOf([{ shapes: table }, policy])
+  return all.out.size === table.out.size && all.in.size === table.in.size ? undefined : all
 }

@@ -9,7 +9,8 @@
 // Names, writers and the reader of the listing, side by side. Pure: no I/O.
 import type { NftCommand, NftExpression } from '../schema.js'
 import type { Side } from './compile.js'
-import type { RuleCounters, VmStats } from './model.js'
+import { countInto, zeroCounters } from './counters.js'
+import type { VmStats } from './model.js'
 import { EXACT_SHAPES, type ExactElement, type ExactField, type ExactPolicy } from './exact-rules.js'
 import { baseChainProblems, CHAIN_POSTROUTING, CHAIN_PREROUTING, FAMILY, guardChainProblems, tableCommands, type GuardLog, type GuardRule, type TableDispatch } from './layout.js'
 
@@ -48,8 +49,8 @@ const FIELD: Record<ExactField, { expr: NftExpression; type: string }> = {
 /** The shapes looked up on each side: what the table's base chains need for the VMs it holds. */
 export type ExactShapes = Record<Side, ReadonlySet<string>>
 
-/** The union of the VMs' shapes. */
-export function shapesOf(policies: Iterable<ExactPolicy>): ExactShapes {
+/** The union of the VMs' shapes (or of any shapes: a table's and a VM's). */
+export function shapesOf(policies: Iterable<{ shapes: ExactShapes }>): ExactShapes {
   const out = new Set<string>()
   const inn = new Set<string>()
   for (const p of policies) {
@@ -106,8 +107,8 @@ export interface ExactTableElement {
   comment: string
 }
 
-/** The elements VM `vmId` holds under `policy`: its rules' elements and its default on each side, in the
- *  catalogue's map order. */
+/** The elements VM `vmId` holds under `policy`: its rules' elements in the policy's order, then its default on
+ *  each side (elementCommands groups them by map). */
 export function tableElementsOf(vmId: string, policy: ExactPolicy): ExactTableElement[] {
   const rules = policy.elements.map((e): ExactTableElement => ({ map: exactMapName(e.side, e.shape), key: e.key, verdict: e.verdict, comment: elementComment(e) }))
   const defaults = (['out', 'in'] as const).map((side): ExactTableElement => ({ map: exactDefaultMap(side), key: [], verdict: policy.defaultAction, comment: defaultComment(vmId) }))
@@ -257,19 +258,14 @@ export function exactTableProblems(
  *  its default, and everything its elements dropped, each per side. The built-ins count in the guard's tap
  *  sets, as in the VM-chain table. */
 export function exactCounters(listed: readonly ListedExactElement[]): Pick<VmStats, 'rules' | 'default' | 'dropped'> {
-  const zero = (): RuleCounters => ({ packets: 0, bytes: 0, out: { packets: 0, bytes: 0 }, in: { packets: 0, bytes: 0 } })
+  const zero = zeroCounters
   const stats: Pick<VmStats, 'rules' | 'default' | 'dropped'> = { rules: {}, default: zero(), dropped: zero() }
   for (const e of listed) {
     const side: Side = e.map.startsWith('out_') ? 'out' : 'in'
     const comment = e.comment ?? ''
     const bucket = comment.startsWith('d:') ? stats.default : comment.startsWith('r:') ? (stats.rules[comment.slice(2)] ??= zero()) : undefined
     if (!bucket) continue
-    for (const b of e.verdict === 'drop' ? [bucket, stats.dropped] : [bucket]) {
-      b.packets += e.packets
-      b.bytes += e.bytes
-      b[side].packets += e.packets
-      b[side].bytes += e.bytes
-    }
+    countInto(e.verdict === 'drop' ? [bucket, stats.dropped] : [bucket], side, e)
   }
   return stats
 }

@@ -1,4 +1,5 @@
 // VmFirewall: per-VM bridge firewalls applied through one libnftables context, one transaction per call.
+import { countInto, zeroCounters } from './counters.js'
 import type { Nft } from '../nft.js'
 import type { NftCommand } from '../schema.js'
 import { FirewallError, FirewallValidationError, isNotFound } from './errors.js'
@@ -36,7 +37,6 @@ import type {
   ConntrackMode,
   FirewallCapabilities,
   FirewallDefaultAction,
-  RuleCounters,
   SyncResult,
   VerifyResult,
   VmApplyResult,
@@ -679,7 +679,7 @@ export class VmFirewall {
     checkToken(vmId, 'vmId', VMID_MAX, {})
     return this.#sched.vm(vmId, async () => {
       const chains = vmChainNames(vmId)
-      const zero = (): RuleCounters => ({ packets: 0, bytes: 0, out: { packets: 0, bytes: 0 }, in: { packets: 0, bytes: 0 } })
+      const zero = zeroCounters
       const stats: VmStats = { vmId, rules: {}, default: zero(), builtin: {}, dropped: zero() }
       for (const side of ['out', 'in'] as const) {
         const listed = await this.#kernel.chain(chains[side])
@@ -692,12 +692,7 @@ export class VmFirewall {
             p.kind === 'd' ? stats.default : p.kind === 'b' ? (stats.builtin[p.tag] ??= zero()) : (stats.rules[p.tag] ??= zero())
           const verdict = r.expr[r.expr.length - 1] as Record<string, unknown> | undefined
           const drops = verdict !== undefined && ('drop' in verdict || 'reject' in verdict)
-          for (const b of drops ? [bucket, stats.dropped] : [bucket]) {
-            b.packets += c.packets
-            b.bytes += c.bytes
-            b[side].packets += c.packets
-            b[side].bytes += c.bytes
-          }
+          countInto(drops ? [bucket, stats.dropped] : [bucket], side, c)
         }
       }
       // Issue 15: the built-ins count in the guard's tap sets, one counter per element: the VM's own are those of
@@ -712,12 +707,8 @@ export class VmFirewall {
         for (const tap of taps[b.side]) {
           const c = counters?.get(set)?.get(tap)
           if (!c) continue
-          for (const x of b.verdict === 'drop' ? [(stats.builtin[b.tag] ??= zero()), stats.dropped] : [(stats.builtin[b.tag] ??= zero())]) {
-            x.packets += c.packets
-            x.bytes += c.bytes
-            x[b.side].packets += c.packets
-            x[b.side].bytes += c.bytes
-          }
+          const own = (stats.builtin[b.tag] ??= zero())
+          countInto(b.verdict === 'drop' ? [own, stats.dropped] : [own], b.side, c)
         }
       }
       return stats
