@@ -4,7 +4,10 @@
 // left alone keeps its counter. Pure: no I/O.
 import type { NftCommand } from '../schema.js'
 import type { ExactPolicy } from './exact-rules.js'
-import { elementCommands, shapesOf, type ExactShapes, type ExactTableElement, type ListedExactElement } from './exact-table.js'
+import type { ExactSnapshot } from './exact-state.js'
+import { elementCommands, exactTableProblems, shapesOf, tableElementsOf, type ExactShapes, type ExactTableElement, type ListedExactElement } from './exact-table.js'
+import { identityChanges, identityElements, type GuardLog, type VmIdentity } from './layout.js'
+import type { VerifyResult, VmDrift } from './model.js'
 
 /** An element's identity in its map: the map and the key (a port listed as text and one compiled as a number
  *  are the same key). */
@@ -62,7 +65,62 @@ export function exactChangeCommands(table: string, tap: string, changes: Pick<Ex
 
 /** The shapes `policy` needs that the table does not look up yet (undefined: none), and the table's shapes with
  *  them: a table rewrite (exactTableCommands) has to come first, in the same transaction. */
-export function shapesMissing(table: ExactShapes, policy: ExactPolicy): ExactShapes | undefined {
+export function shapesMissing(table: ExactShapes, policy: { shapes: ExactShapes }): ExactShapes | undefined {
   const all = shapesOf([{ shapes: table }, policy])
   return all.out.size === table.out.size && all.in.size === table.in.size ? undefined : all
+}
+
+/** A VM the engine expects in the exact table: its policy, tap and identity, and whether it is attached
+ *  (detached: it holds nothing). */
+export interface ExactExpected {
+  vmId: string
+  tap: string
+  chains: { out: string; in: string }
+  identity: VmIdentity
+  policy: ExactPolicy
+  attached: boolean
+}
+
+/** What `verify` reports of the exact table: each expected VM's drift (elements `element:<map> <key>`, guard
+ *  elements `guard:<set>:<key>`), the VMs and taps nobody expects, and the table's problems. */
+export function exactVerify(
+  snap: ExactSnapshot,
+  expected: readonly ExactExpected[],
+  listed: { chains: ReadonlyMap<string, Record<string, unknown>>; rules: ReadonlyMap<string, readonly { expr: unknown[]; comment?: string }[]> } | undefined,
+  opts: { stateful: boolean; log?: GuardLog },
+): Pick<VerifyResult, 'vms' | 'orphans' | 'table'> {
+  const out: Pick<VerifyResult, 'vms' | 'orphans' | 'table'> = { vms: [], orphans: [], table: [] }
+  const claimed = new Set<string>()
+  for (const e of expected) {
+    const drift: VmDrift = { vmId: e.vmId, chains: e.chains, status: 'ok', missing: [], extra: [], changed: [] }
+    const own = snap.owners.get(e.vmId)
+    const want = e.attached ? tableElementsOf(e.vmId, e.policy) : []
+    if (e.attached) claimed.add(e.tap)
+    const taps = [...new Set([...(own !== undefined ? [own] : []), ...(e.attached ? [e.tap] : [])])]
+    for (const tap of taps) {
+      const d = exactChanges(snap.taps.get(tap) ?? [], tap === e.tap ? want : [])
+      drift.missing.push(...d.missing.map((x) => `element:${x}`))
+      drift.extra.push(...d.extra.map((x) => `element:${tap === e.tap ? '' : `${tap} `}${x}`))
+      drift.changed.push(...d.changed.map((x) => `element:${x}`))
+      if (tap !== e.tap) claimed.add(tap)
+    }
+    const guard = identityChanges(snap.sets ?? new Map(), taps, e.attached ? identityElements(e.identity, e.tap) : [])
+    drift.missing.push(...guard.add.map((g) => `guard:${g.set}:${g.key}`))
+    drift.extra.push(...guard.del.map((g) => `guard:${g.set}:${g.key}`))
+    if (e.attached && !snap.taps.has(e.tap)) drift.status = 'missing'
+    else if (drift.missing.length || drift.extra.length || drift.changed.length) drift.status = 'changed'
+    out.vms.push(drift)
+  }
+  for (const [tap, elements] of snap.taps) {
+    if (claimed.has(tap)) continue
+    const vmId = [...snap.owners].find(([, t]) => t === tap)?.[0]
+    out.orphans.push({ ...(vmId !== undefined ? { vmId } : {}), chains: [], elements: elements.length })
+  }
+  if (!snap.exists) {
+    if (expected.some((e) => e.attached)) out.table.push('exact table missing')
+    return out
+  }
+  const shapes = shapesOf([{ shapes: snap.shapes }, ...expected.filter((e) => e.attached).map((e) => e.policy)])
+  out.table.push(...exactTableProblems({ chains: listed?.chains ?? new Map(), rules: listed?.rules ?? new Map(), maps: snap.maps }, { shapes, stateful: opts.stateful, ...(opts.log ? { log: opts.log } : {}) }).map((p) => `exact table: ${p}`))
+  return out
 }

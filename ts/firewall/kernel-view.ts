@@ -7,7 +7,7 @@
 // the commit was ours alone and the view, updated with what we wrote, is exact at the new id.
 import type { NftCommand } from '../schema.js'
 import { generationMoved, type FirewallKernel, type KernelWrite } from './kernel.js'
-import { MAP_FROM_VM, MAP_TO_VM, VM_SETS, type DispatchMaps, type SetContents } from './layout.js'
+import { commandTable, MAP_FROM_VM, MAP_TO_VM, VM_SETS, type DispatchMaps, type SetContents } from './layout.js'
 
 export type { DispatchMaps }
 
@@ -92,9 +92,12 @@ export class KernelView {
     if (!this.kernel.dryRun && before && before.generation === g0 && g1 - g0 <= 1) {
       // In place: the old snapshot is replaced at once, and a copy of the maps and chain names would cost O(VMs)
       // per write (~0.2 ms at 1000 VMs). Callers use what current() gives them before their next await.
-      const maps = applyElements(before.maps, commands)
-      const chains = before.chains && applyChains(before.chains, commands)
-      const contents = applySetElements(before.contents, commands)
+      // Issue 15: a batch may also write the exact table (a VM moving between the tables); its sets share the
+      // guard's names, so only this table's commands count here.
+      const own = commands.filter((c) => commandTable(c) === this.kernel.table)
+      const maps = applyElements(before.maps, own)
+      const chains = before.chains && applyChains(before.chains, own)
+      const contents = applySetElements(before.contents, own)
       const sets = VM_SETS.every((n) => contents.has(n)) ? contents : undefined
       this.#snap = { generation: g1, maps, contents, sets, setsKnown: before.setsKnown || effect.createsSets === true, ...(chains ? { chains } : {}) }
     } else {

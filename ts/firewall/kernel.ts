@@ -6,11 +6,12 @@ import type { Nft } from '../nft.js'
 import type { NftablesJson, NftCommand } from '../schema.js'
 import { probeCapabilities } from './capabilities.js'
 import { isNotFound } from './errors.js'
-import { FAMILY, MAP_FROM_VM, MAP_TO_VM, parseTable, setContentsOfText, type GuardLog, type KernelTable, type SetContents, type SetCounters } from './layout.js'
+import { commandTable, FAMILY, MAP_FROM_VM, MAP_TO_VM, parseTable, setContentsOfText, type GuardLog, type KernelTable, type SetContents, type SetCounters } from './layout.js'
 import { mapElements } from './map-elements.js'
 import type { FirewallCapabilities } from './model.js'
 import { encodeBatch } from './netlink-batch.js'
 import { batchText } from './render.js'
+import { exactTableName } from './exact-table.js'
 
 /** A write's output and the namespace's generation just before and just after it. */
 export interface KernelWrite {
@@ -68,10 +69,13 @@ export class FirewallKernel {
     // elements; the table, its sets and guard) goes to the kernel without libnftables. Same kernel errors, same
     // errno codes; anything else (or a dry run) takes libnftables. The lean batch's thread checks and reads the
     // generations around it (one round trip in all); through libnftables they are two reads of their own.
-    if (options.lean && !this.dryRun) {
-      const messages = encodeBatch(this.table, commands)
+    // Issue 15: a batch of the exact table alone (a VM's elements) is encoded for that table; a batch that spans
+    // both tables (a VM moving between them) takes libnftables.
+    const table = options.lean && !this.dryRun ? soleTable(commands) : undefined
+    if (table === this.table || (table !== undefined && table === exactTableName(this.table))) {
+      const messages = encodeBatch(table, commands)
       if (messages) {
-        const g = await this.nft.commitBatch(this.table, messages, options.expect === undefined ? {} : { expectGeneration: options.expect })
+        const g = await this.nft.commitBatch(table, messages, options.expect === undefined ? {} : { expectGeneration: options.expect })
         return { output: { nftables: [] }, ...g }
       }
     }
@@ -90,6 +94,25 @@ export class FirewallKernel {
   /** nft text (an export's listing, a checked restore file). */
   runText(text: string): Promise<string> {
     return this.nft.run(text)
+  }
+
+  /** The table's text listing (`list table`), undefined without the table. */
+  listText(): Promise<string | undefined> {
+    return this.#missingAsUndefined(this.nft.run(`list table ${FAMILY} ${this.table}`))
+  }
+
+  /** The table's chains (their JSON objects) and rules per chain, in order; undefined without the table. */
+  async chainsAndRules(): Promise<{ chains: Map<string, Record<string, unknown>>; rules: Map<string, ListedRule[]> } | undefined> {
+    const doc = await this.#missingAsUndefined(this.nft.listTable(FAMILY, this.table))
+    if (!doc) return undefined
+    const chains = new Map<string, Record<string, unknown>>()
+    const rules = new Map<string, ListedRule[]>()
+    for (const o of doc.nftables as Record<string, Record<string, unknown>>[]) {
+      if (o.chain?.table === this.table) chains.set(o.chain.name as string, o.chain)
+      const r = o.rule as { table?: string; chain?: string; expr?: unknown[]; comment?: string } | undefined
+      if (r?.table === this.table && typeof r.chain === 'string') (rules.get(r.chain) ?? rules.set(r.chain, []).get(r.chain)!).push({ comment: r.comment, expr: r.expr ?? [] })
+    }
+    return { chains, rules }
   }
 
   /** The whole table, parsed (a missing table parses as such). */
@@ -157,4 +180,10 @@ export class FirewallKernel {
       throw e
     }
   }
+}
+
+/** The one table every command names (undefined: none, or several). */
+export function soleTable(commands: readonly NftCommand[]): string | undefined {
+  const tables = new Set(commands.map(commandTable))
+  return tables.size === 1 ? [...tables][0] : undefined
 }

@@ -464,6 +464,14 @@ export function chainReplaceCommands(table: string, chain: string, rules: Compil
 }
 
 /** Deletes a chain whether or not it exists (`add` + `flush` + `delete`: no `destroy` needed on 1.0.6). */
+/** The table a command names (its `table` object's name, or the `table` of its chain, rule, set or element). */
+export function commandTable(cmd: NftCommand): string | undefined {
+  const body = Object.values(cmd as Record<string, Record<string, Record<string, unknown>>>)[0]
+  const [kind, o] = (body && typeof body === 'object' ? Object.entries(body)[0] : undefined) ?? []
+  const t = kind === 'table' ? o?.name : o?.table
+  return typeof t === 'string' ? t : undefined
+}
+
 export function chainDeleteCommands(table: string, chain: string): NftCommand[] {
   const f = FAMILY
   return [

@@ -111,6 +111,9 @@ export interface VmApplyResult {
   /** Compat with Infinization's FirewallApplyResult. */
   totalRules: number
   appliedRules: number
+  /** Issue 15, with the `exactTable` option: 'exact' when the VM's policy went into the exact table as
+   *  elements (it then has no chains; `chains` names the ones it would have), 'chains' otherwise. */
+  placement?: 'exact' | 'chains'
 }
 
 export interface SyncResult {
@@ -138,8 +141,9 @@ export interface VmDrift {
 export interface VerifyResult {
   ok: boolean
   vms: VmDrift[]
-  /** VM chains in the kernel that no known VM owns (vmId when readable, else chain name). */
-  orphans: { vmId?: string; chains: string[] }[]
+  /** VM chains in the kernel that no known VM owns (vmId when readable, else chain name); issue 15: also the
+   *  elements of an unknown VM in the exact table (`elements`, its default's count included; `chains` empty). */
+  orphans: { vmId?: string; chains: string[]; elements?: number }[]
   /** Problems with the table itself (missing base chains, maps, dispatch rules). */
   table: string[]
 }
@@ -179,4 +183,7 @@ export interface VmInventoryEntry {
   guardElements?: number
   /** The action of the last rule ('accept'/'drop') when it is the library's default rule. */
   defaultAction?: 'accept' | 'drop'
+  /** Issue 15: the elements the VM holds in the exact table (its rules' and its defaults'; absent: a VM with
+   *  chains). */
+  elements?: number
 }
