@@ -15,6 +15,7 @@ import {
   MAP_FROM_VM,
   MAP_TO_VM,
   chainDeleteCommands,
+  commandTable,
   counterOf,
   elementAdd,
   elementDelete,
@@ -32,6 +33,9 @@ import {
   type KernelTable,
   type GuardLog,
   type SetContents,
+  type SetCounters,
+  type VmIdentity,
+  setContentsOfText,
 } from './layout.js'
 import type {
   ConntrackMode,
@@ -46,7 +50,7 @@ import type {
   VmStats,
 } from './model.js'
 import { GroupCommit, StaleDecision } from './group-commit.js'
-import { FirewallKernel } from './kernel.js'
+import { FirewallKernel, generationMoved } from './kernel.js'
 import { BlockedStream, type BlockedOptions } from './blocked.js'
 import { FirewallWatch, type RepairResult, type WatchOptions } from './watch.js'
 import { guardLogOf, resolveLogDrops, type LogDropsOptions, type ResolvedLogDrops } from './log-drops.js'
@@ -55,6 +59,11 @@ import { planVm, type VmPlan } from './plan.js'
 import { dispatchDrift, planRepair, planSync, staleEntries, verifyTable, vmDrift } from './reconcile.js'
 import { KernelRendering } from './rendering.js'
 import { checkRestore } from './restore-guard.js'
+import { exactPolicy, type ExactPolicy } from './exact-rules.js'
+import { exactInventoryOf, ExactState, type ExactChange, type ExactSnapshot } from './exact-state.js'
+import { chainTableLeaving, exactApplyBatch, exactLeaving, exactTableBatch, exactTapsOf, exactVmBatch, type ChainTableView, type ExactTables } from './exact-placement.js'
+import { exactCounters, exactTableName, exactTableOfText, tableElementsOf } from './exact-table.js'
+import { exactChanges, exactVerify } from './exact-reconcile.js'
 import { Scheduler } from './scheduler.js'
 
 export type { VmPlan }
@@ -75,6 +84,14 @@ export interface VmFirewallOptions {
    *  libnftables, when its encoder spells every command exactly (default true); issue 14: so does sync() into
    *  an absent table (the table, its sets and guard, every VM, one transaction). false: always libnftables. */
   leanWrites?: boolean
+  /** Issue 15: a VM whose policy fits exact-key elements (exact-rules.ts: stateful kernels; one protocol, at
+   *  most one port or a short range and one host per rule, ...) lives in the table `<table>_exact` as map
+   *  elements instead of chains, so its applies commit without the kernel re-validating the table (flat in the
+   *  number of VMs). applyVm with `attach: true` and no `also`/`prepare` places it, and moves a VM between the
+   *  tables in one transaction when its policy changes; removeVm, detachVm, attachVm, hasVm, verify, inventory
+   *  and stats see both tables. Default false: sync, repair, export/restore, watch and the compat facade still
+   *  know only the VM-chain table. */
+  exactTable?: boolean
 }
 
 /** What the shared guard needs of a VM (issue 15): the fields of its VmSpec that decide its built-ins. */
@@ -186,6 +203,8 @@ function checkAttach(a: unknown): boolean | 'keep' | undefined {
 interface Known {
   compiled: CompiledVm
   attached: boolean
+  /** Issue 15: the VM lives in the exact table with this policy. */
+  exact?: ExactPolicy
 }
 
 /** Writes that lost a race with another writer are rebuilt from a fresh read this many times in all. */
@@ -209,6 +228,8 @@ export class VmFirewall {
   #synced?: { generation: number; table: KernelTable }
   #caps?: Promise<FirewallCapabilities>
   #capsValue?: FirewallCapabilities
+  /** Issue 15: the exact table's state (the `exactTable` option; undefined: off). */
+  readonly #exact: ExactState | undefined
 
   constructor(nft: Nft, options: VmFirewallOptions = {}) {
     this.table = checkTableName(options.table ?? DEFAULT_TABLE)
@@ -218,11 +239,14 @@ export class VmFirewall {
     this.#rendering = new KernelRendering(this.#kernel)
     this.#view = new KernelView(this.#kernel)
     this.#lean = options.leanWrites !== false
+    this.#exact = options.exactTable === true ? new ExactState(this.#view, new FirewallKernel(nft, exactTableName(this.table), this.#guardLog)) : undefined
     this.#group = new GroupCommit(
       // Issue 14: the first attempt builds from the view as last known (no generation read) and its batch is sent
       // only if that generation still holds (checked on the instance's thread, in the same round trip as the
       // commit); a retry reads the view again.
-      (attempt) => this.#view.attemptView(attempt),
+      // Issue 15: with the exact table, its snapshot is made current first (an item's build reads it: a VM leaving
+      // the exact table takes its elements out in the same batch).
+      (attempt) => (this.#exact ? this.#exact.current().then(() => this.#view.attemptView(attempt)) : this.#view.attemptView(attempt)),
       async (commands, view, attempt) => {
         // The table and its shared sets are re-added only when we do not know them to exist (idempotent adds).
         // A table without the shared guard's sets (none yet, or one of the layout before the guard) gets the whole
@@ -297,14 +321,23 @@ export class VmFirewall {
         // read, is written as decided, as every decision was before.
         const optimistic = attempt < CONFLICT_ATTEMPTS
         const d = await this.#decide(vm, options, optimistic)
+        // Issue 15: 'keep' for a VM of the exact table keeps the interface its elements are keyed by.
+        const held = typeof d.attach === 'object' && this.#exact ? (await this.#exact.current()).owners.get(vm.vmId) : undefined
+        if (held !== undefined) Object.assign(d, { attach: true, attached: true, compiled: { ...d.compiled, tap: held, result: { ...d.compiled.result, tap: held } } })
         if (d.skip) {
           // Nothing is written, so nothing would check an optimistic decision: confirm its view first.
           if (optimistic && d.epoch !== undefined && (await this.#view.current(), this.#view.epoch !== d.epoch)) continue
           return d.compiled.result
         }
         try {
+          // Issue 15: a plain apply of a VM whose policy fits goes into the exact table.
+          const policy = this.#exact && d.attach === true && d.also.length === 0 && d.create.length === 0 && !options.prepare ? await this.#placement(vm) : undefined
+          if (policy) {
+            await this.#applyExact(d.compiled, policy)
+            return { ...d.compiled.result, placement: 'exact' }
+          }
           await this.#apply(d.compiled, d.attach, d.also, d.create, d.epoch, optimistic)
-          return d.compiled.result
+          return this.#exact ? { ...d.compiled.result, placement: 'chains' } : d.compiled.result
         } catch (e) {
           if (e instanceof StaleDecision) continue
           // ApplyDecision.create lost a race with another writer: decide again on a fresh view (issue 14).
@@ -385,10 +418,15 @@ export class VmFirewall {
     // Its guard elements move with its dispatch: the taps leaving it lose theirs, its tap holds exactly its identity
     // (the taps now dispatching to it are group keys too: no other VM of the group may touch their elements).
     const leaving = this.#tapsOf((this.#view.known() ?? (await this.#view.current())).maps, compiled.chains)
+    // Issue 15: what the exact table holds of the VM or its tap leaves it in the same batch.
+    const exactTaps = this.#exact ? exactTapsOf(await this.#exact.current(), compiled.vmId, attach ? compiled.tap : undefined) : []
+    let exactOut: { epoch: number; change: ExactChange } | undefined
     await this.#group.submit({
-      keys: [...new Set([compiled.tap, ...leaving]), ...(also.length > 0 ? ['(also)'] : [])],
+      keys: [...new Set([compiled.tap, ...leaving, ...exactTaps]), ...(also.length > 0 ? ['(also)'] : [])],
       ...valid,
       build: ({ maps, sets }) => {
+        const out = this.#exactOut(compiled.vmId, attach ? compiled.tap : undefined)
+        exactOut = out && { epoch: this.#view.epoch, change: out.change }
         const stale = maps ? staleEntries(maps, compiled.chains, attach ? compiled.tap : undefined) : []
         const taps = attach ? [compiled.tap, ...stale.map((x) => x.key)] : stale.map((x) => x.key)
         const elements = identityChanges(sets, taps, attach ? identityElements(compiled.identity, compiled.tap) : [])
@@ -396,12 +434,82 @@ export class VmFirewall {
         // Nothing but the chains could change: they are replaced as always (applyVm's contract; counters restart).
         const onlyChains = elements.add.length === 0 && elements.del.length === 0 && stale.length === 0 && (dispatched || !attach)
         const write = { chains: !chainsKnown() || onlyChains, dispatch: !dispatched }
-        return creating([...vmApplyCommands(this.table, compiled, stale, attach, false, elements, write), ...also], create)
+        return creating([...vmApplyCommands(this.table, compiled, stale, attach, false, elements, write), ...also, ...(out?.commands ?? [])], create)
       },
     })
+    if (exactOut) this.#exact!.applied(exactOut.epoch, exactOut.change)
     if (attach) this.#noteTakeover(compiled.vmId, compiled.tap)
     this.#known.set(compiled.vmId, { compiled, attached: attach })
     this.#wrote(compiled, epoch)
+  }
+
+  // ---- issue 15: the exact table ----
+
+  /** Both tables' names and what the exact table's base chains depend on. */
+  #exactTables(): ExactTables {
+    const caps = this.#capsValue
+    return { table: this.table, exactTable: exactTableName(this.table), stateful: caps?.bridgeConntrack === true && this.conntrack !== 'off', ...(this.#guardLog ? { log: this.#guardLog } : {}) }
+  }
+
+  /** The VM's exact policy when it goes into the exact table (the option on and its policy fits), else undefined. */
+  async #placement(vm: NormalizedVm): Promise<ExactPolicy | undefined> {
+    if (!this.#exact) return undefined
+    const p = exactPolicy(vm, { capabilities: await this.capabilities(), conntrack: this.conntrack, logDrops: this.logDrops })
+    return 'elements' in p ? p : undefined
+  }
+
+  /** The deletes that take what the exact table holds of `vmId` (and of `tap`) out of it, for a batch built in
+   *  the view's current epoch (the group commit made the snapshot current); undefined when it holds nothing. */
+  #exactOut(vmId: string, tap: string | undefined): { commands: NftCommand[]; change: ExactChange } | undefined {
+    if (!this.#exact) return undefined
+    const x = this.#exact.known()
+    // Read in this attempt, so current; should it not be, the batch is refused as a conflict and rebuilt.
+    if (!x) throw generationMoved(this.#view.epoch, -1)
+    const taps = exactTapsOf(x, vmId, tap)
+    if (taps.length === 0) return undefined
+    return exactLeaving(this.#exactTables(), x, taps)
+  }
+
+  /** One transaction putting the VM into the exact table (its chains, and what holds its tap, leave the VM-chain
+   *  table in it). */
+  async #applyExact(c: CompiledVm, policy: ExactPolicy): Promise<void> {
+    this.#forget(c.vmId)
+    await this.#exactCommit((x, view) => exactVmBatch(this.#exactTables(), c, policy, view, x))
+    this.#noteTakeover(c.vmId, c.tap)
+    this.#known.set(c.vmId, { compiled: c, attached: true, exact: policy })
+  }
+
+  /** A VM of the exact table that this instance did not apply: its elements as the table holds them, moved from
+   *  `from` to `tap` (nothing when they are there and its identity is the guard's). */
+  async #moveExact(vmId: string, from: string, tap: string, identity: VmIdentity): Promise<void> {
+    await this.#exactCommit((x, view) => {
+      const elements = x.taps.get(from)
+      if (x.owners.get(vmId) !== from || !elements) throw new FirewallError('VM_NOT_FOUND', `VM ${vmId} has no chains: apply it first`, vmId)
+      return exactApplyBatch(this.#exactTables(), { vmId, tap, chains: vmChainNames(vmId), identity, elements, shapes: x.shapes }, view, x)
+    })
+    this.#noteTakeover(vmId, tap)
+  }
+
+  /** One batch built from both tables' views as they are (a generation read; listings only after someone else
+   *  committed), sent only while they hold, and rebuilt a bounded number of times on a conflict. */
+  async #exactCommit(build: (x: ExactSnapshot, view: ChainTableView) => { commands: NftCommand[]; change: ExactChange }): Promise<void> {
+    const exact = this.#exact!
+    for (let attempt = 1; ; attempt++) {
+      const x = await exact.current()
+      const { chains } = await this.#view.state()
+      const view = this.#view.known()
+      const epoch = this.#view.epoch
+      try {
+        if (!view || x.epoch !== epoch) throw generationMoved(epoch, -1)
+        const batch = build(x, { maps: view.maps, sets: view.sets, chains })
+        await this.#view.write(batch.commands, { lean: this.#lean, expect: view.generation })
+        exact.applied(epoch, batch.change)
+        return
+      } catch (e) {
+        exact.invalidate()
+        if (attempt >= CONFLICT_ATTEMPTS || !isConflict(e)) throw e
+      }
+    }
   }
 
   /** Interfaces whose dispatch entries point at `chains` now. */
@@ -428,9 +536,8 @@ export class VmFirewall {
   #checkOwnTable(commands: NftCommand[]): void {
     for (const [i, cmd] of commands.entries()) {
       const body = Object.values(cmd as Record<string, unknown>)[0] as Record<string, Record<string, unknown>> | undefined
-      const [kind, o] = (body && typeof body === 'object' ? Object.entries(body)[0] : undefined) ?? []
-      const table = kind === 'table' ? o?.name : o?.table
-      if (!o || o.family !== FAMILY || table !== this.table) {
+      const o = body && typeof body === 'object' ? Object.values(body)[0] : undefined
+      if (!o || o.family !== FAMILY || commandTable(cmd) !== this.table) {
         throw new FirewallValidationError(`also[${i}]`, `must target table ${FAMILY} ${this.table}`)
       }
     }
@@ -441,8 +548,10 @@ export class VmFirewall {
    * table between our view and our commit (the kernel then refuses with ENOENT/EBUSY/EEXIST): the batch is
    * rebuilt from a fresh read and sent again, a bounded number of times. Only idempotent operations use this.
    */
-  async #write(build: (maps: DispatchMaps | undefined, sets: SetContents | undefined) => { commands: NftCommand[]; createsSets?: boolean }, also?: AlsoCommands): Promise<void> {
+  async #write(build: (maps: DispatchMaps | undefined, sets: SetContents | undefined) => { commands: NftCommand[]; createsSets?: boolean; exact?: ExactChange }, also?: AlsoCommands): Promise<void> {
     for (let attempt = 1; ; attempt++) {
+      // Issue 15: builds may read the exact table's snapshot (#exactOut): current first.
+      if (this.#exact) await this.#exact.current()
       // As the group commit: the first attempt from the view as last known, sent only while it holds; lean when
       // the table and its sets are known (a VM's removal: its dispatch and guard elements, its chains deleted).
       const view = await this.#view.attemptView(attempt)
@@ -458,9 +567,12 @@ export class VmFirewall {
         plan.commands = [...plan.commands, ...more]
       }
       try {
+        const epoch = this.#view.epoch
         await this.#view.write(plan.commands, { createsSets: plan.createsSets, lean: view.setsKnown && this.#lean, ...expect })
+        if (plan.exact) this.#exact?.applied(epoch, plan.exact)
         return
       } catch (e) {
+        this.#exact?.invalidate()
         if (attempt >= CONFLICT_ATTEMPTS || !isConflict(e)) throw e
       }
     }
@@ -481,22 +593,24 @@ export class VmFirewall {
     checkToken(vmId, 'vmId', VMID_MAX, {})
     return this.#sched.vm(vmId, async () => {
       this.#forget(vmId) // issue 14: what verify found of it no longer holds
-      await this.#removeChains(vmChainNames(vmId), options.also)
+      await this.#removeChains(vmChainNames(vmId), options.also, vmId)
       this.#known.delete(vmId)
     })
   }
 
   /** Deletes two VM chains and every dispatch entry to them, whether or not they exist. */
-  async #removeChains(chains: { out: string; in: string }, also?: AlsoCommands): Promise<void> {
-    await this.#write((maps, sets) => ({
-      commands: maps
-        ? [
-            ...this.#undispatch(maps, sets, chains),
-            ...chainDeleteCommands(this.table, chains.out),
-            ...chainDeleteCommands(this.table, chains.in),
-          ]
-        : [],
-    }), also)
+  async #removeChains(chains: { out: string; in: string }, also?: AlsoCommands, vmId?: string): Promise<void> {
+    await this.#write((maps, sets) => {
+      // Issue 15: and its elements in the exact table.
+      const out = vmId !== undefined ? this.#exactOut(vmId, undefined) : undefined
+      return {
+        commands: [
+          ...(maps ? [...this.#undispatch(maps, sets, chains), ...chainDeleteCommands(this.table, chains.out), ...chainDeleteCommands(this.table, chains.in)] : []),
+          ...(out?.commands ?? []),
+        ],
+        ...(out ? { exact: out.change } : {}),
+      }
+    }, also)
   }
 
   /** Removes VM chains by name (`vm_<24 hex>`, with or without `_o`/`_i`) and their dispatch entries, for
@@ -507,7 +621,10 @@ export class VmFirewall {
     const chains = { out: `${m[1]}_o`, in: `${m[1]}_i` }
     return this.#sched.exclusive(async () => {
       this.#forget() // issue 14: what verify found of it no longer holds
-      await this.#removeChains(chains, options.also)
+      // Issue 15: a VM of the exact table has no chains; its elements name its vmId, whose chain names these are.
+      const x = this.#exact && (await this.#exact.current())
+      const owner = x ? [...x.owners.keys()].find((id) => vmChainNames(id).out === chains.out) : undefined
+      await this.#removeChains(chains, options.also, owner)
       for (const [id, known] of this.#known) if (known.compiled.chains.out === chains.out) this.#known.delete(id)
     })
   }
@@ -518,7 +635,7 @@ export class VmFirewall {
     checkToken(vmId, 'vmId', VMID_MAX, {})
     const chains = vmChainNames(vmId)
     const names = await this.#view.chainNames()
-    return names.has(chains.out) || names.has(chains.in)
+    return names.has(chains.out) || names.has(chains.in) || (this.#exact !== undefined && (await this.#exact.current()).owners.has(vmId))
   }
 
   /** Stops dispatching the VM's traffic to its chains (VM stopped); rules are kept. Idempotent. `options.also`:
@@ -528,7 +645,11 @@ export class VmFirewall {
     return this.#sched.vm(vmId, async () => {
       const known = this.#known.get(vmId)
       if (known) known.attached = false
-      await this.#write((maps, sets) => ({ commands: maps ? this.#undispatch(maps, sets, vmChainNames(vmId)) : [] }), options.also)
+      await this.#write((maps, sets) => {
+        // Issue 15: a VM of the exact table has nothing but its elements: they go (attachVm puts them back).
+        const out = this.#exactOut(vmId, undefined)
+        return { commands: [...(maps ? this.#undispatch(maps, sets, vmChainNames(vmId)) : []), ...(out?.commands ?? [])], ...(out ? { exact: out.change } : {}) }
+      }, options.also)
     })
   }
 
@@ -543,6 +664,17 @@ export class VmFirewall {
     return this.#sched.vm(vmId, async () => {
       const chains = vmChainNames(vmId)
       const identity = given ?? this.#known.get(vmId)?.compiled.identity
+      // Issue 15: a VM of the exact table gets its elements (as applied, or as the table holds them) at `tap`.
+      const mine = this.#known.get(vmId)
+      if (mine?.exact && identity) {
+        const c = { ...mine.compiled, tap, identity, result: { ...mine.compiled.result, tap } }
+        return this.#applyExact(c, mine.exact)
+      }
+      const held = this.#exact && (await this.#exact.current()).owners.get(vmId)
+      if (held !== undefined) {
+        if (!identity) throw new FirewallValidationError('identity', `VM ${vmId} was not applied by this instance: give its identity (the shared guard needs it)`, { vmId })
+        return this.#moveExact(vmId, held, tap, identity)
+      }
       if (!identity) {
         const names = await this.#view.chainNames()
         if (!names.has(chains.out) || !names.has(chains.in)) throw new FirewallError('VM_NOT_FOUND', `VM ${vmId} has no chains: apply it first`, vmId)
@@ -595,7 +727,14 @@ export class VmFirewall {
     return this.#sched.exclusive(async () => {
       this.#forget() // issue 14: what verify found of it no longer holds
       const caps = await this.capabilities()
-      const compiled = vms.map((vm) => compileVm(vm, { capabilities: caps, conntrack: this.conntrack, logDrops: this.logDrops }))
+      const all = vms.map((vm) => compileVm(vm, { capabilities: caps, conntrack: this.conntrack, logDrops: this.logDrops }))
+      // Issue 15: the VMs whose policies fit go into the exact table; the VM-chain table is synced with the rest.
+      const placed = new Map<string, ExactPolicy>()
+      for (const vm of vms) {
+        const p = await this.#placement(vm)
+        if (p) placed.set(vm.vmId, p)
+      }
+      const compiled = all.filter((c) => !placed.has(c.vmId))
       // Nobody committed since our last full sync: the table is what that sync wrote, no listing needed.
       const read = await this.#kernel.generation()
       const known = this.#synced?.generation === read ? this.#synced.table : undefined
@@ -603,6 +742,8 @@ export class VmFirewall {
       const readAt = known || (await this.#kernel.generation()) === read ? read : -1
       if (!known) await this.#learnRenderings(k, compiled)
       const { commands, result: res, createsSets } = planSync(k, compiled, { table: this.table, prune, renderings: this.#rendering, log: this.#guardLog })
+      const exact = this.#exact ? await this.#exactSync(k, all, placed, prune, res) : undefined
+      if (exact) commands.push(...exact.commands)
       this.#synced = undefined
       // Issue 14: into an absent table the whole batch (table, sets, guard, every VM) is written without
       // libnftables when the encoder spells all of it (netlink-batch.ts; else libnftables, as with leanWrites off).
@@ -610,15 +751,49 @@ export class VmFirewall {
       // prune 'none' leaves the other VMs in the kernel as they were: what this instance applied of them (their
       // identities too, which attachVm needs for the guard) still holds.
       if (prune === 'all') this.#known.clear()
-      for (const c of compiled) this.#known.set(c.vmId, { compiled: c, attached: true })
+      for (const c of all) this.#known.set(c.vmId, { compiled: c, attached: true, ...(placed.has(c.vmId) ? { exact: placed.get(c.vmId)! } : {}) })
+      if (exact) this.#exact!.applied(exact.epoch, exact.change)
       // The table is now exactly the set (prune 'all'), if only this batch was committed since the read.
       if (prune === 'all' && readAt === w.before && w.after - w.before <= 1 && !this.#kernel.dryRun) {
         this.#synced = { generation: w.after, table: tableOf(compiled) }
+        const before = this.#view.epoch
         this.#view.adopt(w.after, this.#synced.table.maps, true, this.#synced.table.sets)
+        this.#exact?.follow(before)
         for (const c of compiled) this.#wrote(c, this.#view.epoch)
       }
       return res
     })
+  }
+
+  /** sync()'s part in the exact table (issue 15), for the same transaction: the placed VMs' elements (only what
+   *  differs), the other VMs of the set out of it, and (prune 'all') everything else out of it; with prune
+   *  'none' the placed VMs leave the VM-chain table too (prune 'all' removes them there with every VM not in
+   *  the chain set). Their outcomes go into `res`. */
+  async #exactSync(k: KernelTable, all: CompiledVm[], placed: ReadonlyMap<string, ExactPolicy>, prune: 'all' | 'none', res: SyncResult): Promise<{ commands: NftCommand[]; change: ExactChange; epoch: number }> {
+    const { snap: x } = await this.#exact!.read()
+    const epoch = this.#view.epoch
+    const t = this.#exactTables()
+    const mine = all.filter((c) => placed.has(c.vmId))
+    const others = all.filter((c) => !placed.has(c.vmId))
+    const want = mine.map((c) => ({ vmId: c.vmId, tap: c.tap, identity: c.identity, elements: tableElementsOf(c.vmId, placed.get(c.vmId)!), shapes: placed.get(c.vmId)!.shapes }))
+    const batch = exactTableBatch(t, x, want, others.flatMap((c) => exactTapsOf(x, c.vmId, c.tap)), prune === 'all')
+    const chainSide = prune === 'none' ? chainTableLeaving(t, { maps: k.maps, sets: k.sets, chains: k.chains }, mine, new Set(others.map((c) => c.tap))) : []
+    for (const w of want) {
+      const c = all.find((a) => a.vmId === w.vmId)!
+      res.results[c.vmId] = { ...c.result, placement: 'exact' }
+      const had = x.owners.get(c.vmId)
+      const inChains = k.chains.has(c.chains.out) || k.chains.has(c.chains.in)
+      const d = exactChanges(x.taps.get(c.tap) ?? [], w.elements)
+      const g = identityChanges(x.sets, [c.tap], identityElements(c.identity, c.tap))
+      const same = had === c.tap && d.del.length + d.add.length + g.del.length + g.add.length === 0
+      ;(had === undefined && !inChains ? res.added : same && !inChains ? res.unchanged : res.changed).push(c.vmId)
+      // Its chains, pruned by the chain table's sync, are not a removal: it moved.
+      const i = res.removed.indexOf(c.vmId)
+      if (i >= 0) res.removed.splice(i, 1)
+    }
+    for (const c of others) res.results[c.vmId] = { ...c.result, placement: 'chains' }
+    if (prune === 'all') for (const id of x.owners.keys()) if (!res.results[id] && !res.removed.includes(id)) res.removed.push(id)
+    return { commands: [...chainSide, ...batch.commands], change: batch.change, epoch }
   }
 
   /** Drift between the kernel (read now, one listing) and a desired set: `desired` when given (all attached,
@@ -629,13 +804,27 @@ export class VmFirewall {
       let expected: Known[]
       if (vms) {
         const caps = await this.capabilities()
-        expected = vms.map((vm) => ({ compiled: compileVm(vm, { capabilities: caps, conntrack: this.conntrack, logDrops: this.logDrops }), attached: true }))
+        expected = []
+        for (const vm of vms) expected.push({ compiled: compileVm(vm, { capabilities: caps, conntrack: this.conntrack, logDrops: this.logDrops }), attached: true, exact: await this.#placement(vm) })
       } else {
         expected = [...this.#known.values()]
       }
+      const chainVms = expected.filter((e) => !e.exact)
       const k = await this.#readTable()
-      await this.#learnRenderings(k, expected.map((e) => e.compiled))
-      return verifyTable(k, expected, this.#rendering)
+      await this.#learnRenderings(k, chainVms.map((e) => e.compiled))
+      const result = verifyTable(k, chainVms, this.#rendering)
+      if (!this.#exact) return result
+      // Issue 15: the exact table's VMs and shape; a firewall of exact VMs alone needs no VM-chain table.
+      if (!k.exists && chainVms.length === 0) result.table = result.table.filter((p) => p !== 'table missing')
+      const { snap } = await this.#exact.read()
+      const listed = snap.exists ? await this.#exact.kernel.chainsAndRules() : undefined
+      const mine = expected.flatMap((e) => (e.exact ? [{ vmId: e.compiled.vmId, tap: e.compiled.tap, chains: e.compiled.chains, identity: e.compiled.identity, policy: e.exact, attached: e.attached }] : []))
+      const x = exactVerify(snap, mine, listed, this.#exactTables())
+      result.vms.push(...x.vms)
+      result.orphans.push(...x.orphans)
+      result.table.push(...x.table)
+      result.ok = result.vms.every((v) => v.status === 'ok') && result.orphans.length === 0 && result.table.length === 0
+      return result
     })
   }
 
@@ -671,7 +860,11 @@ export class VmFirewall {
 
   /** The VMs present in the kernel's table (one listing), whoever applied them. */
   async inventory(): Promise<VmInventoryEntry[]> {
-    return this.#sched.exclusive(async () => inventoryOf(await this.#readTable()))
+    return this.#sched.exclusive(async () => [
+      ...inventoryOf(await this.#readTable()),
+      // Issue 15: and the exact table's.
+      ...(this.#exact ? exactInventoryOf((await this.#exact.read()).snap) : []),
+    ])
   }
 
   /** Packets and bytes per rule id, read from the kernel's counters. */
@@ -681,6 +874,15 @@ export class VmFirewall {
       const chains = vmChainNames(vmId)
       const zero = zeroCounters
       const stats: VmStats = { vmId, rules: {}, default: zero(), builtin: {}, dropped: zero() }
+      // Issue 15: a VM of the exact table counts in its elements, and its built-ins in that table's guard.
+      const exact = this.#exact && (await this.#exact.read())
+      const tap = exact?.snap.owners.get(vmId)
+      if (exact && tap !== undefined) {
+        const text = exact.text ?? ''
+        Object.assign(stats, exactCounters(exactTableOfText(text).elements.get(tap) ?? []))
+        builtinCounters(stats, setContentsOfText(text, exactTableName(this.table)).counters, { out: [tap], in: [tap] })
+        return stats
+      }
       for (const side of ['out', 'in'] as const) {
         const listed = await this.#kernel.chain(chains[side])
         if (!listed) throw new FirewallError('VM_NOT_FOUND', `VM ${vmId} has no chains`, vmId)
@@ -703,14 +905,7 @@ export class VmFirewall {
         in: [...(maps?.[MAP_TO_VM] ?? [])].filter(([, t]) => t === chains.in).map(([k]) => k),
       }
       const counters = taps.out.length || taps.in.length ? (await this.#kernel.sets())?.counters : undefined
-      for (const [set, b] of BUILTIN_SETS) {
-        for (const tap of taps[b.side]) {
-          const c = counters?.get(set)?.get(tap)
-          if (!c) continue
-          const own = (stats.builtin[b.tag] ??= zero())
-          countInto(b.verdict === 'drop' ? [own, stats.dropped] : [own], b.side, c)
-        }
-      }
+      builtinCounters(stats, counters, taps)
       return stats
     })
   }
@@ -1000,5 +1195,18 @@ export class VmFirewall {
   /** Another VM that had this tap is now detached (its dispatch entry was replaced). */
   #noteTakeover(vmId: string, tap: string): void {
     for (const [id, known] of this.#known) if (id !== vmId && known.compiled.tap === tap) known.attached = false
+  }
+}
+
+/** The built-ins' counters of the guard's tap sets, one counter per element, into `stats`: the VM's own are
+ *  those of its interfaces, per direction. */
+function builtinCounters(stats: VmStats, counters: SetCounters | undefined, taps: Record<'out' | 'in', readonly string[]>): void {
+  for (const [set, b] of BUILTIN_SETS) {
+    for (const tap of taps[b.side]) {
+      const c = counters?.get(set)?.get(tap)
+      if (!c) continue
+      const own = (stats.builtin[b.tag] ??= zeroCounters())
+      countInto(b.verdict === 'drop' ? [own, stats.dropped] : [own], b.side, c)
+    }
   }
 }
