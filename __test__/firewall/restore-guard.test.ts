@@ -282,3 +282,41 @@ describe('checkRestore refuses', () => {
     expect(e.message).not.toContain('\n')
   })
 })
+
+describe('the exact table (issue 15) in an export', () => {
+  const X = `${T}_exact`
+  const exact = [
+    `table bridge ${X} {}`,
+    `delete table bridge ${X}`,
+    `table bridge ${X} {`,
+    '\tmap in_s4lp {',
+    '\t\ttype ifname . ipv4_addr . inet_proto . inet_service : verdict',
+    '\t\tcounter',
+    '\t\telements = { "vnet0" . 10.0.0.9 . tcp . 22 counter packets 3 bytes 180 comment "r:ssh" : accept }',
+    '\t}',
+    '\tchain postrouting {',
+    '\t\ttype filter hook postrouting priority filter; policy accept;',
+    '\t\toifname . ip saddr . meta l4proto . th dport vmap @in_s4lp comment "x:in_s4lp"',
+    '\t}',
+    '}',
+  ].join('\n')
+  const both = `${exportOf(BODY)}${exact}\n`
+
+  it('follows the VM-chain table when the firewall has one', () => {
+    expect(() => checkRestore(both, T, 'bridge', [X])).not.toThrow()
+    // Deleted only (an export of a firewall whose exact table is empty of VMs, or absent).
+    expect(() => checkRestore(`${exportOf('')}table bridge ${X} {}\ndelete table bridge ${X}\n`, T, 'bridge', [X])).not.toThrow()
+  })
+
+  it('is refused where the firewall has none, and no other table may take its place', () => {
+    expect(refusal(both).message).toMatch(/nothing may follow the table bridge infinization block/)
+    let e: unknown
+    try {
+      checkRestore(both.replaceAll(X, 'other'), T, 'bridge', [X])
+    } catch (x) {
+      e = x
+    }
+    expect(e).toBeInstanceOf(RestoreValidationError)
+    expect((e as Error).message).toMatch(/only table bridge infinization_exact may be restored, not table bridge other/)
+  })
+})

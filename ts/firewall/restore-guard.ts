@@ -107,11 +107,13 @@ export interface CheckedRestore {
  * `table bridge <t> {}`, `delete table bridge <t>`, then one `table bridge <t> { ... }` block holding only
  * chains (an optional base-chain declaration, rules, comments), sets and maps (their properties and
  * elements), named counters and comments. Throws a RestoreValidationError naming the first offending line.
+ * `more` (issue 15: the exact table): tables whose sections may follow, in this order, each the same three
+ * statements, the last optional (an export of a firewall without that table deletes it).
  */
-export function checkRestore(text: unknown, table: string, family = 'bridge'): CheckedRestore {
+export function checkRestore(text: unknown, table: string, family = 'bridge', more: readonly string[] = []): CheckedRestore {
   if (typeof text !== 'string' || text.trim() === '') throw new FirewallValidationError('text', 'must be a non-empty nft script')
   const lexer = new Lexer(text)
-  new Parser(text, lexer, table, family).file()
+  new Parser(text, lexer, table, family, more).file()
   return { script: lexer.script() }
 }
 
@@ -227,17 +229,35 @@ function fail(text: string, line: number, message: string): never {
 
 class Parser {
   readonly #buf: Tok[] = []
-  readonly #own: string
+  #own: string
+  #table: string
   constructor(
     readonly text: string,
     readonly lexer: Lexer,
-    readonly table: string,
+    table: string,
     readonly family: string,
+    readonly more: readonly string[] = [],
   ) {
+    this.#table = table
     this.#own = `table ${family} ${table}`
   }
 
   file(): void {
+    this.#section(false)
+    for (const table of this.more) {
+      this.#skipSeps()
+      if (this.#peek().kind === 'eof') return
+      this.#table = table
+      this.#own = `table ${this.family} ${table}`
+      this.#section(true)
+    }
+    this.#skipSeps()
+    const end = this.#peek()
+    if (end.kind !== 'eof') this.#unexpected(end, `nothing may follow the ${this.#own} block`)
+  }
+
+  /** One table's three statements; `optionalBody`: the recreating block may be missing. */
+  #section(optionalBody: boolean): void {
     // 1. `table bridge <t> {}` (creates the table when absent, so that the delete cannot fail)
     this.#skipSeps()
     this.#tableHeader('the export starts with')
@@ -254,13 +274,20 @@ class Parser {
     this.#endOfStatement()
     // 3. `table bridge <t> { ... }`
     this.#skipSeps()
+    if (optionalBody && !this.#nextIsOwnTable()) return
     this.#tableHeader('the export recreates')
     this.#expect('{', `"${this.#own} {"`)
     this.#tableBody()
     this.#endOfStatement()
-    this.#skipSeps()
-    const end = this.#peek()
-    if (end.kind !== 'eof') this.#unexpected(end, `nothing may follow the ${this.#own} block`)
+  }
+
+  /** Whether the next tokens are `table <family> <this section's table>` (read ahead, nothing consumed). */
+  #nextIsOwnTable(): boolean {
+    const t = this.#peek()
+    if (!(t.kind === 'word' && t.text === 'table')) return false
+    while (this.#buf.length < 3) this.#buf.push(this.lexer.next())
+    const [, fam, name] = this.#buf
+    return fam!.kind === 'word' && fam!.text === this.family && name!.kind === 'word' && name!.text === this.#table
   }
 
   #tableHeader(what: string): void {
@@ -269,7 +296,7 @@ class Parser {
     this.#next()
     const fam = this.#next()
     const name = this.#next()
-    if (fam.kind !== 'word' || name.kind !== 'word' || fam.text !== this.family || name.text !== this.table) {
+    if (fam.kind !== 'word' || name.kind !== 'word' || fam.text !== this.family || name.text !== this.#table) {
       const shown = fam.kind === 'word' && name.kind === 'word' ? `table ${fam.text} ${name.text}` : `"table" followed by ${describeTok(fam.kind === 'word' ? name : fam)}`
       this.#fail(t.line, `only ${this.#own} may be restored, not ${shown}`)
     }
