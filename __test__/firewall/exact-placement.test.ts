@@ -69,7 +69,7 @@ describe('exactTableBatch', () => {
     expect([...snap.taps.keys()].sort()).toEqual(['tap-a', 'tap-c'])
     expect(exactTableBatch(T, snap, moved, []).commands).toEqual([])
     // prune: only vm-a stays.
-    const pruned = exactTableBatch(T, snap, [moved[1]!], [], true)
+    const pruned = exactTableBatch(T, snap, [moved[1]!], [], { prune: true })
     applyExactChange(snap, pruned.change)
     expect([...snap.taps.keys()]).toEqual(['tap-c'])
     expect([...snap.sets!.values()].flatMap((k) => [...k]).every((k) => k.startsWith('tap-c'))).toBe(true)

@@ -115,6 +115,21 @@ describe('VmFirewall with the exact table', () => {
     expect((await fw.verify()).ok).toBe(true)
   })
 
+  it('repair puts back what someone else changed in the exact table: an element, a lookup rule', async () => {
+    if (!stateful) return void expect(tables()).not.toContain(EXACT)
+    w.hostNft(['delete', 'element', 'bridge', EXACT, 'in_lp', `{ "${B.tap}" . tcp . 80 }`])
+    const handle = /"x:in_s4" # handle (\d+)/.exec(w.hostNft(['-a', 'list', 'chain', 'bridge', EXACT, 'postrouting']))![1]!
+    w.hostNft(['delete', 'rule', 'bridge', EXACT, 'postrouting', 'handle', handle])
+    expect(await w.tcp(A, B.ipv4, 80)).toBe(false) // web's element is gone
+    expect(await passes(() => w.ping(C, B.ipv4))).toBe(true) // the block of C is gone with its lookup
+    const v = await fw.verify()
+    expect(v.table.some((p) => p.startsWith('exact table:'))).toBe(true)
+    expect(await fw.repair()).toMatchObject({ ok: false, table: true, vms: [B.vmId] })
+    await bAllowsWebOnly()
+    expect(await fw.verify()).toMatchObject({ ok: true, orphans: [], table: [] })
+    expect(await fw.repair()).toMatchObject({ ok: true })
+  })
+
   it('detaches and attaches, takes a tap over, and removes, leaving nothing behind', async () => {
     await fw.detachVm(B.vmId)
     // Detached: B's tap is judged by nobody (as a stopped VM's would be).
@@ -139,6 +154,28 @@ describe('VmFirewall with the exact table', () => {
     expect(await fw.verify()).toMatchObject({ ok: true, orphans: [], table: [] })
   })
 
+  it('coalesces concurrent applies of many VMs, new shapes included, into a few transactions', async () => {
+    // Taps that do not exist: elements and dispatch are keyed by name. Each VM brings its own shape mix.
+    const shapes: FirewallRuleInput[][] = [
+      [web],
+      [{ id: 'dns', name: 'dns', direction: 'OUT', protocol: 'udp', dstIpAddr: '10.78.9.53', dstPortStart: 53 }],
+      [{ id: 'h', name: 'h', direction: 'IN', srcIpAddr: 'fd00:78::99' }],
+      [{ id: 'p', name: 'p', direction: 'OUT', protocol: 'icmp' }],
+    ]
+    const specs = Array.from({ length: 24 }, (_, i) => ({ vmId: `cc-${i}`, tap: `cct${i}`, defaultAction: 'drop' as const, rules: shapes[i % shapes.length]! }))
+    const before = await w.nft.generation()
+    const results = await Promise.all(specs.map((s) => fw.applyVm(s)))
+    const commits = (await w.nft.generation()) - before
+    expect(results.map((r) => r.placement)).toEqual(specs.map(() => placement()))
+    expect(commits).toBeGreaterThan(0)
+    expect(commits).toBeLessThan(specs.length / 2)
+    expect(await fw.verify()).toMatchObject({ ok: true, orphans: [], table: [] })
+    if (stateful) for (const s of specs) expect(exactText()).toContain(`d:${s.vmId}`)
+    await Promise.all(specs.map((s) => fw.removeVm(s.vmId)))
+    if (stateful) expect(exactText()).not.toContain('cct')
+    expect(await fw.verify()).toMatchObject({ ok: true, orphans: [], table: [] })
+  })
+
   it('syncs both tables as one firewall', async () => {
     const set = [vmSpec(A, 'accept'), vmSpec(B, 'drop', bRules()), vmSpec(C, 'drop', [wide])]
     const r = await fw.sync(set)
@@ -158,5 +195,20 @@ describe('VmFirewall with the exact table', () => {
     expect(await chainsOf(C)).toEqual([])
     expect(await passes(() => w.tcp(A, B.ipv4, 22))).toBe(true)
     expect(await fw.verify()).toMatchObject({ ok: true, orphans: [], table: [] })
+  })
+
+  it('exports both tables and restores them in one transaction', async () => {
+    const set = [vmSpec(A, 'accept'), vmSpec(B, 'drop', bRules()), vmSpec(C, 'drop', [wide])]
+    await fw.sync(set)
+    const file = await fw.exportRuleset()
+    expect(file).toContain(`delete table bridge ${EXACT}`)
+    if (stateful) expect(file).toContain('comment "r:web"')
+    await fw.removeVm(B.vmId)
+    await fw.removeVm(C.vmId)
+    expect(await passes(() => w.tcp(A, B.ipv4, 22))).toBe(true)
+    await fw.restoreRuleset(file)
+    await bAllowsWebOnly()
+    expect(await w.tcp(A, C.ipv4, 9999)).toBe(false)
+    expect(await fw.verify(set)).toMatchObject({ ok: true, orphans: [], table: [] })
   })
 })

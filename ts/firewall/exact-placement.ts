@@ -79,15 +79,23 @@ export interface ExactHolding {
 
 /**
  * The exact table's part of a batch: the table created, or its base chains rewritten for shapes it does not
- * look up yet (one validated commit); each tap of `want` made to hold exactly its VM's elements and identity,
+ * look up yet (one validated commit; `rewrite`: whatever it looks up, as `repair` puts a damaged table back);
+ * each tap of `want` made to hold exactly its VM's elements and identity,
  * and each tap of `clear` (or, with `prune`, every other tap) made to hold nothing. Per tap, only the elements
  * that differ are deleted and added, once each, whatever moved where.
  */
-export function exactTableBatch(t: ExactTables, exact: ExactSnapshot, want: readonly ExactHolding[], clear: readonly string[], prune = false): { commands: NftCommand[]; change: ExactChange } {
+export function exactTableBatch(
+  t: ExactTables,
+  exact: ExactSnapshot,
+  want: readonly ExactHolding[],
+  clear: readonly string[],
+  opts: { prune?: boolean; rewrite?: boolean } = {},
+): { commands: NftCommand[]; change: ExactChange } {
+  const prune = opts.prune === true
   const head: NftCommand[] = []
   let shapes: ExactChange['shapes']
   const needed = shapesOf([{ shapes: exact.shapes }, ...want])
-  if (want.length > 0 && (!exact.exists || !exact.sets)) {
+  if ((want.length > 0 || opts.rewrite) && (!exact.exists || !exact.sets || opts.rewrite)) {
     shapes = needed
     head.push(...exactTableCommands(t.exactTable, { shapes, stateful: t.stateful, fresh: !exact.exists, ...(t.log ? { log: t.log } : {}) }))
   } else if (want.length > 0) {

@@ -60,10 +60,10 @@ import { dispatchDrift, planRepair, planSync, staleEntries, verifyTable, vmDrift
 import { KernelRendering } from './rendering.js'
 import { checkRestore } from './restore-guard.js'
 import { exactPolicy, type ExactPolicy } from './exact-rules.js'
-import { exactInventoryOf, ExactState, type ExactChange, type ExactSnapshot } from './exact-state.js'
+import { applyExactChange, exactInventoryOf, ExactState, type ExactChange, type ExactSnapshot } from './exact-state.js'
 import { chainTableLeaving, exactApplyBatch, exactLeaving, exactTableBatch, exactTapsOf, exactVmBatch, type ChainTableView, type ExactTables } from './exact-placement.js'
 import { exactCounters, exactTableName, exactTableOfText, tableElementsOf } from './exact-table.js'
-import { exactChanges, exactVerify } from './exact-reconcile.js'
+import { exactChanges, exactVerify, type ExactExpected } from './exact-reconcile.js'
 import { Scheduler } from './scheduler.js'
 
 export type { VmPlan }
@@ -246,12 +246,15 @@ export class VmFirewall {
       // commit); a retry reads the view again.
       // Issue 15: with the exact table, its snapshot is made current first (an item's build reads it: a VM leaving
       // the exact table takes its elements out in the same batch).
-      (attempt) => (this.#exact ? this.#exact.current().then(() => this.#view.attemptView(attempt)) : this.#view.attemptView(attempt)),
+      // and the chain names (an exact item deletes the chains of a VM that leaves them), read once per epoch.
+      (attempt) => (this.#exact ? this.#exact.current().then(() => this.#view.state()).then(() => this.#view.attemptView(attempt)) : this.#view.attemptView(attempt)),
       async (commands, view, attempt) => {
         // The table and its shared sets are re-added only when we do not know them to exist (idempotent adds).
         // A table without the shared guard's sets (none yet, or one of the layout before the guard) gets the whole
         // layout first, in the same transaction: a VM's chains no longer hold its built-ins.
-        const head = view.setsKnown ? [] : view.maps && view.sets ? setCommands(this.table) : tableCommands(this.table, false, this.#guardLog)
+        // Issue 15: a group of exact-table writes alone (with at most deletes here: VMs leaving) needs neither.
+        const needs = addsTo(commands as NftCommand[], this.table)
+        const head = view.setsKnown || !needs ? [] : view.maps && view.sets ? setCommands(this.table) : tableCommands(this.table, false, this.#guardLog)
         // Two VMs of a group may both find the same stale dispatch entry (a tap moving between them): delete once.
         const seen = new Set<string>()
         const body = (commands as NftCommand[]).filter((c) => {
@@ -261,7 +264,7 @@ export class VmFirewall {
         })
         // Issue 15: with the table and its sets known to exist, a batch of VM chains and dispatch elements goes
         // to the kernel as netlink messages (no libnftables cache refresh and parse); anything else through libnftables.
-        await this.#view.write([...head, ...body], { createsSets: !view.setsKnown, lean: view.setsKnown && this.#lean, ...this.#view.expectFor(view, attempt) })
+        await this.#view.write([...head, ...body], { createsSets: head.length > 0, lean: (view.setsKnown || !needs) && this.#lean, ...this.#view.expectFor(view, attempt) })
       },
       isConflict,
       CONFLICT_ATTEMPTS,
@@ -471,10 +474,10 @@ export class VmFirewall {
   }
 
   /** One transaction putting the VM into the exact table (its chains, and what holds its tap, leave the VM-chain
-   *  table in it). */
+   *  table in it), grouped with other VMs' writes. */
   async #applyExact(c: CompiledVm, policy: ExactPolicy): Promise<void> {
     this.#forget(c.vmId)
-    await this.#exactCommit((x, view) => exactVmBatch(this.#exactTables(), c, policy, view, x))
+    await this.#exactSubmit(c.vmId, c.tap, c.chains, (x, view) => exactVmBatch(this.#exactTables(), c, policy, view, x))
     this.#noteTakeover(c.vmId, c.tap)
     this.#known.set(c.vmId, { compiled: c, attached: true, exact: policy })
   }
@@ -482,34 +485,51 @@ export class VmFirewall {
   /** A VM of the exact table that this instance did not apply: its elements as the table holds them, moved from
    *  `from` to `tap` (nothing when they are there and its identity is the guard's). */
   async #moveExact(vmId: string, from: string, tap: string, identity: VmIdentity): Promise<void> {
-    await this.#exactCommit((x, view) => {
+    const chains = vmChainNames(vmId)
+    await this.#exactSubmit(vmId, tap, chains, (x, view) => {
       const elements = x.taps.get(from)
       if (x.owners.get(vmId) !== from || !elements) throw new FirewallError('VM_NOT_FOUND', `VM ${vmId} has no chains: apply it first`, vmId)
-      return exactApplyBatch(this.#exactTables(), { vmId, tap, chains: vmChainNames(vmId), identity, elements, shapes: x.shapes }, view, x)
+      return exactApplyBatch(this.#exactTables(), { vmId, tap, chains, identity, elements, shapes: x.shapes }, view, x)
     })
     this.#noteTakeover(vmId, tap)
   }
 
-  /** One batch built from both tables' views as they are (a generation read; listings only after someone else
-   *  committed), sent only while they hold, and rebuilt a bounded number of times on a conflict. */
-  async #exactCommit(build: (x: ExactSnapshot, view: ChainTableView) => { commands: NftCommand[]; change: ExactChange }): Promise<void> {
+  /**
+   * A write of the exact table through the group commit: coalesced with other VMs' writes that arrive while a
+   * transaction is in flight, built from both views as the group's attempt has them (made current for it).
+   * Each build applies its change to the exact snapshot at once, so the next item of the same group builds on
+   * it (two VMs needing new shapes get one rewrite with both); a failed attempt drops the snapshot, so nothing
+   * tentative survives it.
+   */
+  async #exactSubmit(vmId: string, tap: string, chains: { out: string; in: string }, build: (x: ExactSnapshot, view: ChainTableView) => { commands: NftCommand[]; change: ExactChange }): Promise<void> {
     const exact = this.#exact!
-    for (let attempt = 1; ; attempt++) {
-      const x = await exact.current()
-      const { chains } = await this.#view.state()
-      const view = this.#view.known()
-      const epoch = this.#view.epoch
-      try {
-        if (!view || x.epoch !== epoch) throw generationMoved(epoch, -1)
-        const batch = build(x, { maps: view.maps, sets: view.sets, chains })
-        await this.#view.write(batch.commands, { lean: this.#lean, expect: view.generation })
-        exact.applied(epoch, batch.change)
-        return
-      } catch (e) {
-        exact.invalidate()
-        if (attempt >= CONFLICT_ATTEMPTS || !isConflict(e)) throw e
-      }
+    const x0 = await exact.current()
+    // The chain names, which say whether the VM still has chains to leave, are read once per epoch.
+    const { maps } = await this.#view.state()
+    let epoch: number | undefined
+    try {
+      await this.#group.submit({
+        keys: [...new Set([tap, ...exactTapsOf(x0, vmId), ...this.#tapsOf(maps, chains)])],
+        build: (view) => {
+          try {
+            const x = exact.known()
+            if (!x || !view.chains) throw generationMoved(this.#view.epoch, -1)
+            const b = build(x, { maps: view.maps, sets: view.sets, chains: view.chains })
+            applyExactChange(x, b.change)
+            epoch = this.#view.epoch
+            return b.commands
+          } catch (e) {
+            exact.invalidate()
+            throw e
+          }
+        },
+      })
+    } catch (e) {
+      exact.invalidate()
+      throw e
     }
+    // Someone else committed with it (the view was dropped): what was applied tentatively is not known to hold.
+    if (epoch !== this.#view.epoch) exact.invalidate()
   }
 
   /** Interfaces whose dispatch entries point at `chains` now. */
@@ -741,7 +761,11 @@ export class VmFirewall {
       const k = known ?? (await this.#readTable())
       const readAt = known || (await this.#kernel.generation()) === read ? read : -1
       if (!known) await this.#learnRenderings(k, compiled)
-      const { commands, result: res, createsSets } = planSync(k, compiled, { table: this.table, prune, renderings: this.#rendering, log: this.#guardLog })
+      // Issue 15: a set of exact VMs alone needs no VM-chain table (each table's guard costs every frame).
+      const none = this.#exact !== undefined && !k.exists && compiled.length === 0
+      const { commands, result: res, createsSets } = none
+        ? { commands: [] as NftCommand[], result: { added: [], changed: [], removed: [], reattached: [], unchanged: [], removedChains: [], results: {} } as SyncResult, createsSets: false }
+        : planSync(k, compiled, { table: this.table, prune, renderings: this.#rendering, log: this.#guardLog })
       const exact = this.#exact ? await this.#exactSync(k, all, placed, prune, res) : undefined
       if (exact) commands.push(...exact.commands)
       this.#synced = undefined
@@ -754,7 +778,7 @@ export class VmFirewall {
       for (const c of all) this.#known.set(c.vmId, { compiled: c, attached: true, ...(placed.has(c.vmId) ? { exact: placed.get(c.vmId)! } : {}) })
       if (exact) this.#exact!.applied(exact.epoch, exact.change)
       // The table is now exactly the set (prune 'all'), if only this batch was committed since the read.
-      if (prune === 'all' && readAt === w.before && w.after - w.before <= 1 && !this.#kernel.dryRun) {
+      if (prune === 'all' && !none && readAt === w.before && w.after - w.before <= 1 && !this.#kernel.dryRun) {
         this.#synced = { generation: w.after, table: tableOf(compiled) }
         const before = this.#view.epoch
         this.#view.adopt(w.after, this.#synced.table.maps, true, this.#synced.table.sets)
@@ -776,7 +800,7 @@ export class VmFirewall {
     const mine = all.filter((c) => placed.has(c.vmId))
     const others = all.filter((c) => !placed.has(c.vmId))
     const want = mine.map((c) => ({ vmId: c.vmId, tap: c.tap, identity: c.identity, elements: tableElementsOf(c.vmId, placed.get(c.vmId)!), shapes: placed.get(c.vmId)!.shapes }))
-    const batch = exactTableBatch(t, x, want, others.flatMap((c) => exactTapsOf(x, c.vmId, c.tap)), prune === 'all')
+    const batch = exactTableBatch(t, x, want, others.flatMap((c) => exactTapsOf(x, c.vmId, c.tap)), { prune: prune === 'all' })
     const chainSide = prune === 'none' ? chainTableLeaving(t, { maps: k.maps, sets: k.sets, chains: k.chains }, mine, new Set(others.map((c) => c.tap))) : []
     for (const w of want) {
       const c = all.find((a) => a.vmId === w.vmId)!
@@ -794,6 +818,26 @@ export class VmFirewall {
     for (const c of others) res.results[c.vmId] = { ...c.result, placement: 'chains' }
     if (prune === 'all') for (const id of x.owners.keys()) if (!res.results[id] && !res.removed.includes(id)) res.removed.push(id)
     return { commands: [...chainSide, ...batch.commands], change: batch.change, epoch }
+  }
+
+  /** repair()'s part in the exact table (issue 15): the known exact VMs' elements and guard elements where they
+   *  differ, a detached one's taken out, and the table's base chains rewritten when its shape is damaged. */
+  async #exactRepair(known: Known[]): Promise<{ commands: NftCommand[]; change: ExactChange; epoch: number; table: boolean; vms: string[] }> {
+    const { snap: x } = await this.#exact!.read()
+    const epoch = this.#view.epoch
+    const expected = this.#exactExpected(known)
+    const listed = x.exists ? await this.#exact!.kernel.chainsAndRules() : undefined
+    const v = exactVerify(x, expected, listed, this.#exactTables())
+    const damaged = x.exists && v.table.length > 0
+    const want = expected.filter((e) => e.attached).map((e) => ({ ...e, elements: tableElementsOf(e.vmId, e.policy), shapes: e.policy.shapes }))
+    const clear = expected.filter((e) => !e.attached).flatMap((e) => exactTapsOf(x, e.vmId))
+    const batch = exactTableBatch(this.#exactTables(), x, want, clear, { rewrite: damaged })
+    return { ...batch, epoch, table: damaged || (!x.exists && want.length > 0), vms: v.vms.filter((d) => d.status !== 'ok').map((d) => d.vmId) }
+  }
+
+  /** The known VMs of the exact table, as exactVerify expects them. */
+  #exactExpected(known: readonly Known[]): ExactExpected[] {
+    return known.flatMap((e) => (e.exact ? [{ vmId: e.compiled.vmId, tap: e.compiled.tap, chains: e.compiled.chains, identity: e.compiled.identity, policy: e.exact, attached: e.attached }] : []))
   }
 
   /** Drift between the kernel (read now, one listing) and a desired set: `desired` when given (all attached,
@@ -818,8 +862,7 @@ export class VmFirewall {
       if (!k.exists && chainVms.length === 0) result.table = result.table.filter((p) => p !== 'table missing')
       const { snap } = await this.#exact.read()
       const listed = snap.exists ? await this.#exact.kernel.chainsAndRules() : undefined
-      const mine = expected.flatMap((e) => (e.exact ? [{ vmId: e.compiled.vmId, tap: e.compiled.tap, chains: e.compiled.chains, identity: e.compiled.identity, policy: e.exact, attached: e.attached }] : []))
-      const x = exactVerify(snap, mine, listed, this.#exactTables())
+      const x = exactVerify(snap, this.#exactExpected(expected), listed, this.#exactTables())
       result.vms.push(...x.vms)
       result.orphans.push(...x.orphans)
       result.table.push(...x.table)
@@ -834,14 +877,18 @@ export class VmFirewall {
    *  writer's, with prune 'none'). Writes nothing when everything matches. What `watch({ repair: true })` runs. */
   async repair(): Promise<RepairResult> {
     return this.#sched.exclusive(async () => {
-      const known = [...this.#known.values()]
+      const all = [...this.#known.values()]
+      const known = all.filter((e) => !e.exact)
       const k = await this.#readTable()
       await this.#learnRenderings(k, known.map((e) => e.compiled))
-      const { commands, table, vms } = planRepair(k, known, { table: this.table, renderings: this.#rendering, log: this.#guardLog })
-      if (commands.length === 0) return { ok: true, table: false, vms: [] }
+      // Issue 15: a firewall of exact VMs alone has no VM-chain table to put back.
+      const { commands, table, vms } = this.#exact && !k.exists && known.length === 0 ? { commands: [], table: false, vms: [] } : planRepair(k, known, { table: this.table, renderings: this.#rendering, log: this.#guardLog })
+      const exact = this.#exact ? await this.#exactRepair(all) : undefined
+      if (commands.length === 0 && !exact?.commands.length) return { ok: true, table: false, vms: [] }
       this.#synced = undefined
-      const w = await this.#view.write(commands, { createsSets: true })
-      return { ok: false, table, vms, generation: w.after }
+      const w = await this.#view.write([...commands, ...(exact?.commands ?? [])], { createsSets: true })
+      if (exact) this.#exact!.applied(exact.epoch, exact.change)
+      return { ok: false, table: table || exact?.table === true, vms: [...vms, ...(exact?.vms ?? [])], generation: w.after }
     })
   }
 
@@ -918,24 +965,29 @@ export class VmFirewall {
     }
     return this.#sched.exclusive(async () => {
       const listing = await this.#kernel.runText(`list table ${FAMILY} ${this.table}`)
+      // Issue 15: and the exact table, replaced with it in the same transaction (deleted when it has none).
+      const exact = this.#exact && (await this.#exact.kernel.listText())
+      const x = exactTableName(this.table)
       return [
-        `# @infinibay/nftables-node VmFirewall export: replaces table ${FAMILY} ${this.table} atomically`,
+        `# @infinibay/nftables-node VmFirewall export: replaces table ${FAMILY} ${this.table}${this.#exact ? ` and ${FAMILY} ${x}` : ''} atomically`,
         `table ${FAMILY} ${this.table} {}`,
         `delete table ${FAMILY} ${this.table}`,
         listing.trimEnd(),
+        ...(this.#exact ? [`table ${FAMILY} ${x} {}`, `delete table ${FAMILY} ${x}`, ...(exact ? [exact.trimEnd()] : [])] : []),
         '',
       ].join('\n')
     })
   }
 
-  /** Applies an exportRuleset() file of this firewall's table in one transaction; anything else (other tables,
+  /** Applies an exportRuleset() file of this firewall's table (with `exactTable`, of its exact table too) in one transaction; anything else (other tables,
    *  `include`, `define`, `flush ruleset`, ...) is a RestoreValidationError naming the line, checked before
    *  libnftables sees it. Forgets what this instance knew about VMs. */
   async restoreRuleset(text: string): Promise<void> {
-    const { script } = checkRestore(text, this.table, FAMILY)
+    const { script } = checkRestore(text, this.table, FAMILY, this.#exact ? [exactTableName(this.table)] : [])
     return this.#sched.exclusive(async () => {
       this.#forget() // issue 14: what verify found of it no longer holds
       this.#view.invalidate()
+      this.#exact?.invalidate()
       await this.#kernel.runText(script)
       this.#known.clear()
     })
@@ -1209,4 +1261,15 @@ function builtinCounters(stats: VmStats, counters: SetCounters | undefined, taps
       countInto(b.verdict === 'drop' ? [own, stats.dropped] : [own], b.side, c)
     }
   }
+}
+
+/** Whether `commands` add anything to `table` (a chain added only to be flushed and deleted does not count):
+ *  the table and its sets must then exist. */
+function addsTo(commands: readonly NftCommand[], table: string): boolean {
+  const body = (c: NftCommand) => Object.entries(c)[0] as [string, Record<string, { name?: string }>]
+  const deleted = new Set(commands.flatMap((c) => { const [verb, b] = body(c); return verb === 'delete' && b.chain && commandTable(c) === table ? [b.chain.name] : [] }))
+  return commands.some((c) => {
+    const [verb, b] = body(c)
+    return (verb === 'add' || verb === 'create') && commandTable(c) === table && !(b.chain && deleted.has(b.chain.name))
+  })
 }
