@@ -227,24 +227,32 @@ esac
 # The guest's stdout/stderr ports are qemu pipe chardevs on FIFOs (NAME.in / NAME.out), relayed by cat onto
 # this script's own descriptors: live, and appended at the caller's offset (qemu re-opening /proc/self/fd/1
 # would overwrite a regular file from offset 0).
-mkfifo "$RUN/out.in" "$RUN/out.out" "$RUN/err.in" "$RUN/err.out"
-cat "$RUN/out.out" &
-RELAYS+=($!)
-cat "$RUN/err.out" >&2 &
-RELAYS+=($!)
-T0=$(date +%s.%N)
-timeout -k 10 "$TIMEOUT" "$QEMU" "${args[@]}" </dev/null &
-QPID=$!
-set +e
-wait "$QPID"
-qrc=$?
-set -e
-QPID=''
-T1=$(date +%s.%N)
-# Give each relay an EOF even if qemu never opened its FIFO (an O_RDWR open of a FIFO never blocks).
-for f in out err; do exec 3<>"$RUN/$f.out"; exec 3>&-; done
-wait "${RELAYS[@]}" 2>/dev/null || true
-RELAYS=()
+# A guest that dies before the command starts (no t-start: an int3 oops while the kernel patches its
+# own text under multi-threaded TCG has been seen here) ran nothing: boot it again, at most 3 times.
+for boot in 1 2 3; do
+  rm -f "$RUN/out.in" "$RUN/out.out" "$RUN/err.in" "$RUN/err.out" "$RUN/t-start" "$RUN/rc"
+  mkfifo "$RUN/out.in" "$RUN/out.out" "$RUN/err.in" "$RUN/err.out"
+  cat "$RUN/out.out" &
+  RELAYS+=($!)
+  cat "$RUN/err.out" >&2 &
+  RELAYS+=($!)
+  T0=$(date +%s.%N)
+  timeout -k 10 "$TIMEOUT" "$QEMU" "${args[@]}" </dev/null &
+  QPID=$!
+  set +e
+  wait "$QPID"
+  qrc=$?
+  set -e
+  QPID=''
+  T1=$(date +%s.%N)
+  # Give each relay an EOF even if qemu never opened its FIFO (an O_RDWR open of a FIFO never blocks).
+  for f in out err; do exec 3<>"$RUN/$f.out"; exec 3>&-; done
+  wait "${RELAYS[@]}" 2>/dev/null || true
+  RELAYS=()
+  [[ -s "$RUN/rc" || -e "$RUN/t-start" || $qrc -eq 124 || $boot -eq 3 ]] && break
+  log "the guest died while booting (qemu exit $qrc; boot $boot of 3), booting again"
+  sed -n "$(grep -n -m1 -E 'Oops:|BUG:|Kernel panic' "$RUN/console.log" 2>/dev/null | cut -d: -f1 || echo 1),+3p" "$RUN/console.log" >&2 || true
+done
 
 if [[ -s "$RUN/rc" ]]; then
   rc=$(cat "$RUN/rc")
