@@ -195,6 +195,8 @@ export interface NativeListenerOptions {
    * committed it: this process's own batches (a sync of thousands of rules) never reach the queue.
    */
   table?: string
+  /** nftables: as `table`, for several tables (a firewall whose VMs live in two); with `table`, either. */
+  tables?: Array<string>
   /** nftables: the table's family (7: bridge); default any. */
   family?: number
 }

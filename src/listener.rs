@@ -47,6 +47,8 @@ pub struct NativeListenerOptions {
   /// other processes. Changes are held on the thread until their batch's NFT_MSG_NEWGEN says who
   /// committed it: this process's own batches (a sync of thousands of rules) never reach the queue.
   pub table: Option<String>,
+  /// nftables: as `table`, for several tables (a firewall whose VMs live in two); with `table`, either.
+  pub tables: Option<Vec<String>>,
   /// nftables: the table's family (7: bridge); default any.
   pub family: Option<u32>,
 }
@@ -263,9 +265,9 @@ impl Drop for NativeListener {
 }
 
 enum Source {
-  /// Changes of `table` (any table when None) in `family` (any when None).
+  /// Changes of these tables (any table when empty) in `family` (any when None).
   Nftables {
-    table: Option<String>,
+    tables: Vec<String>,
     family: Option<u8>,
   },
   Nflog,
@@ -284,7 +286,7 @@ struct Batch {
 fn start(options: NativeListenerOptions, shared: Arc<Shared>) -> std::result::Result<(), NativeError> {
   let source = match options.kind.as_str() {
     "nftables" => Source::Nftables {
-      table: options.table.clone(),
+      tables: options.table.iter().chain(options.tables.iter().flatten()).cloned().collect(),
       family: options.family.and_then(|f| u8::try_from(f).ok()),
     },
     "nflog" => Source::Nflog,
@@ -428,11 +430,11 @@ fn run(socket: &Socket, entered: Option<&crate::netns::Entered>, source: &Source
     };
     let datagram = &buffer[..received];
     match source {
-      Source::Nftables { table, family } => {
+      Source::Nftables { tables, family } => {
         for n in monitor::decode(datagram) {
           match n {
             Notification::Change(c) => {
-              let wanted = table.as_ref().is_none_or(|t| *t == c.table) && family.is_none_or(|f| f == c.family);
+              let wanted = (tables.is_empty() || tables.contains(&c.table)) && family.is_none_or(|f| f == c.family);
               if !wanted {
                 continue;
               }

@@ -4,7 +4,7 @@
 // operation sees it there; without (the CI host) exact-rules.ts refuses every VM, so everything stays in chains
 // and the exact table is never created: the same packets, the same answers.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { VmFirewall, type FirewallRuleInput } from '../../ts/firewall/index.js'
+import { VmFirewall, type DriftEvent, type FirewallRuleInput, type WatchEvent } from '../../ts/firewall/index.js'
 import { exactTableName } from '../../ts/firewall/exact-table.js'
 import { vmChainNames } from '../../ts/firewall/layout.js'
 import { buildWorld, passes, vmSpec, type Vm, type World } from '../support/world.js'
@@ -128,6 +128,38 @@ describe('VmFirewall with the exact table', () => {
     await bAllowsWebOnly()
     expect(await fw.verify()).toMatchObject({ ok: true, orphans: [], table: [] })
     expect(await fw.repair()).toMatchObject({ ok: true })
+  })
+
+  it('watch sees the exact table: our own moves are silent, an outside element delete names the VM and is repaired', async () => {
+    const watch = fw.watch({ repair: true, debounceMs: 20 })
+    const events: WatchEvent[] = []
+    watch.on('event', (e) => events.push(e))
+    const first = <T extends WatchEvent>(type: T['type'], ms: number): Promise<T | undefined> =>
+      new Promise((resolve) => {
+        const t = setTimeout(() => resolve(undefined), ms)
+        watch.once(type, (e: T) => (clearTimeout(t), resolve(e)))
+      })
+    try {
+      // B to chains and back: both tables written by this process, no drift.
+      await fw.applyVm(vmSpec(B, 'drop', [...bRules(), wide]))
+      await fw.applyVm(vmSpec(B, 'drop', bRules()))
+      await new Promise((r) => setTimeout(r, 300))
+      expect(events).toEqual([])
+      if (!stateful) return void expect(tables()).not.toContain(EXACT)
+      const drift = first<DriftEvent>('drift', 10_000)
+      const repaired = first<WatchEvent>('repaired', 20_000)
+      w.hostNft(['delete', 'element', 'bridge', EXACT, 'in_lp', `{ "${B.tap}" . tcp . 80 }`])
+      const d = await drift
+      expect(d).toBeDefined()
+      expect(d!.vms).toEqual([B.vmId])
+      expect(d!.tableDeleted).toBe(false)
+      expect(d!.changes).toContainEqual(expect.objectContaining({ change: 'delsetelem', table: EXACT, name: 'in_lp', vmId: B.vmId }))
+      expect(await repaired).toMatchObject({ type: 'repaired', result: { vms: [B.vmId] } })
+      await bAllowsWebOnly()
+      expect(await fw.verify()).toMatchObject({ ok: true, orphans: [], table: [] })
+    } finally {
+      await watch.stop()
+    }
   })
 
   it('detaches and attaches, takes a tap over, and removes, leaving nothing behind', async () => {

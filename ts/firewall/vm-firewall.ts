@@ -88,9 +88,9 @@ export interface VmFirewallOptions {
    *  most one port or a short range and one host per rule, ...) lives in the table `<table>_exact` as map
    *  elements instead of chains, so its applies commit without the kernel re-validating the table (flat in the
    *  number of VMs). applyVm with `attach: true` and no `also`/`prepare` places it, and moves a VM between the
-   *  tables in one transaction when its policy changes; removeVm, detachVm, attachVm, hasVm, verify, inventory
-   *  and stats see both tables. Default false: sync, repair, export/restore, watch and the compat facade still
-   *  know only the VM-chain table. */
+   *  tables in one transaction when its policy changes; removeVm, detachVm, attachVm, hasVm, sync, verify,
+   *  repair, inventory, stats, export/restore and watch see both tables. Default false: the compat facade still
+   *  knows only the VM-chain table, and an existing table is not migrated in place. */
   exactTable?: boolean
 }
 
@@ -896,7 +896,7 @@ export class VmFirewall {
    *  notifications read on a thread in the instance's namespace); `repair: true` puts it back with `repair()`.
    *  Stop it with `stop()`. See watch.ts. */
   watch(options: WatchOptions = {}): FirewallWatch {
-    return new FirewallWatch(this, this.#kernel.nft, options)
+    return new FirewallWatch(this, this.#kernel.nft, options, this.#exact ? [exactTableName(this.table)] : [])
   }
 
   /** Packets the `logDrops` rules logged, as typed events (nfnetlink_log group read in the instance's
@@ -996,6 +996,11 @@ export class VmFirewall {
   /** VMs this instance applied (the desired state verify() compares with). */
   knownVms(): string[] {
     return [...this.#known.keys()]
+  }
+
+  /** The VMs knownVms() names, each with its tap (watch names a VM by the tap of an exact-table element). */
+  knownVmTaps(): [vmId: string, tap: string][] {
+    return [...this.#known.values()].map((e) => [e.compiled.vmId, e.compiled.tap])
   }
 
 

@@ -37,6 +37,8 @@ export interface TableChange {
   /** The notification: 'newrule', 'delrule', 'newchain', 'delchain', 'newsetelem', 'delsetelem', ... */
   change: string
   object: TableObject
+  /** The table changed: the firewall's, or (the `exactTable` option) its exact table. */
+  table: string
   /** The VM the object belongs to, when known (its chain, its default rule's comment, or a dispatch entry). */
   vmId?: string
   /** A base object of the layout: 'table', 'prerouting', 'postrouting', 'from_vm', 'to_vm' or a shared set. */
@@ -141,17 +143,21 @@ export class FirewallWatch extends ListenerStream<WatchEvent, WatchEndEvent> {
   #repairs: number[] = []
   #suspendedUntil = 0
 
-  constructor(fw: VmFirewall, nft: Nft, options: WatchOptions) {
+  readonly #tables: ReadonlySet<string>
+
+  /** `more`: further tables of the firewall (its exact table), watched as part of it. */
+  constructor(fw: VmFirewall, nft: Nft, options: WatchOptions, more: readonly string[] = []) {
     super()
     this.#fw = fw
+    this.#tables = new Set([fw.table, ...more])
     this.#options = {
       repair: options.repair ?? false,
       debounceMs: options.debounceMs ?? 50,
       maxRepairs: options.maxRepairs ?? 5,
       repairWindowMs: options.repairWindowMs ?? 10_000,
     }
-    // The thread keeps only this table's changes, and only of batches other processes committed.
-    this.listen(openListener({ kind: 'nftables', netns: nft.options.netns, queueLimit: options.queueLimit, table: fw.table, family: NFPROTO_BRIDGE }))
+    // The thread keeps only these tables' changes, and only of batches other processes committed.
+    this.listen(openListener({ kind: 'nftables', netns: nft.options.netns, queueLimit: options.queueLimit, tables: [...this.#tables], family: NFPROTO_BRIDGE }))
   }
 
   protected override onEvents(events: NativeEvent[]): void {
@@ -160,7 +166,7 @@ export class FirewallWatch extends ListenerStream<WatchEvent, WatchEndEvent> {
 
   #onNative(e: NativeEvent): void {
     if (e.type === 'change') {
-      if (e.family === NFPROTO_BRIDGE && e.table === this.#fw.table) this.#pending.push(e)
+      if (e.family === NFPROTO_BRIDGE && e.table && this.#tables.has(e.table)) this.#pending.push(e)
       return
     }
     if (e.type === 'lost') return this.onLost(1)
@@ -186,9 +192,11 @@ export class FirewallWatch extends ListenerStream<WatchEvent, WatchEndEvent> {
 
   #describe(changes: NativeEvent[], gen: NativeEvent): DriftEvent {
     const byStem = new Map<string, string>()
-    for (const vmId of this.#fw.knownVms()) {
+    const byTap = new Map<string, string>()
+    for (const [vmId, tap] of this.#fw.knownVmTaps()) {
       const c = vmChainNames(vmId)
       byStem.set(c.out.slice(0, -2), vmId)
+      byTap.set(tap, vmId)
     }
     const vms = new Set<string>()
     const chains = new Set<string>()
@@ -205,14 +213,21 @@ export class FirewallWatch extends ListenerStream<WatchEvent, WatchEndEvent> {
     }
     for (const n of changes) {
       const object = objectOf(n.change ?? '')
-      const c: TableChange = { change: n.change ?? 'unknown', object }
+      const c: TableChange = { change: n.change ?? 'unknown', object, table: n.table ?? this.#fw.table }
       if (n.chain) c.chain = n.chain
       if (n.name) c.name = n.name
       if (n.comment) c.comment = n.comment
       if (n.handle !== undefined && n.handle !== null) c.handle = n.handle
       if (n.keys) c.keys = n.keys
       if (n.targets) c.targets = n.targets
-      if (object === 'table') {
+      if (c.table !== this.#fw.table) {
+        // The exact table (issue 15): a VM's rules are elements keyed by its tap; the rest is its layout.
+        if (object === 'table' && n.change === 'deltable') tableDeleted = true
+        const tap = object === 'element' ? interfaceOfKey(n.keys?.[0]) : undefined
+        const vmId = tap === undefined ? undefined : byTap.get(tap)
+        if (vmId) c.vmId = vmId
+        else c.base = object === 'table' ? 'table' : (n.chain ?? n.name ?? object)
+      } else if (object === 'table') {
         c.base = 'table'
         if (n.change === 'deltable') tableDeleted = true
       } else if (n.chain === CHAIN_PREROUTING || n.chain === CHAIN_POSTROUTING) {
@@ -300,6 +315,16 @@ export class FirewallWatch extends ListenerStream<WatchEvent, WatchEndEvent> {
     clearTimeout(this.#timer)
     await this.#repairing
   }
+}
+
+/** The interface name an element key starts with (every key of the exact table does: `iifname . ...`): the
+ *  listener gives a bare name as text, a concatenation as hex (16 bytes, NUL padded, first). */
+function interfaceOfKey(key: string | undefined): string | undefined {
+  if (!key) return undefined
+  if (!/^(?:[0-9a-f]{2}){16,}$/.test(key)) return key
+  const name = Buffer.from(key.slice(0, 32), 'hex')
+  const end = name.indexOf(0)
+  return end > 0 ? name.subarray(0, end).toString('latin1') : undefined
 }
 
 function objectOf(change: string): TableObject {
