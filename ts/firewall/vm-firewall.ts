@@ -244,10 +244,11 @@ export class VmFirewall {
       // Issue 14: the first attempt builds from the view as last known (no generation read) and its batch is sent
       // only if that generation still holds (checked on the instance's thread, in the same round trip as the
       // commit); a retry reads the view again.
-      // Issue 15: with the exact table, its snapshot is made current first (an item's build reads it: a VM leaving
-      // the exact table takes its elements out in the same batch).
-      // and the chain names (an exact item deletes the chains of a VM that leaves them), read once per epoch.
-      (attempt) => (this.#exact ? this.#exact.current().then(() => this.#view.state()).then(() => this.#view.attemptView(attempt)) : this.#view.attemptView(attempt)),
+      // Issue 15: an item's build also reads the exact snapshot (a VM leaving the exact table takes its elements out
+      // in the same batch) and the chain names (an exact item deletes the chains of a VM that leaves them). The
+      // first attempt takes both as last known when they are, as the view (its batch is checked the same way);
+      // otherwise they are made current first.
+      (attempt) => (this.#exact ? this.#exactAttemptView(attempt) : this.#view.attemptView(attempt)),
       async (commands, view, attempt) => {
         // The table and its shared sets are re-added only when we do not know them to exist (idempotent adds).
         // A table without the shared guard's sets (none yet, or one of the layout before the guard) gets the whole
@@ -422,7 +423,7 @@ export class VmFirewall {
     // (the taps now dispatching to it are group keys too: no other VM of the group may touch their elements).
     const leaving = this.#tapsOf((this.#view.known() ?? (await this.#view.current())).maps, compiled.chains)
     // Issue 15: what the exact table holds of the VM or its tap leaves it in the same batch.
-    const exactTaps = this.#exact ? exactTapsOf(await this.#exact.current(), compiled.vmId, attach ? compiled.tap : undefined) : []
+    const exactTaps = this.#exact ? exactTapsOf(this.#exact.known() ?? (await this.#exact.current()), compiled.vmId, attach ? compiled.tap : undefined) : []
     let exactOut: { epoch: number; change: ExactChange } | undefined
     await this.#group.submit({
       keys: [...new Set([compiled.tap, ...leaving, ...exactTaps]), ...(also.length > 0 ? ['(also)'] : [])],
@@ -447,6 +448,15 @@ export class VmFirewall {
   }
 
   // ---- issue 15: the exact table ----
+
+  /** The group commit's view with the exact table: see the constructor. */
+  async #exactAttemptView(attempt: number): Promise<Readonly<Snapshot>> {
+    const known = attempt === 1 ? this.#view.known() : undefined
+    if (known?.chains && this.#exact!.known()) return known
+    await this.#exact!.current()
+    await this.#view.state()
+    return this.#view.attemptView(attempt)
+  }
 
   /** Both tables' names and what the exact table's base chains depend on. */
   #exactTables(): ExactTables {
@@ -503,9 +513,10 @@ export class VmFirewall {
    */
   async #exactSubmit(vmId: string, tap: string, chains: { out: string; in: string }, build: (x: ExactSnapshot, view: ChainTableView) => { commands: NftCommand[]; change: ExactChange }): Promise<void> {
     const exact = this.#exact!
-    const x0 = await exact.current()
+    // As last known when they are (group keys only; the build checks its views): no read on the hot path.
+    const x0 = exact.known() ?? (await exact.current())
     // The chain names, which say whether the VM still has chains to leave, are read once per epoch.
-    const { maps } = await this.#view.state()
+    const { maps } = await this.#view.state(true)
     let epoch: number | undefined
     try {
       await this.#group.submit({
