@@ -6,6 +6,7 @@ import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Nft } from '../../ts/index.js'
 import { VmFirewall, vmChainNames, type BlockedEvent, type DriftEvent, type FirewallRuleInput, type WatchEvent } from '../../ts/firewall/index.js'
+import { openListener } from '../../ts/listener.js'
 import { createNetns } from '../support/netns.js'
 import { outsideWriter } from '../support/outside-writer.js'
 import { buildWorld, token, udp4Frame, type Vm, type World } from '../support/world.js'
@@ -158,6 +159,27 @@ describe('watch', () => {
       await watch.stop()
     }
     await fw.sync([specOf(A), specOf(B)])
+  })
+
+  it('the native listener keeps changes of the tables it names (the exact table beside the firewall\'s), in their family', async () => {
+    const ns = createNetns('nftw')
+    const listener = openListener({ kind: 'nftables', netns: ns.name, tables: ['fw_a', 'fw_a_exact'], family: 7 })
+    try {
+      // One outside batch touching both named tables, a third one, and a same-named table of another family;
+      // then a marker batch: the notifications come in commit order, so by the marker all of the first are in.
+      ns.exec('nft', ['add table bridge fw_a; add chain bridge fw_a c; add table bridge fw_a_exact; add table bridge fw_b; add chain bridge fw_b c; add table inet fw_a; add chain inet fw_a c'])
+      ns.exec('nft', ['add chain bridge fw_a_exact marker'])
+      const seen: string[] = []
+      while (!seen.includes('newchain bridge fw_a_exact marker')) {
+        const batch = await listener.next()
+        expect(batch.ended).toBeUndefined()
+        for (const e of batch.events) if (e.type === 'change') seen.push(`${e.change} ${e.family === 7 ? 'bridge' : e.family} ${e.table}${e.chain ? ` ${e.chain}` : ''}`)
+      }
+      expect(seen).toEqual(['newtable bridge fw_a', 'newchain bridge fw_a c', 'newtable bridge fw_a_exact', 'newchain bridge fw_a_exact marker'])
+    } finally {
+      listener.close()
+      ns.delete()
+    }
   })
 
   it('without repair, a deleted table ends the watch; a deleted namespace ends it too', async () => {
