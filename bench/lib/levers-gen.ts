@@ -23,10 +23,23 @@
 //   (`iifname . ether saddr != @vm_mac iifname @spoof_taps`), so a frame that passes walks one lookup per check.
 // Every rule of a VM chain comes from gen.ts (`vmRule`): none matches the data-plane test traffic.
 import { eui64LinkLocal } from '../../ts/firewall/address.js'
+import type { FirewallRuleInput } from '../../ts/firewall/model.js'
 import { FAMILY, vmNames, vmRule, vmRuleFields, type VmNames } from './gen.js'
 
 /** User rules per VM chain (each chain then ends with the default rule). */
 export const USER_RULES_PER_CHAIN = 10
+
+/** gen.ts's user rules of one variant as VmFirewall rule inputs, both directions, in a form the exact table
+ *  takes (`ip saddr H tcp dport P drop`, `ip daddr 203.0.113.1 udp dport P accept`, `tcp dport P-(P+5) drop`). */
+export function exactRuleInputs(variant: number): FirewallRuleInput[] {
+  return Array.from({ length: USER_RULES_PER_CHAIN }, (_, i) => {
+    const { shape, port, addr } = vmRuleFields(i, variant)
+    const r: FirewallRuleInput = { id: `r${i}`, name: `r${i}`, direction: 'INOUT', priority: i }
+    if (shape === 'saddr-port') return { ...r, action: 'DROP', protocol: 'tcp', srcIpAddr: addr, dstPortStart: port }
+    if (shape === 'daddr-prefix-port') return { ...r, action: 'ACCEPT', protocol: 'udp', dstIpAddr: '203.0.113.1', dstPortStart: port }
+    return { ...r, action: 'DROP', protocol: 'tcp', dstPortStart: port, dstPortEnd: port + 5 }
+  })
+}
 
 export type LeverVariant = 'A' | 'B' | 'B2' | 'B3' | 'E' | 'F' | 'G'
 

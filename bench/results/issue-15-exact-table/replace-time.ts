@@ -11,12 +11,11 @@ import { vmIdentity } from '../../../ts/firewall/compile.js'
 import { exactPolicy, type ExactPolicy } from '../../../ts/firewall/exact-rules.js'
 import { exactElementCommands, exactTableCommands, exactTableName, shapesOf } from '../../../ts/firewall/exact-table.js'
 import { identityElements, setElementCommands } from '../../../ts/firewall/layout.js'
-import type { FirewallRuleInput } from '../../../ts/firewall/model.js'
 import { encodeBatch } from '../../../ts/firewall/netlink-batch.js'
 import { normalizeVm, type NormalizedVm } from '../../../ts/firewall/validate.js'
-import { vmNames, vmRuleFields } from '../../lib/gen.js'
+import { vmNames } from '../../lib/gen.js'
 import { batchKernelMs } from '../../lib/kernel-time.js'
-import { identity, USER_RULES_PER_CHAIN } from '../../lib/levers-gen.js'
+import { exactRuleInputs, identity } from '../../lib/levers-gen.js'
 import { createNetns, deleteNetns } from '../../lib/netns.js'
 import { median } from '../../lib/stats.js'
 
@@ -26,20 +25,11 @@ const hasStrace = spawnSync('strace', ['-V']).status === 0
 const T = exactTableName('bench_x')
 const CAPS = { capabilities: { bridgeConntrack: true, bridgeReject: false }, conntrack: 'auto' as const }
 
-function rules(variant: number): FirewallRuleInput[] {
-  return Array.from({ length: USER_RULES_PER_CHAIN }, (_, i) => {
-    const { shape, port, addr } = vmRuleFields(i, variant)
-    const r: FirewallRuleInput = { id: `r${i}`, name: `r${i}`, direction: 'INOUT', priority: i }
-    if (shape === 'saddr-port') return { ...r, action: 'DROP', protocol: 'tcp', srcIpAddr: addr, dstPortStart: port }
-    if (shape === 'daddr-prefix-port') return { ...r, action: 'ACCEPT', protocol: 'udp', dstIpAddr: '203.0.113.1', dstPortStart: port }
-    return { ...r, action: 'DROP', protocol: 'tcp', dstPortStart: port, dstPortEnd: port + 5 }
-  })
-}
 
 function vm(index: number, variant: number): { vm: NormalizedVm; policy: ExactPolicy } {
   const n = vmNames(index)
   const id = identity(index)
-  const v = normalizeVm({ vmId: n.vmId, tap: n.tap, mac: id.mac, ipv4: [id.ipv4], ipv6: [id.ipv6], defaultAction: 'accept', rules: rules(variant) })
+  const v = normalizeVm({ vmId: n.vmId, tap: n.tap, mac: id.mac, ipv4: [id.ipv4], ipv6: [id.ipv6], defaultAction: 'accept', rules: exactRuleInputs(variant) })
   const policy = exactPolicy(v, CAPS)
   if ('reason' in policy) throw new Error(`${policy.reason}: ${policy.message}`)
   return { vm: v, policy }
