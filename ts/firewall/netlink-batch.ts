@@ -5,8 +5,8 @@
 // base chains, the layout's shared sets (with their elements), the guard's identity and tap sets, the dispatch
 // maps, and the guard's rules (tap-set and identity lookups, the protocol dispatch through an anonymous verdict
 // map, the dispatch through the named maps, jumps to the log chains).
-// Issue 15: also the exact table's elements (exact-table.ts's exactElementCommands: a VM's verdict-map
-// elements, added with their comments or deleted by key); the exact table itself is created by libnftables.
+// Issue 15: also the exact table (exact-table.ts): its maps, its lookups, and a VM's verdict-map elements, added
+// with their comments or deleted by key.
 //
 // Exactness is the contract: every expression, register, implicit dependency and payload merge is the one
 // libnftables emits for the same command (learnt from `nft --debug=netlink,mnl` and proven by listing the same
@@ -199,7 +199,7 @@ const REG1 = 1
 const expr = (name: string, attrs: Attr[]): Attr => nest(1, [str(1, name), nest(2, attrs)])
 const REG2 = 2
 const payloadLoad = (base: Base, offset: number, len: number, reg = REG1): Attr => expr('payload', [be32(1, reg), be32(2, base), be32(3, offset), be32(4, len)])
-const metaLoad = (key: number): Attr => expr('meta', [be32(2, key), be32(1, REG1)])
+const metaLoad = (key: number, reg = REG1): Attr => expr('meta', [be32(2, key), be32(1, reg)])
 const cmp = (op: number, value: Buffer): Attr => expr('cmp', [be32(1, REG1), be32(2, op), data(3, value)])
 const bitwise = (mask: Buffer): Attr =>
   expr('bitwise', [be32(1, REG1), be32(2, REG1), be32(6, 0), be32(3, mask.length), data(4, mask), data(5, Buffer.alloc(mask.length))])
@@ -610,10 +610,12 @@ function lowerVmap(v: { key?: unknown; data?: unknown } | null, ctx: Ctx, out: L
   if ('meta' in key) {
     const k = (key.meta as { key?: unknown }).key
     const map = setName(v.data)
-    if (Object.keys(key).length !== 1 || !((k === 'iifname' && map === MAP_FROM_VM) || (k === 'oifname' && map === MAP_TO_VM))) return fail()
-    out.push({ k: 'exprs', exprs: [metaLoad(k === 'iifname' ? META_IIFNAME : META_OIFNAME), vmapLookup(map)] })
+    const dispatch = (k === 'iifname' && (map === MAP_FROM_VM || map === exactDefaultMap('out'))) || (k === 'oifname' && (map === MAP_TO_VM || map === exactDefaultMap('in')))
+    if (Object.keys(key).length !== 1 || Object.keys(key.meta as object).length !== 1 || !dispatch) return fail()
+    out.push({ k: 'exprs', exprs: [metaLoad(k === 'iifname' ? META_IIFNAME : META_OIFNAME), vmapLookup(map!)] })
     return
   }
+  if ('concat' in key) return lowerExactLookup(key, setName(v.data), ctx, out)
   const f = field(key)
   if (f.type !== 'ethertype') return fail()
   const items = (v.data as { set?: unknown } | null)?.set
@@ -765,6 +767,47 @@ function exactElement(fields: readonly ExactField[], del: boolean, e: unknown): 
   return [data(1, exactKey(fields, o.val)), nest(2, [nest(2, [be32(1, acceptOrDrop(verdict))])]), attr(6, commentTlv(o.comment))]
 }
 
+/** `iifname . ip saddr . meta l4proto . th dport vmap @out_s4lp`: an exact-table lookup (exact-table.ts's
+ *  dispatch), after the address's dependency. As libnftables lays out a concatenated key: the tap in the first
+ *  16 bytes, each further component in the next 4-byte registers (an IPv6 address in four), then one lookup
+ *  whose data go to the verdict register. */
+function lowerExactLookup(key: Record<string, unknown>, map: string | undefined, ctx: Ctx, out: Low[]): void {
+  const fields = map === undefined ? undefined : EXACT_MAPS.get(map)
+  const parts = key.concat
+  if (!fields || fields.length === 0 || !Array.isArray(parts) || parts.length !== fields.length + 1 || Object.keys(key).length !== 1) return fail()
+  const tap = map!.startsWith('out_') ? 'iifname' : 'oifname'
+  if (JSON.stringify(parts[0]) !== JSON.stringify({ meta: { key: tap } })) return fail()
+  const loads = [metaLoad(tap === 'iifname' ? META_IIFNAME : META_OIFNAME)]
+  let word = IFNAMSIZ / 4
+  fields.forEach((name, i) => {
+    const part = parts[i + 1]
+    if (name === 'l4proto') {
+      if (JSON.stringify(part) !== '{"meta":{"key":"l4proto"}}') return fail()
+      loads.push(metaLoad(META_L4PROTO, register(word)))
+      word += 1
+      return
+    }
+    let f: Field
+    if (name === 'dport') f = JSON.stringify(part) === '{"payload":{"protocol":"th","field":"dport"}}' ? TH_DPORT : fail()
+    else {
+      f = field(part)
+      if (f !== FIELDS[EXACT_FIELD_PAYLOAD[name]]) return fail()
+      dependencies(f, ctx, out)
+    }
+    loads.push(payloadLoad(f.base, f.offset, f.len, register(word)))
+    word += Math.ceil(f.len / 4)
+  })
+  out.push({ k: 'exprs', exprs: [...loads, vmapLookup(map!)] })
+}
+
+/** `th dport`: the transport header's bytes 2-3, whatever the protocol (the key's `meta l4proto` says which). */
+const TH_DPORT: Field = { base: BASE.th, offset: 2, len: 2, proto: 'tcp', type: 'port' }
+/** The payload field each address component of an exact key loads. */
+const EXACT_FIELD_PAYLOAD: Record<Exclude<ExactField, 'l4proto' | 'dport'>, string> = { saddr4: 'ip saddr', daddr4: 'ip daddr', saddr6: 'ip6 saddr', daddr6: 'ip6 daddr' }
+/** The register of the 4-byte word `word` of the key, as libnftables numbers it: a 16-byte register when the
+ *  word starts one (NFT_REG_1 + n), else the 32-bit one (NFT_REG32_00 + word). */
+const register = (word: number): number => (word % 4 === 0 ? 1 + word / 4 : 8 + word)
+
 // ---- sets (issue 14: created with their table) ----
 
 const SET_F_ANONYMOUS = 0x1
@@ -794,6 +837,20 @@ const u32h = (n: number): Buffer => {
  *  data-interval 0 after the key's), and `ether type vmap { }` (its data typeof too). */
 const UDATA_CONCAT = Buffer.concat([keyOrder(0), Buffer.from([3, 8, 0, 4]), u32h(13), Buffer.from([1, 0])])
 const UDATA_VMAP = Buffer.concat([keyOrder(1), Buffer.from([1, 4]), u32h(0), Buffer.from([6, 4]), u32h(0)])
+/** A verdict map keyed by a concatenation (the exact table's): key byte order 0, data byte order 0, the key's
+ *  typeof TLV as for `ifname . X`, data-interval 0. */
+const UDATA_CONCAT_VMAP = Buffer.concat([keyOrder(0), Buffer.from([1, 4]), u32h(0), Buffer.from([3, 8, 0, 4]), u32h(13), Buffer.from([1, 0]), Buffer.from([6, 4]), u32h(0)])
+/** NFTA_SET_EXPR of a set declared with `counter;`. */
+const COUNTER_EXPR = nest(17, [str(1, 'counter'), nest(2, [])])
+/** Each exact key component's type name (as exact-table.ts declares it), type id and length in the key. */
+const EXACT_KEY_TYPE: Record<ExactField, { name: string; type: number; len: number }> = {
+  saddr4: { name: 'ipv4_addr', type: TYPE.ipv4_addr, len: 4 },
+  daddr4: { name: 'ipv4_addr', type: TYPE.ipv4_addr, len: 4 },
+  saddr6: { name: 'ipv6_addr', type: TYPE.ipv6_addr, len: 16 },
+  daddr6: { name: 'ipv6_addr', type: TYPE.ipv6_addr, len: 16 },
+  l4proto: { name: 'inet_proto', type: TYPE.inet_proto, len: 4 },
+  dport: { name: 'inet_service', type: 13, len: 4 },
+}
 const UDATA_ETHERTYPE_VMAP = Buffer.concat([keyOrder(2), Buffer.from([1, 4]), u32h(0), Buffer.from([4, 8, 0, 4]), u32h(1), Buffer.from([1, 0]), Buffer.from([6, 4]), u32h(0)])
 
 /** Key type, key length, key byte order and the bytes of one element, per shared-set type of the layout. */
@@ -838,9 +895,26 @@ function encodeSet(kind: 'set' | 'map', o: Record<string, unknown>, t: Attr, b: 
   const id = ++b.setId
   const head = [t, str(2, setName)]
   if (kind === 'map') {
-    keysOnly(o, ['family', 'table', 'name', 'type', 'map'])
-    if (o.type !== 'ifname' || o.map !== 'verdict') return fail()
-    return [message(MSG.newset, flags, [...head, be32(3, SET_F_MAP), be32(4, TYPE.ifname), be32(5, IFNAMSIZ), be32(6, DATA_VERDICT), be32(7, 0), be32(10, id), attr(13, UDATA_VMAP)])]
+    keysOnly(o, ['family', 'table', 'name', 'type', 'map', 'stmt'])
+    if (o.map !== 'verdict') return fail()
+    const verdictMap = (type: number, len: number, udata: Buffer, counted: boolean): Attr[] => [
+      message(MSG.newset, flags, [...head, be32(3, SET_F_MAP), be32(4, type), be32(5, len), be32(6, DATA_VERDICT), be32(7, 0), be32(10, id), attr(13, udata), ...(counted ? [COUNTER_EXPR] : [])]),
+    ]
+    if (o.stmt === undefined) return o.type === 'ifname' ? verdictMap(TYPE.ifname, IFNAMSIZ, UDATA_VMAP, false) : fail()
+    // Issue 15: an exact-table map (`<side>_<shape>`), a counter per element.
+    const fields = EXACT_MAPS.get(setName) ?? fail()
+    if (JSON.stringify(o.stmt) !== '[{"counter":null}]') return fail()
+    if (fields.length === 0) return o.type === 'ifname' ? verdictMap(TYPE.ifname, IFNAMSIZ, UDATA_VMAP, true) : fail()
+    const types = Array.isArray(o.type) && o.type.length === fields.length + 1 && o.type[0] === 'ifname' ? o.type.slice(1) : fail()
+    let type: number = TYPE.ifname
+    let len = IFNAMSIZ
+    fields.forEach((f, i) => {
+      const k = EXACT_KEY_TYPE[f]
+      if (types[i] !== k.name) return fail()
+      type = (type << 6) | k.type
+      len += k.len
+    })
+    return verdictMap(type, len, UDATA_CONCAT_VMAP, true)
   }
   keysOnly(o, ['family', 'table', 'name', 'type', 'elem', 'stmt'])
   if (Array.isArray(o.type)) {
@@ -854,7 +928,7 @@ function encodeSet(kind: 'set' | 'map', o: Record<string, unknown>, t: Attr, b: 
     // A tap set: a counter per element (`counter;` in the set's declaration), no elements.
     const stmt = o.stmt
     if (o.elem !== undefined || !Array.isArray(stmt) || stmt.length !== 1 || JSON.stringify(stmt[0]) !== '{"counter":null}') return fail()
-    return [message(MSG.newset, flags, [...head, be32(3, 0), be32(4, TYPE.ifname), be32(5, IFNAMSIZ), be32(10, id), attr(13, keyOrder(1)), nest(17, [str(1, 'counter'), nest(2, [])])])]
+    return [message(MSG.newset, flags, [...head, be32(3, 0), be32(4, TYPE.ifname), be32(5, IFNAMSIZ), be32(10, id), attr(13, keyOrder(1)), COUNTER_EXPR])]
   }
   const key = typeof o.type === 'string' && Object.hasOwn(SHARED_KEYS, o.type) ? SHARED_KEYS[o.type]! : fail()
   if (o.stmt !== undefined) return fail()
