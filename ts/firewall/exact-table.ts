@@ -35,7 +35,8 @@ export const defaultComment = (vmId: string): string => `d:${vmId}`
 
 const portKey = (side: Side): NftExpression => ({ meta: { key: side === 'out' ? 'iifname' : 'oifname' } }) as NftExpression
 
-const FIELD: Record<ExactField, { expr: NftExpression; type: string }> = {
+/** Each key component's expression and its type as a map declares it (netlink-batch.ts encodes the same). */
+export const EXACT_FIELD_KEY: Record<ExactField, { expr: NftExpression; type: string }> = {
   saddr4: { expr: { payload: { protocol: 'ip', field: 'saddr' } } as NftExpression, type: 'ipv4_addr' },
   daddr4: { expr: { payload: { protocol: 'ip', field: 'daddr' } } as NftExpression, type: 'ipv4_addr' },
   saddr6: { expr: { payload: { protocol: 'ip6', field: 'saddr' } } as NftExpression, type: 'ipv6_addr' },
@@ -69,14 +70,14 @@ function dispatch(shapes: ExactShapes, stateful: boolean): TableDispatch {
     // this order is theirs.
     ...EXACT_SHAPES.filter((s) => shapes[side].has(s.name)).map((s) => ({
       comment: lookupComment(side, s.name),
-      expr: [{ vmap: { key: { concat: [portKey(side), ...s.fields.map((f) => FIELD[f].expr)] }, data: `@${exactMapName(side, s.name)}` } }],
+      expr: [{ vmap: { key: { concat: [portKey(side), ...s.fields.map((f) => EXACT_FIELD_KEY[f].expr)] }, data: `@${exactMapName(side, s.name)}` } }],
     })),
     { comment: lookupComment(side, 'default'), expr: [{ counter: null }, { vmap: { key: portKey(side), data: `@${exactDefaultMap(side)}` } }] },
   ]
   return {
     maps: (table) =>
       (['out', 'in'] as const).flatMap((side) => [
-        ...EXACT_SHAPES.filter((s) => shapes[side].has(s.name)).map((s) => mapCommand(table, exactMapName(side, s.name), ['ifname', ...s.fields.map((f) => FIELD[f].type)])),
+        ...EXACT_SHAPES.filter((s) => shapes[side].has(s.name)).map((s) => mapCommand(table, exactMapName(side, s.name), ['ifname', ...s.fields.map((f) => EXACT_FIELD_KEY[f].type)])),
         mapCommand(table, exactDefaultMap(side), 'ifname'),
       ]),
     pre: lookups('out'),

@@ -19,7 +19,7 @@
 import { endianness } from 'node:os'
 import { parseIPv4, parseIPv6 } from './address.js'
 import { EXACT_SHAPES, type ExactField } from './exact-rules.js'
-import { exactDefaultMap, exactMapName } from './exact-table.js'
+import { EXACT_FIELD_KEY, exactDefaultMap, exactMapName } from './exact-table.js'
 import { BUILTIN_SETS, FAMILY, MAP_FROM_VM, MAP_TO_VM, SET_ID_IPV4, SET_ID_IPV6, SET_ID_MAC, SHARED_SETS, VM_SETS } from './layout.js'
 import { FrozenListMemo } from './rule-identity.js'
 
@@ -723,17 +723,6 @@ function keysOnly(o: Record<string, unknown>, allowed: string[]): void {
 
 // ---- the exact table's elements (issue 15) ----
 
-/** The bytes of one key component after the tap, each padded to 4 as libnftables lays out a concatenated key
- *  (a protocol: 1 + 3, a port: 2 + 2, network order). */
-const EXACT_FIELD: Record<ExactField, (v: unknown) => Buffer> = {
-  saddr4: ipv4,
-  daddr4: ipv4,
-  saddr6: ipv6,
-  daddr6: ipv6,
-  l4proto: (v) => Buffer.from([name(L4, v), 0, 0, 0]),
-  dport: (v) => Buffer.concat([u16be(v), Buffer.alloc(2)]),
-}
-
 /** Every map an exact table may have (exact-table.ts's names), with its key's fields after the tap. */
 const EXACT_MAPS: ReadonlyMap<string, readonly ExactField[]> = new Map(
   (['out', 'in'] as const).flatMap((side) => [...EXACT_SHAPES.map((s): [string, readonly ExactField[]] => [exactMapName(side, s.name), s.fields]), [exactDefaultMap(side), []] as [string, readonly ExactField[]]]),
@@ -744,7 +733,7 @@ function exactKey(fields: readonly ExactField[], v: unknown): Buffer {
   if (fields.length === 0) return ifname(v)
   const c = typeof v === 'object' ? (v as { concat?: unknown } | null)?.concat : undefined
   if (!Array.isArray(c) || c.length !== fields.length + 1 || Object.keys(v as object).length !== 1) return fail()
-  return Buffer.concat([ifname(c[0]), ...fields.map((f, i) => EXACT_FIELD[f](c[i + 1]))])
+  return Buffer.concat([ifname(c[0]), ...fields.map((f, i) => EXACT_COMPONENT[f].bytes(c[i + 1]))])
 }
 
 /** `{ accept: null }` or `{ drop: null }`. */
@@ -780,30 +769,19 @@ function lowerExactLookup(key: Record<string, unknown>, map: string | undefined,
   const loads = [metaLoad(tap === 'iifname' ? META_IIFNAME : META_OIFNAME)]
   let word = IFNAMSIZ / 4
   fields.forEach((name, i) => {
-    const part = parts[i + 1]
-    if (name === 'l4proto') {
-      if (JSON.stringify(part) !== '{"meta":{"key":"l4proto"}}') return fail()
-      loads.push(metaLoad(META_L4PROTO, register(word)))
-      word += 1
-      return
-    }
-    let f: Field
-    if (name === 'dport') f = JSON.stringify(part) === '{"payload":{"protocol":"th","field":"dport"}}' ? TH_DPORT : fail()
+    if (JSON.stringify(parts[i + 1]) !== JSON.stringify(EXACT_FIELD_KEY[name].expr)) return fail()
+    const { load } = EXACT_COMPONENT[name]
+    if (load === 'l4proto') loads.push(metaLoad(META_L4PROTO, register(word)))
     else {
-      f = field(part)
-      if (f !== FIELDS[EXACT_FIELD_PAYLOAD[name]]) return fail()
-      dependencies(f, ctx, out)
+      // An address depends on its network (`th dport` on nothing: the key's `meta l4proto` says which protocol).
+      if (name !== 'dport') dependencies(load, ctx, out)
+      loads.push(payloadLoad(load.base, load.offset, load.len, register(word)))
     }
-    loads.push(payloadLoad(f.base, f.offset, f.len, register(word)))
-    word += Math.ceil(f.len / 4)
+    word += EXACT_COMPONENT[name].len / 4
   })
   out.push({ k: 'exprs', exprs: [...loads, vmapLookup(map!)] })
 }
 
-/** `th dport`: the transport header's bytes 2-3, whatever the protocol (the key's `meta l4proto` says which). */
-const TH_DPORT: Field = { base: BASE.th, offset: 2, len: 2, proto: 'tcp', type: 'port' }
-/** The payload field each address component of an exact key loads. */
-const EXACT_FIELD_PAYLOAD: Record<Exclude<ExactField, 'l4proto' | 'dport'>, string> = { saddr4: 'ip saddr', daddr4: 'ip daddr', saddr6: 'ip6 saddr', daddr6: 'ip6 daddr' }
 /** The register of the 4-byte word `word` of the key, as libnftables numbers it: a 16-byte register when the
  *  word starts one (NFT_REG_1 + n), else the 32-bit one (NFT_REG32_00 + word). */
 const register = (word: number): number => (word % 4 === 0 ? 1 + word / 4 : 8 + word)
@@ -816,42 +794,47 @@ const SET_F_MAP = 0x8
 /** NFT_DATA_VERDICT: a map's data are verdicts. */
 const DATA_VERDICT = 0xffffff00
 /** libnftables' data type ids (datatype.h) of the layout's set keys. */
-const TYPE = { ipv4_addr: 7, ipv6_addr: 8, ether_addr: 9, ether_type: 10, inet_proto: 12, icmp_type: 14, icmpv6_type: 29, ifname: 41 } as const
+const TYPE = { ipv4_addr: 7, ipv6_addr: 8, ether_addr: 9, ether_type: 10, inet_proto: 12, inet_service: 13, icmp_type: 14, icmpv6_type: 29, ifname: 41 } as const
 /** Concatenated keys: each component's type shifted in (TYPE_BITS = 6), each component padded to 4 bytes. */
 const concatType = (a: number, b: number): number => (a << 6) | b
-/** NFTNL_UDATA_SET_KEYBYTEORDER (TLV 0, 4 bytes, host order): 0 unspecified, 1 host, 2 network. */
-const keyOrder = (order: number): Buffer => {
-  const b = Buffer.from([0, 4, 0, 0, 0, 0])
-  if (LITTLE) b.writeUInt32LE(order, 2)
-  else b.writeUInt32BE(order, 2)
-  return b
-}
 const u32h = (n: number): Buffer => {
   const b = Buffer.alloc(4)
   if (LITTLE) b.writeUInt32LE(n, 0)
   else b.writeUInt32BE(n, 0)
   return b
 }
-/** The user data libnftables 1.0.6 gives a concatenated key `ifname . X` (key byte order 0, then the key's
- *  typeof TLV as it writes it for a type concatenation), a verdict map keyed by ifname (data byte order 0 and
- *  data-interval 0 after the key's), and `ether type vmap { }` (its data typeof too). */
-const UDATA_CONCAT = Buffer.concat([keyOrder(0), Buffer.from([3, 8, 0, 4]), u32h(13), Buffer.from([1, 0])])
-const UDATA_VMAP = Buffer.concat([keyOrder(1), Buffer.from([1, 4]), u32h(0), Buffer.from([6, 4]), u32h(0)])
-/** A verdict map keyed by a concatenation (the exact table's): key byte order 0, data byte order 0, the key's
- *  typeof TLV as for `ifname . X`, data-interval 0. */
-const UDATA_CONCAT_VMAP = Buffer.concat([keyOrder(0), Buffer.from([1, 4]), u32h(0), Buffer.from([3, 8, 0, 4]), u32h(13), Buffer.from([1, 0]), Buffer.from([6, 4]), u32h(0)])
+// The set user data (libnftnl's NFTNL_UDATA_SET_* TLVs: type, length, value; numbers in host order) as
+// libnftables 1.0.6 writes them; `nft list` reads the key's and the data's printing back from these.
+/** TLV 0, the key's byte order: 0 unspecified, 1 host, 2 network. */
+const keyOrder = (order: number): Buffer => Buffer.concat([Buffer.from([0, 4]), u32h(order)])
+/** TLV 1, the data's byte order (a verdict map's: 0). */
+const DATA_ORDER = Buffer.concat([Buffer.from([1, 4]), u32h(0)])
+/** TLV 6, data-interval 0 (a map's data are not ranges). */
+const DATA_INTERVAL = Buffer.concat([Buffer.from([6, 4]), u32h(0)])
+/** TLV 3 (the key) or 4 (the data): the typeof nest as libnftables writes it for a type, `value` its marker. */
+const typeofTlv = (tlv: 3 | 4, value: number): Buffer => Buffer.concat([Buffer.from([tlv, 8, 0, 4]), u32h(value), Buffer.from([1, 0])])
+/** A concatenated key `ifname . X`. */
+const UDATA_CONCAT = Buffer.concat([keyOrder(0), typeofTlv(3, 13)])
+/** A verdict map keyed by ifname. */
+const UDATA_VMAP = Buffer.concat([keyOrder(1), DATA_ORDER, DATA_INTERVAL])
+/** A verdict map keyed by a concatenation (the exact table's). */
+const UDATA_CONCAT_VMAP = Buffer.concat([keyOrder(0), DATA_ORDER, typeofTlv(3, 13), DATA_INTERVAL])
+/** `ether type vmap { }`: its data's typeof too. */
+const UDATA_ETHERTYPE_VMAP = Buffer.concat([keyOrder(2), DATA_ORDER, typeofTlv(4, 1), DATA_INTERVAL])
 /** NFTA_SET_EXPR of a set declared with `counter;`. */
 const COUNTER_EXPR = nest(17, [str(1, 'counter'), nest(2, [])])
-/** Each exact key component's type name (as exact-table.ts declares it), type id and length in the key. */
-const EXACT_KEY_TYPE: Record<ExactField, { name: string; type: number; len: number }> = {
-  saddr4: { name: 'ipv4_addr', type: TYPE.ipv4_addr, len: 4 },
-  daddr4: { name: 'ipv4_addr', type: TYPE.ipv4_addr, len: 4 },
-  saddr6: { name: 'ipv6_addr', type: TYPE.ipv6_addr, len: 16 },
-  daddr6: { name: 'ipv6_addr', type: TYPE.ipv6_addr, len: 16 },
-  l4proto: { name: 'inet_proto', type: TYPE.inet_proto, len: 4 },
-  dport: { name: 'inet_service', type: 13, len: 4 },
+/** Each exact key component (exact-table.ts's EXACT_FIELD_KEY gives its expression and type name): its type id,
+ *  its length in the key, its bytes and what loads it. Each is padded to 4 bytes as libnftables lays out a
+ *  concatenated key (a protocol: 1 + 3, a port: 2 + 2, network order). */
+const EXACT_COMPONENT: Record<ExactField, { type: number; len: number; bytes: (v: unknown) => Buffer; load: Field | 'l4proto' }> = {
+  saddr4: { type: TYPE.ipv4_addr, len: 4, bytes: ipv4, load: FIELDS['ip saddr']! },
+  daddr4: { type: TYPE.ipv4_addr, len: 4, bytes: ipv4, load: FIELDS['ip daddr']! },
+  saddr6: { type: TYPE.ipv6_addr, len: 16, bytes: ipv6, load: FIELDS['ip6 saddr']! },
+  daddr6: { type: TYPE.ipv6_addr, len: 16, bytes: ipv6, load: FIELDS['ip6 daddr']! },
+  l4proto: { type: TYPE.inet_proto, len: 4, bytes: (v) => Buffer.from([name(L4, v), 0, 0, 0]), load: 'l4proto' },
+  // `th dport`: the transport header's bytes 2-3, whatever the protocol.
+  dport: { type: TYPE.inet_service, len: 4, bytes: (v) => Buffer.concat([u16be(v), Buffer.alloc(2)]), load: { base: BASE.th, offset: 2, len: 2, proto: 'tcp', type: 'port' } },
 }
-const UDATA_ETHERTYPE_VMAP = Buffer.concat([keyOrder(2), Buffer.from([1, 4]), u32h(0), Buffer.from([4, 8, 0, 4]), u32h(1), Buffer.from([1, 0]), Buffer.from([6, 4]), u32h(0)])
 
 /** Key type, key length, key byte order and the bytes of one element, per shared-set type of the layout. */
 const SHARED_KEYS: Record<string, { type: number; len: number; order: number; value: (v: unknown) => Buffer }> = {
@@ -909,8 +892,8 @@ function encodeSet(kind: 'set' | 'map', o: Record<string, unknown>, t: Attr, b: 
     let type: number = TYPE.ifname
     let len = IFNAMSIZ
     fields.forEach((f, i) => {
-      const k = EXACT_KEY_TYPE[f]
-      if (types[i] !== k.name) return fail()
+      const k = EXACT_COMPONENT[f]
+      if (types[i] !== EXACT_FIELD_KEY[f].type) return fail()
       type = (type << 6) | k.type
       len += k.len
     })
