@@ -115,6 +115,31 @@ describe('VmFirewall with the exact table', () => {
     expect((await fw.verify()).ok).toBe(true)
   })
 
+  it('applyVmIfChanged and verifyVm compare a VM of the exact table with its elements, and write only on drift', async () => {
+    const spec = vmSpec(B, 'drop', bRules())
+    expect(await fw.verifyVm(spec)).toMatchObject({ status: 'ok', missing: [], extra: [], changed: [] })
+    const gen = await w.nft.generation()
+    const same = await fw.applyVmIfChanged(spec)
+    expect(same).toMatchObject({ changed: false, result: { placement: placement() } })
+    expect(await w.nft.generation()).toBe(gen)
+    // Someone else deletes one of its elements (or, stateless, one of its chains' rules): drift, rewritten in place.
+    if (stateful) w.hostNft(['delete', 'element', 'bridge', EXACT, 'in_lp', `{ "${B.tap}" . tcp . 80 }`])
+    else w.hostNft(['flush', 'chain', 'bridge', TABLE, vmChainNames(B.vmId).in])
+    expect((await fw.verifyVm(spec)).status).not.toBe('ok')
+    const fixed = await fw.applyVmIfChanged(spec)
+    expect(fixed).toMatchObject({ changed: true, result: { placement: placement() } })
+    if (stateful) expect(await chainsOf(B)).toEqual([])
+    await bAllowsWebOnly()
+    expect(await fw.verifyVm(spec)).toMatchObject({ status: 'ok' })
+    // A different policy that still fits: changed, and it stays where it is.
+    const more = vmSpec(B, 'drop', [...bRules(), { id: 'ssh', name: 'ssh', direction: 'IN', protocol: 'tcp', dstPortStart: 22 }])
+    expect(await fw.applyVmIfChanged(more)).toMatchObject({ changed: true, result: { placement: placement() } })
+    expect(await passes(() => w.tcp(A, B.ipv4, 22))).toBe(true)
+    expect(await fw.applyVmIfChanged(spec)).toMatchObject({ changed: true })
+    expect(await w.tcp(A, B.ipv4, 22)).toBe(false)
+    expect((await fw.verify()).ok).toBe(true)
+  })
+
   it('repair puts back what someone else changed in the exact table: an element, a lookup rule', async () => {
     if (!stateful) return void expect(tables()).not.toContain(EXACT)
     w.hostNft(['delete', 'element', 'bridge', EXACT, 'in_lp', `{ "${B.tap}" . tcp . 80 }`])

@@ -21,13 +21,15 @@ export interface SharedOptions {
   /** undefined: persistence off. */
   persistencePath: string | undefined
   vmIdentity: NftablesServiceConfig['vmIdentity']
+  /** The engine's exactTable option (fixed once an engine exists). */
+  exactTable: boolean
 }
 type Key = keyof SharedOptions
 
 /** What `NftablesService.firewall` exposes of the engine: its reads only (every write goes through the
  *  facade, so through one scheduler and the facade's translation and persistence). */
 export type FirewallReader = Readonly<
-  Pick<VmFirewall, 'table' | 'conntrack' | 'capabilities' | 'plan' | 'verify' | 'verifyVm' | 'inventory' | 'stats' | 'exportRuleset' | 'knownVms' | 'hasVm' | 'chainNames'>
+  Pick<VmFirewall, 'table' | 'conntrack' | 'capabilities' | 'plan' | 'verify' | 'verifyVm' | 'inventory' | 'stats' | 'exportRuleset' | 'knownVms' | 'hasVm' | 'chainNames' | 'exactVms'>
 >
 
 export interface Engine {
@@ -51,6 +53,7 @@ function readerOf(fw: VmFirewall): FirewallReader {
     knownVms: () => fw.knownVms(),
     hasVm: (vmId) => fw.hasVm(vmId),
     chainNames: () => fw.chainNames(),
+    exactVms: () => fw.exactVms(),
   } satisfies FirewallReader)
 }
 
@@ -63,6 +66,8 @@ export class Context {
   readonly #defaults: SharedOptions
   #shared: Engine | undefined
   readonly #byNft = new WeakMap<Nft, Engine>()
+  /** Engines created (their exactTable option is fixed). */
+  #engines = 0
   refs = 0
 
   constructor(key: string, netns: string | undefined, table: string) {
@@ -74,6 +79,7 @@ export class Context {
       dhcp: true,
       persistencePath: undefined,
       vmIdentity: undefined,
+      exactTable: false,
     }
   }
 
@@ -89,10 +95,12 @@ export class Context {
   /** Checks `given` against the fixed options, then fixes the new ones. All or nothing. */
   merge(given: Partial<SharedOptions>): void {
     for (const [k, v] of Object.entries(given) as [Key, SharedOptions[Key]][]) {
-      if (this.#explicit.has(k) && this.#explicit.get(k) !== v) {
+      // exactTable is the engine's: once an engine runs, its value is fixed even if nobody passed it.
+      const fixed = this.#explicit.has(k) ? this.#explicit.get(k) : k === 'exactTable' && this.#engines > 0 ? this.get(k) : v
+      if (fixed !== v) {
         throw new NftablesError(
           NftablesErrorCode.CONFIG_CONFLICT,
-          `${k} is already ${describe(this.#explicit.get(k))} for bridge table ${this.table}${this.netns ? ` in netns ${this.netns}` : ''} ` +
+          `${k} is already ${describe(fixed)} for bridge table ${this.table}${this.netns ? ` in netns ${this.netns}` : ''} ` +
             `in this process (set by an earlier NftablesService); this one asks for ${describe(v)}. One configuration per table: ` +
             'pass the same value, or leave the option out to use the table\'s.',
           { command: 'constructor', field: k },
@@ -107,7 +115,7 @@ export class Context {
     if (nft) {
       let e = this.#byNft.get(nft)
       if (!e) {
-        const fw = new VmFirewall(nft, { table: this.table, conntrack: 'auto' })
+        const fw = this.#firewall(nft)
         e = { nft, fw, reader: readerOf(fw) }
         this.#byNft.set(nft, e)
       }
@@ -115,12 +123,17 @@ export class Context {
     }
     if (!this.#shared || this.#shared.nft.closed) {
       const shared = new Nft(this.netns !== undefined ? { netns: this.netns } : {})
-      // Always 'auto': the facade enforces bridgeConntrackMode 'fail' itself, so the mode stays a
-      // property of the table's configuration, not of the engine.
-      const fw = new VmFirewall(shared, { table: this.table, conntrack: 'auto' })
+      const fw = this.#firewall(shared)
       this.#shared = { nft: shared, fw, reader: readerOf(fw) }
     }
     return this.#shared
+  }
+
+  #firewall(nft: Nft): VmFirewall {
+    this.#engines++
+    // Always 'auto': the facade enforces bridgeConntrackMode 'fail' itself, so the mode stays a
+    // property of the table's configuration, not of the engine.
+    return new VmFirewall(nft, { table: this.table, conntrack: 'auto', exactTable: this.get('exactTable') })
   }
 
   /** The shared engine, if one was created (tests: one per table). */
@@ -174,6 +187,12 @@ export function explicitOptions(config: NftablesServiceConfig): Partial<SharedOp
       throw new NftablesError(NftablesErrorCode.INVALID_ARGUMENT, 'vmIdentity must be a function', { command: 'constructor', field: 'vmIdentity' })
     }
     out.vmIdentity = config.vmIdentity as (vmId: string) => VmIdentity | undefined | Promise<VmIdentity | undefined>
+  }
+  if (config.exactTable !== undefined) {
+    if (typeof config.exactTable !== 'boolean') {
+      throw new NftablesError(NftablesErrorCode.INVALID_ARGUMENT, 'exactTable must be a boolean', { command: 'constructor', field: 'exactTable' })
+    }
+    out.exactTable = config.exactTable
   }
   return out
 }

@@ -262,22 +262,25 @@ export class NftablesService {
   }
 
   /** Chains of the table; each VM appears once, by its base name (`vm_` + 24 hex), whichever layout it is
-   *  on (the old layout's `forward` chain is listed while it exists). [] without the table. */
+   *  on (the old layout's `forward` chain is listed while it exists; a VM of the exact table, which has no
+   *  chains, too). [] without the table. */
   async listChains(): Promise<string[]> {
     return this.#guard('listChains', [], async () => {
       const names = await this.#fw().chainNames()
-      return [...new Set(names.map((n) => (VM_CHAIN_RE.test(n) ? n.slice(0, -2) : n)))]
+      const exact = (await this.#fw().exactVms()).map(generateVMChainName)
+      return [...new Set([...names.map((n) => (VM_CHAIN_RE.test(n) ? n.slice(0, -2) : n)), ...exact])]
     })
   }
 
   /** Whether a chain exists; for a VM base name, whether both of the VM's chains exist (or its chain of
-   *  the old layout, which is that exact name). */
+   *  the old layout, which is that exact name), or the exact table holds the VM. */
   async chainExists(chainName: string): Promise<boolean> {
     if (typeof chainName !== 'string' || chainName.length === 0 || chainName.length > 255 || chainName.includes('\0')) return false
     return this.#guard('chainExists', [chainName], async () => {
       const names = new Set(await this.#fw().chainNames())
       if (BASE_CHAIN_RE.test(chainName) && names.has(`${chainName}_o`) && names.has(`${chainName}_i`)) return true
-      return names.has(chainName)
+      if (names.has(chainName)) return true
+      return BASE_CHAIN_RE.test(chainName) && (await this.#fw().exactVms()).some((vmId) => generateVMChainName(vmId) === chainName)
     })
   }
 
@@ -289,7 +292,8 @@ export class NftablesService {
   async ensureVMChain(vmId: string): Promise<string> {
     const base = await this.#vm('ensureVMChain', vmId, [], () =>
       this.#rewrite(vmId, async (st, t) => {
-        if (st.outExists && st.inExists) return { skip: true }
+        // A VM of the exact table has no chains to make: its policy is in force as elements.
+        if ((st.outExists && st.inExists) || st.exactTap !== undefined) return { skip: true }
         const action = (await st.defaultAction()) ?? 'drop'
         // Still filtered by its old chain alone: the new chains are written beside it, undispatched.
         if (t.legacy && t.dispatched === undefined) return { spec: { ...(await this.#spec(vmId, action)), tap: generateTapName(vmId) }, attach: false, create: true }
@@ -470,9 +474,10 @@ export class NftablesService {
    *  chain exists, its part of the old layout (listed: the upgrade path). */
   async #turn(st: VmState): Promise<Turn> {
     const legacy = await this.#legacyOf(st.chains.out.slice(0, -2), st)
-    const dispatched = st.dispatch.from[0] ?? st.dispatch.to[0]
+    // A VM of the exact table (option exactTable) is dispatched from the tap its elements are keyed by.
+    const dispatched = st.dispatch.from[0] ?? st.dispatch.to[0] ?? st.exactTap
     return {
-      known: st.outExists || st.inExists || legacy !== undefined,
+      known: st.outExists || st.inExists || st.exactTap !== undefined || legacy !== undefined,
       filtered: dispatched ?? legacy?.vm.taps[0],
       dispatched,
       ...(legacy ? { legacy } : {}),
@@ -566,7 +571,9 @@ export class NftablesService {
         if (both && t.legacy.vm.exists && t.dispatched === undefined) return { skip: true }
         return { spec: { ...(await this.#spec(vmId, await action())), tap }, attach: true, also: t.legacyRemoval }
       }
-      if (st.outExists && st.inExists) {
+      // In the exact table at this tap already: its policy is in force (nothing to write).
+      if (st.exactTap === tap) return { skip: true }
+      if ((st.outExists && st.inExists) || st.exactTap !== undefined) {
         existing = true
         return { skip: true }
       }

@@ -138,6 +138,12 @@ export class ExactState {
   }
 }
 
+/** The verdict of the VM's default element at `tap` (undefined: none, or not accept/drop). */
+export function exactDefaultAction(snap: ExactSnapshot, vmId: string, tap: string): 'accept' | 'drop' | undefined {
+  const v = snap.taps.get(tap)?.find((e) => e.comment === defaultComment(vmId))?.verdict
+  return v === 'accept' || v === 'drop' ? v : undefined
+}
+
 /** The VMs the exact table holds, as `inventory` reports them (and taps of elements without a VM's default). */
 export function exactInventoryOf(snap: ExactSnapshot): VmInventoryEntry[] {
   const owner = new Map([...snap.owners].map(([vm, tap]) => [tap, vm]))

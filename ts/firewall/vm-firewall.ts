@@ -60,7 +60,7 @@ import { dispatchDrift, planRepair, planSync, staleEntries, verifyTable, vmDrift
 import { KernelRendering } from './rendering.js'
 import { checkRestore } from './restore-guard.js'
 import { exactPolicy, type ExactPolicy } from './exact-rules.js'
-import { applyExactChange, exactInventoryOf, ExactState, type ExactChange, type ExactSnapshot } from './exact-state.js'
+import { exactDefaultAction, applyExactChange, exactInventoryOf, ExactState, type ExactChange, type ExactSnapshot } from './exact-state.js'
 import { chainTableLeaving, exactApplyBatch, exactLeaving, exactTableBatch, exactTapsOf, exactVmBatch, type ChainTableView, type ExactTables } from './exact-placement.js'
 import { exactCounters, exactTableName, exactTableOfText, tableElementsOf } from './exact-table.js'
 import { exactChanges, exactVerify, type ExactExpected } from './exact-reconcile.js'
@@ -87,10 +87,11 @@ export interface VmFirewallOptions {
   /** Issue 15: a VM whose policy fits exact-key elements (exact-rules.ts: stateful kernels; one protocol, at
    *  most one port or a short range and one host per rule, ...) lives in the table `<table>_exact` as map
    *  elements instead of chains, so its applies commit without the kernel re-validating the table (flat in the
-   *  number of VMs). applyVm with `attach: true` and no `also`/`prepare` places it, and moves a VM between the
-   *  tables in one transaction when its policy changes; removeVm, detachVm, attachVm, hasVm, sync, verify,
-   *  repair, inventory, stats, export/restore and watch see both tables. Default false: the compat facade still
-   *  knows only the VM-chain table, and an existing table is not migrated in place. */
+   *  number of VMs). applyVm and applyVmIfChanged with `attach: true` (or 'keep' of a VM held there) and no
+   *  `also`/`create` place it, and move a VM between the tables in one transaction when its policy changes;
+   *  verifyVm, removeVm, detachVm, attachVm, hasVm, vmState (`exactTap`), sync, verify, repair, inventory,
+   *  stats, export/restore and watch see both tables. Default false: an existing table is not migrated in
+   *  place. */
   exactTable?: boolean
 }
 
@@ -140,9 +141,13 @@ export interface VmState {
   inExists: boolean
   /** Interfaces whose dispatch entry points at the VM's chains, per direction. */
   dispatch: { from: string[]; to: string[] }
+  /** Issue 15: the interface the exact table holds the VM's elements at (undefined: none, or the option off).
+   *  Such a VM has no chains: its policy is in force as elements. */
+  exactTap: string | undefined
   /** Whether a chain of this name (any chain of the table) exists. */
   hasChain(name: string): boolean
-  /** The verdict of the VM's default rule as the kernel has it (one chain listing, on first call only). */
+  /** The verdict of the VM's default rule as the kernel has it (one chain listing, on first call only; for a
+   *  VM of the exact table, its default element's). */
   defaultAction(): Promise<FirewallDefaultAction | undefined>
 }
 
@@ -171,6 +176,8 @@ export interface IfChangedOptions extends ApplyOptions {
 }
 
 interface Decided {
+  /** The spec decided on (ApplyDecision.spec, else the caller's). */
+  spec: NormalizedVm
   compiled: CompiledVm
   /** true/false, or 'keep' resolved: the interface dispatching to the VM now (undefined: none). */
   attach: boolean | { keep: string | undefined }
@@ -325,17 +332,15 @@ export class VmFirewall {
         // read, is written as decided, as every decision was before.
         const optimistic = attempt < CONFLICT_ATTEMPTS
         const d = await this.#decide(vm, options, optimistic)
-        // Issue 15: 'keep' for a VM of the exact table keeps the interface its elements are keyed by.
-        const held = typeof d.attach === 'object' && this.#exact ? (await this.#exact.current()).owners.get(vm.vmId) : undefined
-        if (held !== undefined) Object.assign(d, { attach: true, attached: true, compiled: { ...d.compiled, tap: held, result: { ...d.compiled.result, tap: held } } })
+        await this.#keepExact(d)
         if (d.skip) {
           // Nothing is written, so nothing would check an optimistic decision: confirm its view first.
           if (optimistic && d.epoch !== undefined && (await this.#view.current(), this.#view.epoch !== d.epoch)) continue
           return d.compiled.result
         }
         try {
-          // Issue 15: a plain apply of a VM whose policy fits goes into the exact table.
-          const policy = this.#exact && d.attach === true && d.also.length === 0 && d.create.length === 0 && !options.prepare ? await this.#placement(vm) : undefined
+          const policy = await this.#exactRoute(d, optimistic)
+          if (policy === 'stale') continue
           if (policy) {
             await this.#applyExact(d.compiled, policy)
             return { ...d.compiled.result, placement: 'exact' }
@@ -357,9 +362,15 @@ export class VmFirewall {
     const vm = normalizeVm(spec)
     checkAttach(options.attach)
     return this.#sched.vm(vm.vmId, async () => {
-      const { d, drift, tableBroken } = await this.#decideAndCompare(vm, options)
+      const { d, drift, tableBroken, exact } = await this.#decideAndCompare(vm, options)
       if (d.skip) return { changed: false, result: d.compiled.result, drift }
       const changed = drift.status !== 'ok' || d.force
+      if (exact) {
+        // Issue 15: a VM whose policy fits is compared with, and written to, the exact table.
+        if (changed) await this.#applyExact(d.compiled, exact)
+        else this.#known.set(vm.vmId, { compiled: d.compiled, attached: true, exact })
+        return { changed, result: { ...d.compiled.result, placement: 'exact' }, drift }
+      }
       if (changed) {
         // A broken base chain or dispatch rule is repaired in the same transaction (as init() would).
         const repairs = tableBroken ? [...(await this.#baseChainRepairs()), ...tableCommands(this.table, false, this.#guardLog)] : []
@@ -367,7 +378,7 @@ export class VmFirewall {
         await this.#apply(d.compiled, d.attach, [...d.also, ...repairs])
         if (tableBroken && this.#view.epoch === epoch) this.#tableOkEpoch = epoch
       } else this.#known.set(vm.vmId, { compiled: d.compiled, attached: d.attached })
-      return { changed, result: d.compiled.result, drift }
+      return { changed, result: this.#exact ? { ...d.compiled.result, placement: 'chains' } : d.compiled.result, drift }
     })
   }
 
@@ -462,6 +473,39 @@ export class VmFirewall {
   #exactTables(): ExactTables {
     const caps = this.#capsValue
     return { table: this.table, exactTable: exactTableName(this.table), stateful: caps?.bridgeConntrack === true && this.conntrack !== 'off', ...(this.#guardLog ? { log: this.#guardLog } : {}) }
+  }
+
+  /** 'keep' for a VM of the exact table keeps the interface its elements are keyed by (as an attach). */
+  async #keepExact(d: Decided): Promise<void> {
+    const held = typeof d.attach === 'object' && this.#exact ? (await this.#exact.current()).owners.get(d.spec.vmId) : undefined
+    if (held !== undefined) Object.assign(d, { attach: true, attached: true, compiled: { ...d.compiled, tap: held, result: { ...d.compiled.result, tap: held } } })
+  }
+
+  /** The VM's exact policy when this decision puts it into the exact table: the option on, the VM attached,
+   *  nothing of the caller's to run in the same transaction (`also`, `create`: chain-table commands), and its
+   *  policy fits. 'stale': the decision was made from a view that no longer holds (decide again). */
+  async #exactRoute(d: Decided, optimistic: boolean): Promise<ExactPolicy | undefined | 'stale'> {
+    if (!this.#exact || d.attach !== true || d.also.length > 0 || d.create.length > 0) return undefined
+    const policy = await this.#placement(d.spec)
+    // A prepare() decision read the view: it holds while nobody else committed since (checked here, as the
+    // exact batch is checked against the exact snapshot's epoch, not the decision's).
+    if (policy && optimistic && d.epoch !== undefined && (await this.#view.current(), this.#view.epoch !== d.epoch)) return 'stale'
+    return policy
+  }
+
+  /** The drift of a VM bound for the exact table: its elements and guard elements there, and anything the
+   *  VM-chain table still holds of it (its chains, dispatch to them or from its tap), which its exact apply
+   *  deletes. */
+  async #exactVmDrift(c: CompiledVm, policy: ExactPolicy): Promise<VmDrift> {
+    const x = await this.#exact!.current()
+    const [drift] = exactVerify(x, [{ vmId: c.vmId, tap: c.tap, chains: c.chains, identity: c.identity, policy, attached: true }], undefined, this.#exactTables()).vms
+    const { maps, chains: names } = await this.#view.state()
+    for (const ch of [c.chains.out, c.chains.in]) if (names.has(ch)) drift!.extra.push(`chain:${ch}`)
+    for (const m of [MAP_FROM_VM, MAP_TO_VM] as const) {
+      for (const [key, chain] of maps?.[m] ?? []) if (key === c.tap || chain === c.chains.out || chain === c.chains.in) drift!.extra.push(`dispatch:${m}:${key}`)
+    }
+    if (drift!.status === 'ok' && drift!.extra.length > 0) drift!.status = 'changed'
+    return drift!
   }
 
   /** The VM's exact policy when it goes into the exact table (the option on and its policy fits), else undefined. */
@@ -1033,6 +1077,12 @@ export class VmFirewall {
     return (await this.#view.maps())?.[MAP_FROM_VM].get(tap)
   }
 
+  /** Issue 15: the VMs the exact table holds (from the engine's snapshot: no listing while nobody else
+   *  committed; [] with the option off). They have no chains: chainNames() does not name them. */
+  async exactVms(): Promise<string[]> {
+    return this.#exact ? [...(await this.#exact.current()).owners.keys()] : []
+  }
+
   /** Names of the table's chains, in the kernel's order, from the engine's view ([] without the table). */
   async chainNames(): Promise<string[]> {
     return [...(await this.#view.chainNames())]
@@ -1091,18 +1141,27 @@ export class VmFirewall {
       return keys
     }
     let action: Promise<FirewallDefaultAction | undefined> | undefined
+    // Issue 15: what the exact table holds of it (as last known when optimistic, like the view).
+    const x = this.#exact ? ((optimistic ? this.#exact.known() : undefined) ?? (await this.#exact.current())) : undefined
+    const exactTap = x?.owners.get(vmId)
+    const outExists = names.has(chains.out)
+    const inExists = names.has(chains.in)
     return {
       vmId,
       chains,
       tableExists: maps !== undefined,
-      outExists: names.has(chains.out),
-      inExists: names.has(chains.in),
+      outExists,
+      inExists,
       dispatch: { from: keysTo(maps?.[MAP_FROM_VM], chains.out), to: keysTo(maps?.[MAP_TO_VM], chains.in) },
+      exactTap,
       hasChain: (name) => names.has(name),
       // Known without listing while the VM's chains are as we found or wrote them (nobody else committed since).
       defaultAction: () => {
         const memo = this.#verified.get(vmId)
-        return (action ??= memo && memo.epoch === this.#view.epoch ? Promise.resolve(memo.defaultAction) : this.#defaultActionOf(chains, names))
+        if (action) return action
+        if (memo && memo.epoch === this.#view.epoch) return (action = Promise.resolve(memo.defaultAction))
+        if (!outExists && !inExists && exactTap !== undefined) return (action = Promise.resolve(exactDefaultAction(x!, vmId, exactTap)))
+        return (action = this.#defaultActionOf(chains, names))
       },
     }
   }
@@ -1147,23 +1206,28 @@ export class VmFirewall {
     }
     let compiled = compileVm(spec, { capabilities: await this.capabilities(), conntrack: this.conntrack, logDrops: this.logDrops })
     const epoch = () => (at !== undefined ? { epoch: at } : {})
-    if (attach !== 'keep') return { compiled, attach, attached: attach, also, skip, force, create, ...epoch() }
+    if (attach !== 'keep') return { spec, compiled, attach, attached: attach, also, skip, force, create, ...epoch() }
     if (!state) {
       state = await this.#stateOf(vm.vmId, optimistic)
       at = this.#view.epoch
     }
     const keep = state.dispatch.from[0] ?? state.dispatch.to[0]
     if (keep !== undefined) compiled = { ...compiled, tap: keep, result: { ...compiled.result, tap: keep } }
-    return { compiled, attach: { keep }, attached: keep !== undefined, also, skip, force, create, ...epoch() }
+    return { spec, compiled, attach: { keep }, attached: keep !== undefined, also, skip, force, create, ...epoch() }
   }
 
   /** The decision and the VM's drift against it. Issue 14: decided from the view as last known; the comparison's
    *  own read of the generation then says whether that view held (else decided again, a bounded number of times;
    *  the last from a view just read): one generation read in all while nobody else commits. */
-  async #decideAndCompare(vm: NormalizedVm, options: IfChangedOptions): Promise<{ d: Decided; drift: VmDrift; tableBroken: boolean }> {
+  async #decideAndCompare(vm: NormalizedVm, options: IfChangedOptions): Promise<{ d: Decided; drift: VmDrift; tableBroken: boolean; exact?: ExactPolicy }> {
     for (let attempt = 1; ; attempt++) {
       const optimistic = attempt < CONFLICT_ATTEMPTS
       const d = await this.#decide(vm, options, optimistic)
+      // Issue 15: bound for the exact table: compared there (the exact table's base chains are verify()'s).
+      await this.#keepExact(d)
+      const exact = await this.#exactRoute(d, optimistic)
+      if (exact === 'stale') continue
+      if (exact) return { d, drift: await this.#exactVmDrift(d.compiled, exact), tableBroken: false, exact }
       const r = await this.#driftOrKnown(d, options.checkTable === true, optimistic)
       if (r) return { d, ...r }
     }
