@@ -254,6 +254,41 @@ describe('VmFirewall with the exact table', () => {
     expect(await fw.verify()).toMatchObject({ ok: true, orphans: [], table: [] })
   })
 
+  it('migrates a firewall written without the option in place: one sync, one transaction, filtered throughout', async () => {
+    const TABLE2 = 'fw_exact_migrate'
+    const set = [vmSpec(A, 'accept'), vmSpec(B, 'drop', bRules()), vmSpec(C, 'drop', [wide])]
+    const old = new VmFirewall(w.nft, { table: TABLE2 })
+    const fresh = new VmFirewall(w.nft, { table: TABLE2, exactTable: true })
+    // The first firewall's VMs leave its table first (one table per tap judges a frame once).
+    await fw.sync([])
+    try {
+      await old.sync(set)
+      expect((await old.chainNames()).filter((n) => n.startsWith('vm_'))).toHaveLength(6)
+      await bAllowsWebOnly()
+      // verify first: the new instance learns how the kernel lists these rules (scratch commits of its own),
+      // and sees the VMs that fit still in chains.
+      expect((await fresh.verify(set)).ok).toBe(!stateful)
+      const g0 = await w.nft.generation()
+      const r = await fresh.sync(set)
+      // One commit where VMs fit: their chains leave as their elements arrive; where none fits, verify found
+      // nothing to move and the sync writes nothing.
+      expect((await w.nft.generation()) - g0).toBe(stateful ? 1 : 0)
+      expect(r.results[B.vmId]!.placement).toBe(placement())
+      expect(r.results[C.vmId]!.placement).toBe('chains')
+      const left = (await fresh.chainNames()).filter((n) => n.startsWith('vm_'))
+      expect(left).toHaveLength(stateful ? 2 : 6) // C's two chains stay where its policy needs them
+      expect(tables().split('\n').includes(`table bridge ${exactTableName(TABLE2)}`)).toBe(stateful)
+      await bAllowsWebOnly()
+      expect(await passes(() => w.tcp(A, C.ipv4, 22))).toBe(true)
+      expect(await w.tcp(A, C.ipv4, 9999)).toBe(false)
+      expect(await fresh.verify(set)).toMatchObject({ ok: true, orphans: [], table: [] })
+    } finally {
+      const listed = tables().split('\n')
+      for (const t of [TABLE2, exactTableName(TABLE2)]) if (listed.includes(`table bridge ${t}`)) w.hostNft(['delete', 'table', 'bridge', t])
+      await fw.sync(set)
+    }
+  })
+
   it('exports both tables and restores them in one transaction', async () => {
     const set = [vmSpec(A, 'accept'), vmSpec(B, 'drop', bRules()), vmSpec(C, 'drop', [wide])]
     await fw.sync(set)

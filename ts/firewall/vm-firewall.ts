@@ -90,8 +90,9 @@ export interface VmFirewallOptions {
    *  number of VMs). applyVm and applyVmIfChanged with `attach: true` (or 'keep' of a VM held there) and no
    *  `also`/`create` place it, and move a VM between the tables in one transaction when its policy changes;
    *  verifyVm, removeVm, detachVm, attachVm, hasVm, vmState (`exactTap`), sync, verify, repair, inventory,
-   *  stats, export/restore and watch see both tables. Default false: an existing table is not migrated in
-   *  place. */
+   *  stats, export/restore and watch see both tables. A table written without the option migrates in place:
+   *  after verify(), one sync() moves the VMs that fit in one transaction. Default false (see the README:
+   *  bulk loads cost more than with chains). */
   exactTable?: boolean
 }
 
