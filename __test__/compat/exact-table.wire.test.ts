@@ -5,7 +5,7 @@
 // never created: the same packets, the same answers.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { NftablesService, NftablesErrorCode, generateVMChainName, type FirewallRuleInput } from '../../ts/compat/index.js'
-import { exactTableName } from '../../ts/firewall/exact-table.js'
+import { exactTableName, lookupComment } from '../../ts/firewall/exact-table.js'
 import { buildWorld, passes, type Vm, type World } from '../support/world.js'
 
 const TABLE = 'compat_exact'
@@ -87,6 +87,25 @@ describe('NftablesService with exactTable', () => {
     await expectAHeld()
     expect(await svc.verify()).toMatchObject({ ok: true })
     expect((await svc.firewall.verify()).ok).toBe(true)
+
+    // Someone else deletes the exact table's default lookup, and A's traffic passes unfiltered: verify names it,
+    // and the next applyRulesIfChanged (the facade checks the table) rewrites the shape in its transaction.
+    if (stateful) {
+      const post = () => w.hostNft(['-a', 'list', 'chain', 'bridge', exactTableName(TABLE), 'postrouting'])
+      const handle = new RegExp(`"${lookupComment('in', 'default')}" # handle (\\d+)`).exec(post())![1]!
+      w.hostNft(['delete', 'rule', 'bridge', exactTableName(TABLE), 'postrouting', 'handle', handle])
+      expect(await passes(() => w.tcp(B, A.ipv4, 22))).toBe(true)
+      const v = await svc.verify()
+      expect(v.ok).toBe(false)
+      expect(v.problems).toContainEqual(expect.stringMatching(/^exact table: /))
+      expect(await svc.applyRulesIfChanged(A.vmId, A.tap, [], [web, pingOut], 'drop')).toMatchObject({ changed: true })
+      expect(post()).toContain(lookupComment('in', 'default'))
+      await aAllowsWebOnly()
+      expect(await svc.verify()).toMatchObject({ ok: true })
+      const g = await w.nft.generation()
+      expect(await svc.applyRulesIfChanged(A.vmId, A.tap, [], [web, pingOut], 'drop')).toEqual({ changed: false })
+      expect(await w.nft.generation()).toBe(g)
+    } else expect(exactTableExists()).toBe(false)
 
     // Destroy: gone from both tables, by either name.
     await svc.removeVMChain(A.vmId)

@@ -357,8 +357,9 @@ export class NftablesService {
   }
 
   /**
-   * Health of the table as the facade sees it: the base chains and dispatch rules, and every part of the
-   * old layout still filtering (old VM chains, their jumps, `forward`). `ok` only when nothing is left.
+   * Health of the table as the facade sees it: the base chains and dispatch rules (with `exactTable`, the
+   * exact table's shape too), and every part of the old layout still filtering (old VM chains, their jumps,
+   * `forward`). `ok` only when nothing is left.
    */
   async verify(): Promise<ServiceVerifyResult> {
     return this.#guard('verify', [], async () => {

@@ -126,15 +126,21 @@ export function exactTableBatch(
 /**
  * One VM into the exact table at its tap, in one batch with everything the VM-chain table has of the VM or
  * the tap (its chains and dispatch; another VM's dispatch from the tap: that VM is detached), and the VM's
- * elements under an earlier tap.
+ * elements under an earlier tap. `rewrite`: the table's base chains too (a damaged shape, found by a check).
  */
-export function exactApplyBatch(t: ExactTables, vm: ExactHolding & { chains: { out: string; in: string } }, view: ChainTableView, exact: ExactSnapshot): { commands: NftCommand[]; change: ExactChange } {
+export function exactApplyBatch(
+  t: ExactTables,
+  vm: ExactHolding & { chains: { out: string; in: string } },
+  view: ChainTableView,
+  exact: ExactSnapshot,
+  opts: { rewrite?: boolean } = {},
+): { commands: NftCommand[]; change: ExactChange } {
   const chainSide = chainTableLeaving(t, view, [vm])
-  const x = exactTableBatch(t, exact, [vm], exactTapsOf(exact, vm.vmId))
+  const x = exactTableBatch(t, exact, [vm], exactTapsOf(exact, vm.vmId), opts)
   return { commands: [...chainSide, ...x.commands], change: x.change }
 }
 
 /** `exactApplyBatch` for a compiled VM and its exact policy. */
-export function exactVmBatch(t: ExactTables, c: CompiledVm, policy: ExactPolicy, view: ChainTableView, exact: ExactSnapshot): { commands: NftCommand[]; change: ExactChange } {
-  return exactApplyBatch(t, { ...c, elements: tableElementsOf(c.vmId, policy), shapes: policy.shapes }, view, exact)
+export function exactVmBatch(t: ExactTables, c: CompiledVm, policy: ExactPolicy, view: ChainTableView, exact: ExactSnapshot, opts: { rewrite?: boolean } = {}): { commands: NftCommand[]; change: ExactChange } {
+  return exactApplyBatch(t, { ...c, elements: tableElementsOf(c.vmId, policy), shapes: policy.shapes }, view, exact, opts)
 }

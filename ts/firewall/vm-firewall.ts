@@ -172,7 +172,8 @@ export interface ApplyDecision {
 
 export interface IfChangedOptions extends ApplyOptions {
   /** Also count a missing or changed base chain or dispatch rule as drift (two chain listings more when the
-   *  generation moved); the apply then repairs the table in the same transaction. */
+   *  generation moved); the apply then repairs the table in the same transaction. For a VM of the exact table
+   *  (`exactTable`), that table's shape: base chains, lookups and maps (one listing of it). */
   checkTable?: boolean
 }
 
@@ -367,9 +368,13 @@ export class VmFirewall {
       if (d.skip) return { changed: false, result: d.compiled.result, drift }
       const changed = drift.status !== 'ok' || d.force
       if (exact) {
-        // Issue 15: a VM whose policy fits is compared with, and written to, the exact table.
-        if (changed) await this.#applyExact(d.compiled, exact)
-        else this.#known.set(vm.vmId, { compiled: d.compiled, attached: true, exact })
+        // Issue 15: a VM whose policy fits is compared with, and written to, the exact table (with checkTable,
+        // a damaged shape of that table is rewritten in the same transaction).
+        if (changed) {
+          const epoch = this.#view.epoch
+          await this.#applyExact(d.compiled, exact, tableBroken)
+          if (tableBroken && this.#view.epoch === epoch) this.#exactTableOkEpoch = epoch
+        } else this.#known.set(vm.vmId, { compiled: d.compiled, attached: true, exact })
         return { changed, result: { ...d.compiled.result, placement: 'exact' }, drift }
       }
       if (changed) {
@@ -530,9 +535,9 @@ export class VmFirewall {
 
   /** One transaction putting the VM into the exact table (its chains, and what holds its tap, leave the VM-chain
    *  table in it), grouped with other VMs' writes. */
-  async #applyExact(c: CompiledVm, policy: ExactPolicy): Promise<void> {
+  async #applyExact(c: CompiledVm, policy: ExactPolicy, rewrite = false): Promise<void> {
     this.#forget(c.vmId)
-    await this.#exactSubmit(c.vmId, c.tap, c.chains, (x, view) => exactVmBatch(this.#exactTables(), c, policy, view, x))
+    await this.#exactSubmit(c.vmId, c.tap, c.chains, (x, view) => exactVmBatch(this.#exactTables(), c, policy, view, x, { rewrite }))
     this.#noteTakeover(c.vmId, c.tap)
     this.#known.set(c.vmId, { compiled: c, attached: true, exact: policy })
   }
@@ -1105,13 +1110,35 @@ export class VmFirewall {
     return vmId !== undefined ? this.#sched.vm(vmId, run) : this.#sched.exclusive(run)
   }
 
-  /** Problems of the base chains and their dispatch rules (two chain listings; [] when healthy). */
+  /** Problems of the base chains and their dispatch rules (two chain listings; [] when healthy); with
+   *  `exactTable`, of the exact table's shape too (`exact table: ...`, one more listing when it exists). */
   async tableProblems(): Promise<string[]> {
     const problems: string[] = []
     for (const name of [CHAIN_PREROUTING, CHAIN_POSTROUTING] as const) {
       const listed = await this.#kernel.chain(name)
       problems.push(...baseChainProblems(name, listed?.chain, listed?.rules ?? [], this.#guardLog).problems)
     }
+    return [...problems, ...(await this.#exactTableProblems())]
+  }
+
+  /** Issue 15: what verify() reports of the exact table's shape (base chains, guard chains, a map per lookup),
+   *  judged against the shapes it looks up and those of the exact VMs this instance knows. */
+  async #exactTableProblems(): Promise<string[]> {
+    if (!this.#exact) return []
+    const x = await this.#exact.current()
+    const listed = x.exists ? await this.#exact.kernel.chainsAndRules() : undefined
+    return exactVerify(x, this.#exactExpected([...this.#known.values()]), listed, this.#exactTables()).table
+  }
+
+  /** #exactTableProblems, or none without listing in a view epoch where the shape was found intact (nobody
+   *  else committed since; our own writes keep it so). */
+  async #exactTableChecked(): Promise<string[]> {
+    await this.#view.current()
+    const epoch = this.#view.epoch
+    if (this.#exactTableOkEpoch === epoch) return []
+    const problems = await this.#exactTableProblems()
+    await this.#view.current()
+    if (problems.length === 0 && this.#view.epoch === epoch && !this.#kernel.dryRun) this.#exactTableOkEpoch = epoch
     return problems
   }
 
@@ -1121,6 +1148,8 @@ export class VmFirewall {
   readonly #verified = new Map<string, { epoch: number; key: string; defaultAction: FirewallDefaultAction }>()
   /** The view epoch in which the base chains and dispatch rules were found intact (our writes never break them). */
   #tableOkEpoch = -1
+  /** The same of the exact table's shape (issue 15). */
+  #exactTableOkEpoch = -1
 
   /** Our write of `c` committed and nobody else's since `epoch` (still the view's): its chains are as compiled. */
   #wrote(c: CompiledVm, epoch: number): void {
@@ -1224,11 +1253,19 @@ export class VmFirewall {
     for (let attempt = 1; ; attempt++) {
       const optimistic = attempt < CONFLICT_ATTEMPTS
       const d = await this.#decide(vm, options, optimistic)
-      // Issue 15: bound for the exact table: compared there (the exact table's base chains are verify()'s).
+      // Issue 15: bound for the exact table: compared there (with checkTable, that table's shape too).
       await this.#keepExact(d)
       const exact = await this.#exactRoute(d, optimistic)
       if (exact === 'stale') continue
-      if (exact) return { d, drift: await this.#exactVmDrift(d.compiled, exact), tableBroken: false, exact }
+      if (exact) {
+        const drift = await this.#exactVmDrift(d.compiled, exact)
+        const table = options.checkTable === true ? await this.#exactTableChecked() : []
+        if (table.length > 0) {
+          drift.changed.push(...table.map((p) => `table:${p}`))
+          if (drift.status === 'ok') drift.status = 'changed'
+        }
+        return { d, drift, tableBroken: table.length > 0, exact }
+      }
       const r = await this.#driftOrKnown(d, options.checkTable === true, optimistic)
       if (r) return { d, ...r }
     }
